@@ -1,0 +1,277 @@
+"""Content-addressed stage directories (DESIGN.md "Stages").
+
+A stage's output is a pure function of its config and its inputs' keys, so
+its directory is named by the hash of both: ``<root>/<stage>/<key>/``. It is
+built in ``<root>/<stage>/.work-<key>/`` and renamed into place only when
+complete, with ``manifest.json`` written last, so a directory under its final
+name is always whole. A killed run leaves only the work directory behind:
+resumable stages (train, infer) pick up their checkpoints/shards from it,
+the others start it afresh. An exclusive ``flock`` per key makes two
+processes building the same stage take turns; the second finds the first's
+result and returns it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arcpipe.errors import ArcpipeError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STAGES = ("augment", "train", "infer", "vote", "report")
+
+
+def cache_root(root: str | os.PathLike | None = None) -> Path:
+    """The cache root: explicit argument, else ``$ARCPIPE_CACHE``, else ``./.arcpipe``."""
+    return Path(root if root is not None else os.environ.get("ARCPIPE_CACHE", ".arcpipe"))
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_key(obj: Any, length: int = 16) -> str:
+    """Short sha256 of an object's canonical JSON form."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def stage_key(stage: str, config: dict, inputs: dict[str, str]) -> str:
+    return content_key({"stage": stage, "format": FORMAT_VERSION, "config": config, "inputs": inputs})
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded in every manifest (imports are cheap: all are already loaded by callers)."""
+    import numpy
+    import polars
+
+    from arcpipe import __version__
+
+    out = {"arcpipe": __version__, "python": platform.python_version(), "numpy": numpy.__version__, "polars": polars.__version__}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return out
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is renamed onto ``path``.
+
+    For writers that want a filename (``torch.save``, ``np.save``,
+    ``DataFrame.write_parquet``) rather than bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A finished stage directory and its manifest."""
+
+    name: str
+    key: str
+    path: Path
+    manifest: dict
+    cached: bool = False
+
+    @property
+    def config(self) -> dict:
+        return self.manifest.get("config", {})
+
+    @property
+    def inputs(self) -> dict:
+        return self.manifest.get("inputs", {})
+
+
+def read_manifest(path: str | os.PathLike, stage: str | None = None) -> dict:
+    """Load and check a stage directory's manifest, with a one-line error if it is not one."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise ArcpipeError(f"{path}: no such stage directory")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ArcpipeError(f"{path}: not an arcpipe stage directory (no {MANIFEST})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArcpipeError(f"{mpath}: corrupt manifest ({e})") from None
+    if not isinstance(manifest, dict) or "stage" not in manifest:
+        raise ArcpipeError(f"{mpath}: not an arcpipe manifest (missing 'stage')")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ArcpipeError(
+            f"{path}: written by an incompatible arcpipe (format {manifest.get('format')!r}, this version reads {FORMAT_VERSION}); rebuild it"
+        )
+    if stage is not None and manifest["stage"] != stage:
+        raise ArcpipeError(f"{path}: is a '{manifest['stage']}' stage, expected a '{stage}' stage")
+    return manifest
+
+
+def load_stage(path: str | os.PathLike, stage: str | None = None) -> Stage:
+    path = Path(path)
+    m = read_manifest(path, stage)
+    return Stage(m["stage"], m["key"], path, m)
+
+
+def find(stage: str, key: str, root: str | os.PathLike | None = None) -> Stage | None:
+    path = cache_root(root) / stage / key
+    if (path / MANIFEST).is_file():
+        return load_stage(path, stage)
+    return None
+
+
+def newest(
+    stage: str, root: str | os.PathLike | None = None, where: Callable[[Stage], bool] | None = None
+) -> Stage | None:
+    """The most recently finished ``stage`` output under ``root`` (optionally filtered)."""
+    base = cache_root(root) / stage
+    if not base.is_dir():
+        return None
+    found: list[tuple[float, Stage]] = []
+    for p in base.iterdir():
+        if p.name.startswith(".") or not (p / MANIFEST).is_file():
+            continue
+        try:
+            s = load_stage(p, stage)
+        except ArcpipeError:
+            continue
+        if where is None or where(s):
+            found.append(((p / MANIFEST).stat().st_mtime, s))
+    return max(found, key=lambda t: (t[0], t[1].key))[1] if found else None
+
+
+def require_newest(stage: str, root: str | os.PathLike | None = None, hint: str = "") -> Stage:
+    s = newest(stage, root)
+    if s is None:
+        raise ArcpipeError(
+            f"no '{stage}' output in cache {cache_root(root)}{'; ' + hint if hint else ''}"
+        )
+    return s
+
+
+@contextmanager
+def _key_lock(base: Path, key: str) -> Iterator[None]:
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / f".{key}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def work_dir(stage: str, key: str, root: str | os.PathLike | None = None) -> Path:
+    return cache_root(root) / stage / f".work-{key}"
+
+
+def run_stage(
+    stage: str,
+    config: dict,
+    inputs: dict[str, str],
+    build: Callable[[Path], dict | None],
+    *,
+    root: str | os.PathLike | None = None,
+    force: bool = False,
+    resumable: bool = False,
+    writer: bool = True,
+) -> Stage:
+    """Return the cached stage for (config, inputs), building it first if needed.
+
+    ``build(work)`` writes the stage's files into ``work`` and returns counts
+    for the manifest. Non-resumable stages get an empty work directory;
+    resumable ones (train, infer) get whatever a killed run left there.
+    Under torchrun every rank calls this with the same arguments and
+    ``writer=(rank == 0)``; only the writer locks, finalises and renames, the
+    others just run ``build`` (which synchronises ranks itself).
+    """
+    key = stage_key(stage, config, inputs)
+    base = cache_root(root) / stage
+    final = base / key
+    work = base / f".work-{key}"
+    if not writer:
+        existing = find(stage, key, root)
+        if existing is not None and not force:
+            return Stage(stage, key, final, existing.manifest, cached=True)
+        work.mkdir(parents=True, exist_ok=True)
+        build(work)
+        return Stage(stage, key, final, {}, cached=False)
+    with _key_lock(base, key):
+        existing = find(stage, key, root)
+        if existing is not None and not force:
+            return Stage(stage, key, final, existing.manifest, cached=True)
+        if work.exists() and not resumable:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        counts = build(work) or {}
+        manifest = {
+            "stage": stage,
+            "format": FORMAT_VERSION,
+            "key": key,
+            "config": config,
+            "inputs": inputs,
+            "versions": versions(),
+            "counts": counts,
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(work / MANIFEST, manifest)
+        if final.exists():  # --force: move the old result aside, then drop it
+            trash = base / f".trash-{key}-{os.getpid()}"
+            os.replace(final, trash)
+            os.replace(work, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(work, final)
+        return Stage(stage, key, final, manifest, cached=False)

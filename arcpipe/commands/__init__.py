@@ -1,0 +1,1 @@
+"""CLI verbs, one module each; each defines ``command`` and registers nothing itself."""

@@ -1,0 +1,8 @@
+"""`arcpipe report` (being written; see the issue tracker)."""
+
+from arcpipe.errors import ArcpipeError
+
+
+def command() -> None:
+    """Not implemented yet."""
+    raise ArcpipeError("'arcpipe report' is not implemented yet")

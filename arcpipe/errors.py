@@ -1,0 +1,18 @@
+"""The one exception type users see.
+
+Anything arcpipe can diagnose (bad task files, missing stages, unknown
+presets, ...) raises ``ArcpipeError`` with a single line that names the file
+or object and the problem. The CLI prints that line and exits non-zero; a
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class ArcpipeError(Exception):
+    """A user-facing error: one line, naming what and where."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
