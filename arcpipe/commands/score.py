@@ -1,8 +1,26 @@
-"""`arcpipe score` (being written; see the issue tracker)."""
+"""`arcpipe score`: score any ARC Prize submission file against known outputs."""
 
-from arcpipe.errors import ArcpipeError
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 
-def command() -> None:
-    """Not implemented yet."""
-    raise ArcpipeError("'arcpipe score' is not implemented yet")
+def command(
+    submission: Path = typer.Argument(..., help="ARC Prize submission JSON ({task_id: [{attempt_1, attempt_2}, ...]})."),
+    solutions: str = typer.Option(
+        ..., "--solutions", help="Known outputs: Kaggle *_solutions.json, a tasks JSON / stage dir with tasks.json, a task folder, or arc1:evaluation etc."
+    ),
+) -> None:
+    """Validate a submission and report pass@1 / pass@2 (ARC convention: per test input, averaged per task)."""
+    from rich.console import Console
+
+    from arcpipe.commands.vote import scores_table
+    from arcpipe.vote import score_submission
+
+    sc = score_submission(submission, solutions)
+    console = Console()
+    console.print(scores_table(sc, f"{submission}"))
+    if sc["n_extra"]:
+        console.print(f"{sc['n_extra']} submitted tasks have no known solution (ignored)")

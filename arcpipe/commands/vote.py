@@ -1,8 +1,51 @@
-"""`arcpipe vote` (being written; see the issue tracker)."""
+"""`arcpipe vote`: rank the cached predictions' answers, score them, write an ARC Prize submission."""
 
-from arcpipe.errors import ArcpipeError
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
 
 
-def command() -> None:
-    """Not implemented yet."""
-    raise ArcpipeError("'arcpipe vote' is not implemented yet")
+def command(
+    predictions: Optional[str] = typer.Argument(None, help="Infer stage (directory or cache key) (default: newest in cache)."),
+    n_aug: Optional[int] = typer.Option(None, "--n-aug", help="Variants voted per task (identity + seeded random subset) (default: all cached)."),
+    top: int = typer.Option(2, "--top", help="Answers kept per test input (attempts)."),
+    rule: str = typer.Option("hrm", "--rule", help="Voting rule: count | hrm | q-mean | q-max | logprob."),
+    step: Optional[int] = typer.Option(None, "--step", help="ACT step whose predictions vote (default: the last recorded)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the variant subset."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
+) -> None:
+    """Vote the cached predictions (no re-inference) and score them against known outputs."""
+    import json
+
+    from rich.console import Console
+
+    from arcpipe.vote import resolve_infer, vote
+
+    console = Console()
+    src = resolve_infer(predictions)
+    if predictions is None:
+        console.print(f"voting the newest predictions: {src.path}", soft_wrap=True)
+    stage = vote(src, n_aug=n_aug, top=top, rule=rule, step=step, seed=seed, force=force)
+    sc = json.loads((stage.path / "scores.json").read_text())
+    console.print(scores_table(sc, f"{rule}, n_aug={n_aug or 'all'}, top={top}"))
+    console.print(f"vote stage: {stage.path}{' (cached)' if stage.cached else ''}", soft_wrap=True)
+    console.print(f"submission: {stage.path / 'submission.json'}", soft_wrap=True)
+
+
+def scores_table(sc: dict, title: str):
+    """A rich table of the task-averaged and per-test-input scores in a scores dict."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column(f"tasks ({sc['n_tasks']})", justify="right")
+    table.add_column(f"test inputs ({sc['n_test_inputs']})", justify="right")
+    names = sorted(k for k in sc if k.startswith("pass@")) + (["oracle"] if "oracle" in sc else [])
+    for k in names:
+        by = sc["by_test_input"]
+        table.add_row(k, f"{100 * sc[k]:.2f}%", f"{100 * by[k]:.2f}% ({by[k + '_solved']})")
+    if sc.get("n_unknown"):
+        table.caption = f"{sc['n_unknown']} test inputs without a known output (not scored)"
+    return table
