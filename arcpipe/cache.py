@@ -54,19 +54,17 @@ def stage_key(stage: str, config: dict, inputs: dict[str, str]) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Library versions recorded in every manifest (imports are cheap: all are already loaded by callers)."""
-    import numpy
-    import polars
+    """Library versions recorded in every manifest."""
+    from importlib import metadata
 
     from arcpipe import __version__
 
-    out = {"arcpipe": __version__, "python": platform.python_version(), "numpy": numpy.__version__, "polars": polars.__version__}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    out = {"arcpipe": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "polars", "torch"):  # metadata, not import: importing torch costs seconds
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            pass
     return out
 
 
