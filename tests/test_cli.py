@@ -1,0 +1,47 @@
+"""The CLI as a user meets it: every verb documents itself, errors are one line unless --debug."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from arcpipe.cli import app
+
+VERBS = ["augment", "train", "infer", "vote", "score", "report", "run"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb):
+    result = CliRunner().invoke(app, [verb, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and verb in result.output
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "arcpipe.cli", "--cache", str(cwd / "cache"), *args],
+        capture_output=True, text=True, cwd=cwd, timeout=120,
+    )
+
+
+def test_error_is_one_line_with_exit_2_and_traceback_only_with_debug(tmp_path):
+    plain = _cli("vote", str(tmp_path / "missing"), cwd=tmp_path)
+    assert plain.returncode == 2
+    lines = plain.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing" in lines[0]
+    assert "Traceback" not in plain.stderr
+    debug = _cli("--debug", "vote", str(tmp_path / "missing"), cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert not (tmp_path / "cache" / "vote").exists() or not any(
+        (p / "manifest.json").exists() for p in (tmp_path / "cache" / "vote").iterdir()
+    )
+
+
+def test_bare_commands_say_what_is_missing(tmp_path):
+    for verb, stage in (("train", "augment"), ("infer", "train"), ("vote", "infer")):
+        r = _cli(verb, cwd=tmp_path)
+        assert r.returncode == 2, (verb, r.stderr)
+        assert stage in r.stderr and "Traceback" not in r.stderr, (verb, r.stderr)
