@@ -1,0 +1,1140 @@
+"""The train stage: fit an HRM to an augment stage's training rows.
+
+Output (a cached stage, DESIGN.md "Stages"; keyed by the resolved model and
+training config plus the augment stage's key):
+
+- ``model.pt`` — final weights (``hrm.save_checkpoint``), including the
+  puzzle-ID embedding table;
+- ``config.json`` — ``{"preset", "model": HRMConfig dict, "train":
+  TrainConfig dict, "dataset": {augment key, path, canvas, row counts},
+  "steps"}``, everything ``load_trained`` needs;
+- ``metrics.parquet`` — one row per optimiser step (losses, accuracies of
+  the sequences that halted at that step, mean ACT steps, lr, tokens/s, wall
+  time) with the periodic evaluation columns filled on evaluation steps;
+- ``training.png`` — loss and accuracy against step.
+
+Why it looks like this:
+
+* **Sampling like the reference.** Every variant is its own puzzle
+  identifier, and the puzzle embedding only learns rows it is shown, so the
+  sampler walks a stream of epochs; each epoch visits every variant (group)
+  in a fresh random order and keeps a variant's examples next to each other.
+  The global batch is a contiguous slice of that stream and each rank takes
+  its own contiguous part of it, so N ranks see exactly the rows one process
+  would. The stream is a pure function of (seed, epoch), which makes the
+  sampler's whole state one integer (the cursor) — trivially resumable.
+* **The ACT carry persists across steps.** ``hrm.HRM.forward`` replaces the
+  sequences that halted with rows of the new batch and keeps thinking about
+  the others, as the reference trains; the carry is therefore part of the
+  resume state.
+* **Gradients are all-reduced by hand** (as the reference does) rather than
+  through DDP: the puzzle embedding is updated by ``hrm.SparseSignSGD``, which
+  gathers its own rows across ranks, so only the dense parameters'
+  gradients go through one flat ``all_reduce``.
+* **Resume is exact.** Every ``checkpoint_every`` steps the full state
+  (weights, both optimisers, step, sampler cursor, metrics so far, ACT carry
+  and the Python/numpy/torch RNG states of every rank) is written atomically
+  into the stage's work directory; rerunning the same command continues
+  from it, and on CPU with ``deterministic=True`` a killed-and-resumed run
+  ends with the same parameters and metrics as an uninterrupted one.
+* **Time budgets.** ``max_minutes`` is part of the config (and so of the
+  cache key) but makes the result depend on the machine's speed: two runs
+  with the same key may stop at different steps. Prefer ``max_steps`` or
+  ``epochs`` when the result should be reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from arcpipe import cache
+from arcpipe.errors import ArcpipeError
+from arcpipe.transforms import VOCAB_SIZE
+
+#: Training hyper-parameters per preset. ``arc`` is the reference release's ARC
+#: recipe (lr 1e-4 flat after warmup, puzzle-embedding lr 1e-2, batch 768);
+#: ``tiny`` is tuned so a handful of small tasks is memorised on 2 CPU cores
+#: in minutes (the README's demo).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "arc": dict(
+        global_batch_size=768,
+        lr=1e-4,
+        lr_min_ratio=1.0,
+        warmup_steps=2000,
+        beta1=0.9,
+        beta2=0.95,
+        weight_decay=0.1,
+        puzzle_emb_lr=1e-2,
+        puzzle_emb_weight_decay=0.1,
+        epochs=100000.0,
+        eval_every=10000,
+        eval_size=1024,
+        checkpoint_every=2000,
+    ),
+    "tiny": dict(
+        global_batch_size=32,
+        lr=3e-3,
+        lr_min_ratio=0.1,
+        warmup_steps=20,
+        beta1=0.9,
+        beta2=0.95,
+        weight_decay=0.1,
+        puzzle_emb_lr=3e-2,
+        puzzle_emb_weight_decay=0.1,
+        max_steps=1000,
+        eval_every=100,
+        eval_size=128,
+        checkpoint_every=100,
+    ),
+}
+
+
+
+def _model_presets() -> list[str]:
+    """Model presets ``hrm`` defines (arc, tiny and the ablation cores' trm[-tiny], transformer[-tiny])."""
+    from hrm import config as hrm_config
+
+    return sorted(getattr(hrm_config, "_PRESETS", {"arc": None, "tiny": None}))
+
+
+def _train_defaults(preset: str) -> dict[str, Any]:
+    """Training hyper-parameters for a model preset: the CPU ones for ``tiny``/``*-tiny``, else the paper's."""
+    return dict(TRAIN_PRESETS["tiny" if preset == "tiny" or preset.endswith("-tiny") else "arc"])
+
+
+#: Columns of ``metrics.parquet`` (eval columns are null on non-evaluation steps).
+METRIC_COLUMNS = (
+    "step", "epoch", "lm_loss", "q_halt_loss", "q_continue_loss", "accuracy", "exact_accuracy",
+    "q_halt_accuracy", "steps", "halted", "lr", "tokens_per_s", "wall_s",
+    "eval_train_accuracy", "eval_train_exact_accuracy", "eval_train_halt_exact_accuracy",
+    "eval_holdout_accuracy", "eval_holdout_exact_accuracy", "eval_holdout_halt_exact_accuracy",
+)  # fmt: skip
+
+#: Plan columns ``materialize`` reads (the string columns stay behind when a batch is gathered).
+_MATERIALIZE_COLUMNS = ("puzzle_id", "dihedral", "perm", "dr", "dc", "in_off", "in_h", "in_w", "out_off", "out_h", "out_w")
+
+RESUME_DIR = "resume"
+LATEST = "latest.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about a training run that is not the model's shape.
+
+    ``max_steps``/``epochs``/``max_minutes`` are budgets; the run stops at
+    the first one reached. The LR schedule (warmup, then cosine down to
+    ``lr_min_ratio``) spans the step budget (``max_steps`` or the steps
+    ``epochs`` amounts to); with only ``max_minutes`` the horizon is unknown,
+    so the LR stays flat after warmup. ``holdout`` removes each task's last
+    demonstration pair (in every variant, so no rotated copy leaks) from the
+    training rows and evaluates exact accuracy on it; the train-sample
+    evaluation always runs on a fixed sample of ``eval_size`` training rows.
+    """
+
+    global_batch_size: int
+    lr: float
+    lr_min_ratio: float
+    warmup_steps: int
+    beta1: float
+    beta2: float
+    weight_decay: float
+    puzzle_emb_lr: float
+    puzzle_emb_weight_decay: float
+    eval_every: int
+    eval_size: int
+    checkpoint_every: int
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    epochs: float | None = None
+    grad_clip: float | None = None
+    holdout: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    compile: bool = False
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_OPTIONAL_NUMBERS = {"max_steps": int, "max_minutes": float, "epochs": float, "grad_clip": float}
+_BUDGETS = ("max_steps", "epochs", "max_minutes")
+
+
+def _coerce(name: str, value: Any, like: Any) -> Any:
+    """Coerce an override (``--set k=v`` arrives as JSON-ish text) to the type of the default."""
+    if value is None or like is None:
+        return value
+    try:
+        if isinstance(like, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(like, int):
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError(value)
+            return int(f)
+        if isinstance(like, float):
+            return float(value)
+        return type(like)(value)
+    except (TypeError, ValueError):
+        raise ArcpipeError(f"train: override {name}={value!r}: expected {type(like).__name__}") from None
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+class GroupSampler:
+    """An endless, seeded stream of training-row indices, grouped by variant.
+
+    ``groups[i]`` is row i's group (its puzzle identifier). Epoch ``e`` is
+    every group exactly once, in the order ``permutation(seed, e)``, each
+    group's rows kept together in plan order. Position ``p`` of the stream is
+    row ``order(p // n)[p % n]``; a batch is ``take(cursor, size)``. Nothing
+    but the cursor changes, so resuming needs only that integer.
+    """
+
+    def __init__(self, groups: np.ndarray, seed: int):
+        groups = np.asarray(groups)
+        if groups.size == 0:
+            raise ArcpipeError("train: the dataset has no training rows")
+        self.seed = int(seed)
+        self.sorted_rows = np.argsort(groups, kind="stable")
+        _, self.starts, self.counts = np.unique(groups[self.sorted_rows], return_index=True, return_counts=True)
+        self.n = int(groups.size)
+        self._cache: dict[int, np.ndarray] = {}
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.counts.size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Row indices of epoch ``epoch`` (vectorised: repeat each group's start, add offsets)."""
+        if epoch not in self._cache:
+            rng = np.random.default_rng([self.seed, 0x5A3, int(epoch)])
+            perm = rng.permutation(self.counts.size)
+            starts, counts = self.starts[perm], self.counts[perm]
+            ends = np.cumsum(counts)
+            within = np.arange(self.n) - np.repeat(ends - counts, counts)
+            self._cache = {epoch: self.sorted_rows[np.repeat(starts, counts) + within]}
+        return self._cache[epoch]
+
+    def take(self, cursor: int, size: int) -> np.ndarray:
+        """Rows at stream positions ``[cursor, cursor + size)`` (may span epochs)."""
+        out = []
+        pos, end = int(cursor), int(cursor) + int(size)
+        while pos < end:
+            epoch, off = divmod(pos, self.n)
+            chunk = self.epoch_order(epoch)[off : off + (end - pos)]
+            out.append(chunk)
+            pos += chunk.size
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    created: bool = False
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+
+def _init_distributed(device_type: str) -> _Dist:
+    """Join the torchrun process group when there is one (gloo on CPU, NCCL on CUDA)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        created = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created)
+
+
+def _barrier(d: _Dist) -> None:
+    if d.on:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _resolve_dataset(dataset: Any, root: Any, say: Callable[[str], None]) -> cache.Stage:
+    """An augment stage from a Stage, a directory, a key in the cache, or (None) the newest one."""
+    if dataset is None:
+        stage = cache.require_newest("augment", root, hint="run `arcpipe augment` first or pass a dataset directory")
+        say(f"train: using the newest augment stage {stage.path}")
+        return stage
+    if isinstance(dataset, cache.Stage):
+        if dataset.name != "augment":
+            raise ArcpipeError(f"{dataset.path}: is a '{dataset.name}' stage, expected an 'augment' stage")
+        return dataset
+    path = Path(dataset)
+    if not path.exists():
+        found = cache.find("augment", str(dataset), root) if "/" not in str(dataset) else None
+        if found is not None:
+            return found
+        raise ArcpipeError(f"{path}: no such dataset directory (expected an augment stage)")
+    return cache.load_stage(path, "augment")
+
+
+@dataclass
+class _Data:
+    """The training view of an augment stage: numpy columns indexed by row."""
+
+    stage: cache.Stage
+    canvas: int
+    grids: np.ndarray
+    columns: dict[str, np.ndarray]  # all training rows (split == "train")
+    train_rows: np.ndarray  # indices into columns used for training
+    holdout_rows: np.ndarray  # indices held out for evaluation (empty unless holdout)
+    num_puzzle_identifiers: int
+    materialize: Callable
+    materialize_torch: Callable | None = None
+
+
+def _load_data(stage: cache.Stage, holdout: bool) -> _Data:
+    import polars as pl
+
+    from arcpipe import augment as aug
+
+    try:
+        plan = aug.Plan.load(stage)
+    except ArcpipeError:
+        raise
+    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError) as e:
+        raise ArcpipeError(f"{stage.path}: unreadable augment stage ({type(e).__name__}: {e}); rebuild it") from None
+    table = plan.table
+    need = {"task_id", "variant", "puzzle_id", "split", "part", "example", "dihedral", "perm", "dr", "dc",
+            "in_off", "in_h", "in_w", "out_off", "out_h", "out_w"}  # fmt: skip
+    missing = need - set(table.columns)
+    if missing:
+        raise ArcpipeError(f"{stage.path}: plan.parquet lacks columns {sorted(missing)} (incompatible arcpipe version); rebuild it")
+    table = table.filter(pl.col("split") == "train")
+    if table.height == 0:
+        raise ArcpipeError(f"{stage.path}: the plan has no training rows")
+    columns: dict[str, np.ndarray] = {}
+    for name in table.columns:
+        col = table[name]
+        if name == "perm":
+            columns[name] = np.asarray(col.to_numpy() if isinstance(col.dtype, pl.Array) else col.to_list(), dtype=np.uint8)
+        else:
+            columns[name] = col.to_numpy()
+    all_rows = np.arange(table.height)
+    hold = np.zeros(table.height, dtype=bool)
+    if holdout:
+        # Each task's last demonstration pair, in every variant, leaves training.
+        # Tasks with a single demonstration keep it (they'd have nothing to learn from).
+        demos = table.with_row_index("_row").filter(pl.col("part") == "train")
+        last = demos.group_by("task_id").agg(pl.col("example").max().alias("_last"), pl.col("example").n_unique().alias("_n"))
+        marked = demos.join(last, on="task_id").filter((pl.col("example") == pl.col("_last")) & (pl.col("_n") > 1))
+        hold[marked["_row"].to_numpy()] = True
+    return _Data(
+        stage=stage,
+        canvas=int(plan.canvas),
+        grids=plan.grids,
+        columns=columns,
+        train_rows=all_rows[~hold],
+        holdout_rows=all_rows[hold],
+        num_puzzle_identifiers=int(plan.num_puzzle_identifiers),
+        materialize=aug.materialize,
+        materialize_torch=getattr(aug, "materialize_torch", None),
+    )
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _resolve_config(
+    preset: str, overrides: dict | None, explicit: dict[str, Any], data_canvas: int, num_ids: int, device: str
+) -> tuple[Any, TrainConfig]:
+    """Merge preset defaults, ``--set`` overrides and explicit arguments into (HRMConfig, TrainConfig).
+
+    Keys of ``overrides`` go to the model if they name an ``HRMConfig`` field
+    and to training otherwise. ``seq_len`` and ``num_puzzle_identifiers``
+    come from the dataset; an explicit override that contradicts it is an
+    error rather than a silent mismatch.
+    """
+    import hrm
+
+    overrides = dict(overrides or {})
+    model_fields = {f.name for f in dataclasses.fields(hrm.HRMConfig)}
+    model_over = {k: v for k, v in overrides.items() if k in model_fields}
+    train_over = {k: v for k, v in overrides.items() if k not in model_fields}
+    unknown = sorted(k for k in train_over if k not in _TRAIN_FIELDS)
+    if unknown:
+        raise ArcpipeError(
+            f"train: unknown setting(s) {', '.join(unknown)} (model: {', '.join(sorted(model_fields))}; "
+            f"train: {', '.join(_TRAIN_FIELDS)})"
+        )
+    base_model = hrm.HRMConfig.preset(preset)
+    for k, v in list(model_over.items()):
+        model_over[k] = _coerce(k, v, getattr(base_model, k))
+    seq_len = data_canvas * data_canvas
+    if "seq_len" in model_over and model_over["seq_len"] != seq_len:
+        raise ArcpipeError(
+            f"train: seq_len={model_over['seq_len']} does not fit the dataset's {data_canvas}x{data_canvas} canvas "
+            f"(needs seq_len={seq_len}); drop the override"
+        )
+    if "num_puzzle_identifiers" in model_over and model_over["num_puzzle_identifiers"] < num_ids:
+        raise ArcpipeError(
+            f"train: num_puzzle_identifiers={model_over['num_puzzle_identifiers']} is smaller than the dataset's {num_ids}"
+        )
+    model_over.setdefault("num_puzzle_identifiers", num_ids)
+    model_over["seq_len"] = seq_len
+    model_over.setdefault("vocab_size", VOCAB_SIZE)
+    try:
+        model_cfg = hrm.HRMConfig.preset(preset, **model_over)
+    except (TypeError, ValueError) as e:
+        raise ArcpipeError(f"train: bad model settings for preset {preset!r}: {e}") from None
+
+    defaults = _train_defaults(preset)
+    values: dict[str, Any] = dict(defaults)
+    given = {**train_over, **{k: v for k, v in explicit.items() if v is not None}}
+    if any(given.get(k) is not None for k in _BUDGETS):  # any budget given replaces the preset's budgets
+        for k in _BUDGETS:
+            values[k] = None
+    values.update(given)
+    values["device"] = device
+    for k, v in list(values.items()):
+        if k in _OPTIONAL_NUMBERS:
+            values[k] = None if v is None else _coerce(k, v, _OPTIONAL_NUMBERS[k](0))
+        else:
+            values[k] = _coerce(k, v, defaults.get(k, _TRAIN_FIELDS[k].default))
+    tc = TrainConfig(**values)
+    for name in ("global_batch_size", "eval_every", "checkpoint_every"):
+        if getattr(tc, name) < 1:
+            raise ArcpipeError(f"train: {name} must be >= 1 (got {getattr(tc, name)})")
+    for name in ("max_steps", "max_minutes", "epochs"):
+        v = getattr(tc, name)
+        if v is not None and v <= 0:
+            raise ArcpipeError(f"train: {name} must be > 0 (got {v})")
+    return model_cfg, tc
+
+
+def total_steps_for(tc: TrainConfig, n_rows: int) -> int | None:
+    """The step budget: ``max_steps`` and/or ``epochs`` over ``n_rows`` training rows (None if time-only)."""
+    budgets = []
+    if tc.max_steps is not None:
+        budgets.append(int(tc.max_steps))
+    if tc.epochs is not None:
+        budgets.append(max(1, math.ceil(tc.epochs * n_rows / tc.global_batch_size)))
+    return min(budgets) if budgets else None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _determinism(on: bool, device_type: str) -> Iterator[None]:
+    """Deterministic kernels and a fixed thread count for the run; restores the previous settings."""
+    import torch
+
+    if not on:
+        yield
+        return
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    if device_type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    # numpy's key array travels as a tensor: resume files load with weights_only=True (no pickled objects)
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class _Trainer:
+    """One rank's training loop. All ranks run the same steps; rank 0 writes."""
+
+    def __init__(self, data: _Data, model_cfg: Any, tc: TrainConfig, d: _Dist, work: Path,
+                 resume: bool, progress: bool, callback: Callable[[int, dict], None] | None):  # fmt: skip
+        import torch
+
+        import hrm
+
+        self.data, self.model_cfg, self.tc, self.d, self.work = data, model_cfg, tc, d, work
+        self.progress, self.callback = progress, callback
+        if tc.global_batch_size % d.world:
+            raise ArcpipeError(
+                f"train: global batch size {tc.global_batch_size} is not divisible by the {d.world} ranks; "
+                "change --batch-size or --nproc-per-node"
+            )
+        self.local_bs = tc.global_batch_size // d.world
+        if tc.device == "cuda":
+            torch.cuda.set_device(d.local_rank)
+            self.device = torch.device("cuda", d.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        self._grids_dev = None
+        self.sampler = GroupSampler(data.columns["puzzle_id"][data.train_rows], tc.seed)
+        self.total_steps = total_steps_for(tc, int(data.train_rows.size))
+
+        # Same init on every rank (then broadcast, as the reference does, in case a kernel differs).
+        random.seed(tc.seed)
+        np.random.seed(tc.seed % 2**32)
+        torch.manual_seed(tc.seed)
+        with self.device:
+            self.model = hrm.HRM(model_cfg, compile=tc.compile)
+        self.model.to(self.device)
+        if d.on:
+            import torch.distributed as dist
+
+            with torch.no_grad():
+                for t in self.model.state_dict().values():
+                    dist.broadcast(t, src=0)
+        # Per-rank stream for the model's own randomness (ACT halting exploration).
+        torch.manual_seed(tc.seed + d.rank)
+
+        emb = getattr(self.model, "puzzle_emb", None)
+        emb_params = {id(p) for p in emb.parameters()} if emb is not None else set()
+        self.dense = [p for p in self.model.parameters() if p.requires_grad and id(p) not in emb_params]
+        self.opt = hrm.AdamAtan2(self.dense, lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
+        self.sparse_opt = (
+            hrm.SparseSignSGD(emb, lr=tc.puzzle_emb_lr, weight_decay=tc.puzzle_emb_weight_decay)
+            if emb is not None and model_cfg.puzzle_emb_ndim > 0
+            else None
+        )
+
+        # TRM-style weight averaging when the model config asks for it (ema_decay > 0): evaluation
+        # and the final model.pt use the averaged weights, training updates the live ones.
+        ema_decay = float(getattr(model_cfg, "ema_decay", 0.0) or 0.0)
+        self.ema = hrm.EMA(self.model, decay=ema_decay) if ema_decay > 0 else None
+
+        self.step = 0
+        self.cursor = 0
+        self.carry = None
+        self.rows: list[dict[str, Any]] = []
+        self.wall_offset = 0.0  # training seconds spent before the last resume
+
+        rng = np.random.default_rng([tc.seed, 0xE7A1])
+        n_eval = min(tc.eval_size, int(data.train_rows.size))
+        self.eval_train = np.sort(rng.choice(data.train_rows, size=n_eval, replace=False))
+        n_hold = min(tc.eval_size, int(data.holdout_rows.size))
+        self.eval_holdout = np.sort(rng.choice(data.holdout_rows, size=n_hold, replace=False)) if n_hold else data.holdout_rows
+
+        self.resume_dir = work / RESUME_DIR
+        if resume:
+            self._load_resume()
+        elif d.rank == 0 and self.resume_dir.exists():
+            shutil.rmtree(self.resume_dir)
+        _barrier(d)
+
+    # ----------------------------------------------------------------- batches
+
+    def _batch(self, rows: np.ndarray) -> dict[str, Any]:
+        """Materialise plan rows into a device batch (uint8 on the wire, long on the device; PAD labels → -100)."""
+        import torch
+
+        cols = {k: self.data.columns[k][rows] for k in _MATERIALIZE_COLUMNS}
+        if self.device.type == "cuda" and self.data.materialize_torch is not None:
+            # Encode on the GPU from grids kept there: no per-batch host work beyond the row gather.
+            if self._grids_dev is None:
+                self._grids_dev = torch.as_tensor(np.asarray(self.data.grids), device=self.device)
+            tensors = list(self.data.materialize_torch(cols, self._grids_dev, self.data.canvas, device=self.device))
+        else:
+            arrays = self.data.materialize(cols, self.data.grids, self.data.canvas)
+            tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+            if self.device.type == "cuda":
+                tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in tensors]
+        inp, lab, pid = (t.long() for t in tensors)
+        lab = lab.masked_fill(lab == 0, -100)
+        return {"inputs": inp, "labels": lab, "puzzle_identifiers": pid}
+
+    def _local_rows(self, cursor: int) -> np.ndarray:
+        glob = self.sampler.take(cursor, self.tc.global_batch_size)
+        return self.data.train_rows[glob[self.d.rank * self.local_bs : (self.d.rank + 1) * self.local_bs]]
+
+    # ----------------------------------------------------------------- steps
+
+    def lr_scale(self, step: int) -> float:
+        """The schedule's factor for ``step`` (1-based), via hrm.lr_at on a base LR of 1."""
+        import hrm
+
+        tc = self.tc
+        if self.total_steps is None:  # time budget only: warmup, then flat
+            return float(hrm.lr_at(step, 1.0, tc.warmup_steps, max(step, tc.warmup_steps, 1), 1.0))
+        return float(hrm.lr_at(step, 1.0, tc.warmup_steps, self.total_steps, tc.lr_min_ratio))
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on the next global batch; returns the step's reduced metrics."""
+        import torch
+
+        import hrm
+
+        tc, d = self.tc, self.d
+        batch = self._batch(self._local_rows(self.cursor))
+        self.cursor += tc.global_batch_size
+        if self.carry is None:
+            with self.device:
+                self.carry = self.model.initial_carry(batch)
+        self.model.train()
+        self.carry, outputs = self.model(self.carry, batch)
+        loss, metrics = hrm.act_loss(self.carry, outputs)
+        (loss / tc.global_batch_size).backward()
+        if d.on:
+            self._all_reduce_grads()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.dense, tc.grad_clip)
+        scale = self.lr_scale(self.step + 1)
+        for group in self.opt.param_groups:
+            group["lr"] = tc.lr * scale
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.sparse_opt is not None:
+            for group in self.sparse_opt.param_groups:
+                group["lr"] = tc.puzzle_emb_lr * scale
+            self.sparse_opt.step()
+            self.sparse_opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        out = self._reduce_metrics(metrics)
+        out["lr"] = tc.lr * scale
+        return out
+
+    def _all_reduce_grads(self) -> None:
+        """Sum dense gradients over ranks with one flat collective (the loss is already / global batch)."""
+        import torch
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.dense]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        off = 0
+        for p in self.dense:
+            n = p.numel()
+            p.grad = flat[off : off + n].view_as(p)
+            off += n
+
+    def _reduce_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """All-reduce the summed metrics; losses are per global-batch sequence, the rest per halted sequence."""
+        import torch
+
+        keys = sorted(metrics)
+        vec = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float64, device=self.device).detach().reshape(()) for k in keys])
+        if self.d.on:
+            import torch.distributed as dist
+
+            dist.all_reduce(vec)
+        vals = dict(zip(keys, vec.cpu().tolist()))
+        count = vals.pop("count", float(self.tc.global_batch_size))
+        out: dict[str, float] = {"halted": count}
+        for k, v in vals.items():
+            if k.endswith("loss"):
+                out[k] = v / self.tc.global_batch_size
+            else:
+                out[k] = v / count if count > 0 else float("nan")
+        return out
+
+    # ----------------------------------------------------------------- evaluation
+
+    def evaluate(self, rows: np.ndarray) -> dict[str, float]:
+        """Accuracy of a full rollout on ``rows``, sharded over ranks.
+
+        ``accuracy``/``exact_accuracy`` read the last ACT step (the reference's
+        evaluation: every sequence runs ``halt_max_steps`` steps);
+        ``halt_exact_accuracy`` reads the step the Q head would have halted at
+        (first step with q_halt > q_continue, else the last), which is what the
+        model answers when it is allowed to stop early. The two differ while
+        later steps are still under-trained.
+        """
+        import torch
+
+        if rows.size == 0:
+            return {}
+        self.model.eval()
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # right tokens, tokens, exact, exact at halt
+        chunks = [rows[i : i + self.local_bs] for i in range(0, rows.size, self.local_bs)]
+        with torch.no_grad():
+            for chunk in chunks[self.d.rank :: self.d.world]:
+                batch = self._batch(chunk)
+                out = self.model.rollout(batch)
+                labels = batch["labels"]
+                mask = labels != -100
+                n_valid = mask.sum(-1)
+                right = (out["preds"] == labels) & mask  # (S, B, L)
+                exact = right.sum(-1) == n_valid  # (S, B)
+                halts = out["q_halt"] > out["q_continue"]
+                halts[-1] = True
+                at = halts.to(torch.int8).argmax(0)  # first halting step per sequence
+                sums[0] += right[-1].sum()
+                sums[1] += mask.sum()
+                sums[2] += exact[-1].sum()
+                sums[3] += exact.gather(0, at[None]).sum()
+        self.model.train()
+        if self.d.on:
+            import torch.distributed as dist
+
+            dist.all_reduce(sums)
+        c, t, e, eh = sums.cpu().tolist()
+        return {"accuracy": c / max(t, 1.0), "exact_accuracy": e / rows.size, "halt_exact_accuracy": eh / rows.size}
+
+    def _eval_columns(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with self.final_weights():
+            for name, rows in (("train", self.eval_train), ("holdout", self.eval_holdout)):
+                out.update({f"eval_{name}_{k}": v for k, v in self.evaluate(rows).items()})
+        return out
+
+    def final_state_dict(self) -> dict[str, Any]:
+        """The weights this run publishes: the EMA average when there is one, else the live weights."""
+        return self.ema.averaged_state_dict(self.model) if self.ema is not None else self.model.state_dict()
+
+    @contextmanager
+    def final_weights(self) -> Iterator[None]:
+        """Temporarily load the published (EMA) weights, restoring the live ones afterwards."""
+        import torch
+
+        if self.ema is None:
+            yield
+            return
+        live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        with torch.no_grad():
+            self.model.load_state_dict(self.ema.averaged_state_dict(self.model))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.model.load_state_dict(live)
+
+    # ----------------------------------------------------------------- resume state
+
+    def _save_resume(self) -> None:
+        """Write this step's full state: rank files, then (after a barrier) rank 0 flips ``latest.json``."""
+        import torch
+
+        step_dir = self.resume_dir / f"step-{self.step:09d}"
+        step_dir.mkdir(parents=True, exist_ok=True)
+        carry = None if self.carry is None else {f.name: getattr(self.carry, f.name) for f in dataclasses.fields(self.carry)}
+        mine = {"step": self.step, "rng": _rng_state(), "carry": carry}
+        with cache.atomic_path(step_dir / f"rank{self.d.rank}.pt") as tmp:
+            torch.save(mine, tmp)
+        if self.d.rank == 0:
+            shared = {
+                "step": self.step,
+                "cursor": self.cursor,
+                "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(),
+                "sparse_opt": self.sparse_opt.state_dict() if self.sparse_opt is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rows": self.rows,
+                "wall_s": self.wall_offset + (time.perf_counter() - self.t_start),
+            }
+            with cache.atomic_path(step_dir / "state.pt") as tmp:
+                torch.save(shared, tmp)
+        _barrier(self.d)
+        if self.d.rank == 0:
+            cache.atomic_write_json(self.resume_dir / LATEST, {"step": self.step, "world_size": self.d.world, "dir": step_dir.name})
+            for old in self.resume_dir.glob("step-*"):
+                if old.name != step_dir.name:
+                    shutil.rmtree(old, ignore_errors=True)
+        _barrier(self.d)
+
+    def _load_resume(self) -> None:
+        import torch
+
+        import hrm
+
+        latest = self.resume_dir / LATEST
+        if not latest.is_file():
+            return
+        info = json.loads(latest.read_text())
+        step_dir = self.resume_dir / info["dir"]
+        # weights_only=True even for our own files: a cache dir may be copied from anywhere.
+        shared = torch.load(step_dir / "state.pt", map_location=self.device, weights_only=True)
+        self.model.load_state_dict(shared["model"])
+        self.opt.load_state_dict(shared["opt"])
+        if self.sparse_opt is not None and shared["sparse_opt"] is not None:
+            self.sparse_opt.load_state_dict(shared["sparse_opt"])
+        if self.ema is not None and shared.get("ema") is not None:
+            self.ema.load_state_dict(shared["ema"])
+        self.step, self.cursor = int(shared["step"]), int(shared["cursor"])
+        self.rows = list(shared["rows"])
+        self.wall_offset = float(shared["wall_s"])
+        mine_path = step_dir / f"rank{self.d.rank}.pt"
+        if int(info.get("world_size", 1)) == self.d.world and mine_path.is_file():
+            mine = torch.load(mine_path, map_location=self.device, weights_only=True)
+            _set_rng_state(mine["rng"])
+            self.carry = None if mine["carry"] is None else hrm.Carry(**mine["carry"])
+            self.resumed_exactly = True
+        else:  # a different number of ranks: weights and schedule carry over, the ACT carry restarts
+            self.carry = None
+            self.resumed_exactly = False
+        self.resumed_from = self.step
+
+    # ----------------------------------------------------------------- loop
+
+    def run(self) -> dict[str, Any]:
+        """Train to the budget; a GPU out-of-memory becomes a one-line error naming the knob."""
+        try:
+            return self._run()
+        except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
+            if _is_oom(e):
+                raise ArcpipeError(
+                    f"train: out of memory at global batch {self.tc.global_batch_size} ({self.local_bs} per rank) "
+                    f"on {self.device.type}; lower --batch-size (or the model size, e.g. --set hidden_size=...)"
+                ) from None
+            raise
+
+    def _run(self) -> dict[str, Any]:
+        tc, d = self.tc, self.d
+        self.t_start = time.perf_counter()
+        deadline = tc.max_minutes * 60.0 if tc.max_minutes is not None else None
+        bar = _Progress(self.total_steps, self.step, enabled=self.progress and d.rank == 0)
+        with bar:
+            while self.total_steps is None or self.step < self.total_steps:
+                if deadline is not None and self._out_of_time(deadline):
+                    break
+                t0 = time.perf_counter()
+                m = self.train_step()
+                dt = time.perf_counter() - t0
+                row = {c: None for c in METRIC_COLUMNS}
+                row.update({k: v for k, v in m.items() if k in METRIC_COLUMNS})
+                row["step"] = self.step
+                row["epoch"] = self.cursor / self.sampler.n
+                row["tokens_per_s"] = tc.global_batch_size * self.model_cfg.seq_len / dt
+                row["wall_s"] = self.wall_offset + (time.perf_counter() - self.t_start)
+                final = self.total_steps is not None and self.step >= self.total_steps
+                if self.step % tc.eval_every == 0 or final:
+                    row.update(self._eval_columns())
+                self.rows.append(row)
+                bar.update(self.step, row)
+                if self.step % tc.checkpoint_every == 0 and not final:
+                    self._save_resume()
+                if self.callback is not None and d.rank == 0:
+                    self.callback(self.step, row)
+        if self.rows and self.rows[-1]["eval_train_exact_accuracy"] is None:  # stopped by the clock
+            self.rows[-1].update(self._eval_columns())
+        return {"steps": self.step, "world_size": d.world}
+
+    def _out_of_time(self, deadline: float) -> bool:
+        """Rank 0's clock decides for everyone, so all ranks stop on the same step."""
+        import torch
+
+        elapsed = self.wall_offset + (time.perf_counter() - self.t_start)
+        flag = torch.tensor([1.0 if elapsed >= deadline else 0.0], device=self.device)
+        if self.d.on:
+            import torch.distributed as dist
+
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
+
+class _Progress:
+    """A rich progress bar with live loss/accuracy and ETA; a no-op when disabled (other ranks, tests)."""
+
+    def __init__(self, total: int | None, start: int, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.task = self.p.add_task("train", total=total, completed=start, stats="")
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.p.__exit__(*exc)
+
+    def update(self, step: int, row: dict) -> None:
+        if not self.enabled:
+            return
+        fmt = lambda v: "  -  " if v is None or v != v else f"{v:.3f}"  # noqa: E731
+        stats = f"loss {fmt(row['lm_loss'])} acc {fmt(row['accuracy'])} exact {fmt(row['exact_accuracy'])}"
+        if row.get("eval_train_exact_accuracy") is not None:
+            stats += f" | eval exact {fmt(row['eval_train_exact_accuracy'])}"
+        self.p.update(self.task, completed=step, stats=stats)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def metrics_frame(rows: list[dict[str, Any]]):
+    """The metrics rows as a polars frame with a fixed schema (eval columns null off-evaluation)."""
+    import polars as pl
+
+    schema = {c: (pl.Int64 if c == "step" else pl.Float64) for c in METRIC_COLUMNS}
+    clean = [{c: (None if r.get(c) is None else r[c]) for c in METRIC_COLUMNS} for r in rows]
+    return pl.DataFrame(clean, schema=schema, orient="row") if clean else pl.DataFrame(schema=schema)
+
+
+def plot_metrics(frame, path: Path) -> None:
+    """Loss and accuracy against step (matplotlib Agg; a PNG even for a one-step run)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    step = frame["step"].to_numpy()
+    for col in ("lm_loss", "q_halt_loss", "q_continue_loss"):
+        ax1.plot(step, frame[col].to_numpy(), label=col, lw=1)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss (per sequence)")
+    ax1.set_yscale("log")
+    ax1.legend()
+    for col in ("accuracy", "exact_accuracy"):
+        ax2.plot(step, frame[col].to_numpy(), label=f"train batch {col}", lw=1, alpha=0.6)
+    ev = frame.filter(pl.col("eval_train_exact_accuracy").is_not_null())
+    if ev.height:
+        ax2.plot(ev["step"], ev["eval_train_exact_accuracy"], "o-", label="eval exact, last step (training pairs)")
+        ax2.plot(ev["step"], ev["eval_train_halt_exact_accuracy"], "o--", label="eval exact, Q-halt step (training pairs)")
+        if ev["eval_holdout_exact_accuracy"].is_not_null().any():
+            ax2.plot(ev["step"], ev["eval_holdout_exact_accuracy"], "s-", label="eval exact, last step (held-out pairs)")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    with cache.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def train(
+    dataset: Any = None,
+    *,
+    preset: str = "tiny",
+    overrides: dict[str, Any] | None = None,
+    global_batch_size: int | None = None,
+    lr: float | None = None,
+    puzzle_emb_lr: float | None = None,
+    weight_decay: float | None = None,
+    puzzle_emb_weight_decay: float | None = None,
+    warmup_steps: int | None = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    epochs: float | None = None,
+    eval_every: int | None = None,
+    checkpoint_every: int | None = None,
+    grad_clip: float | None = None,
+    seed: int = 0,
+    deterministic: bool = False,
+    device: str | None = None,
+    root: str | os.PathLike | None = None,
+    force: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+    dry_run: bool = False,
+) -> cache.Stage | dict[str, Any]:
+    """Train an HRM on an augment stage's training rows; return the cached train stage.
+
+    ``dataset``: an augment ``Stage``, its directory, its key, or None for the
+    newest augment stage in the cache. ``None`` for a hyper-parameter means
+    the preset's value; ``overrides`` (``--set k=v``) may set any
+    ``HRMConfig`` or ``TrainConfig`` field. Setting any of ``max_steps``,
+    ``epochs``, ``max_minutes`` replaces the preset's budget. ``device``:
+    ``"cpu"``, ``"cuda"`` or None (CUDA when available). Under ``torchrun``
+    every rank calls this with the same arguments; only rank 0 writes, and
+    non-zero ranks get a Stage whose manifest is empty. ``callback(step,
+    row)`` runs on rank 0 after every step (and may raise to stop the run,
+    leaving the resume state behind). ``dry_run`` returns
+    ``{"model": ..., "train": ..., "parameters": ...}`` without training.
+    """
+    if preset not in _model_presets():
+        raise ArcpipeError(f"train: unknown preset {preset!r} (known: {', '.join(_model_presets())})")
+    import torch
+
+    device_type = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device_type not in ("cpu", "cuda"):
+        raise ArcpipeError(f"train: unknown device {device_type!r} (cpu or cuda)")
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise ArcpipeError("train: device 'cuda' requested but torch sees no CUDA device")
+    d = _init_distributed(device_type)
+    say = _say if d.rank == 0 else (lambda msg: None)
+    try:
+        stage_in = _resolve_dataset(dataset, root, say)
+        explicit = dict(
+            global_batch_size=global_batch_size, lr=lr, puzzle_emb_lr=puzzle_emb_lr, weight_decay=weight_decay,
+            puzzle_emb_weight_decay=puzzle_emb_weight_decay, warmup_steps=warmup_steps, eval_every=eval_every,
+            checkpoint_every=checkpoint_every, grad_clip=grad_clip,
+            # at their defaults these two leave room for --set seed=... / deterministic=true
+            seed=seed or None, deterministic=deterministic or None,
+        )  # fmt: skip
+        canvas = int(stage_in.config.get("canvas", 0))
+        if canvas <= 0:
+            raise ArcpipeError(f"{stage_in.path}: augment manifest has no canvas (incompatible arcpipe version); rebuild it")
+        num_ids = _num_ids(stage_in)
+        explicit.update(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes)
+        model_cfg, tc = _resolve_config(preset, overrides, explicit, canvas, num_ids, device_type)
+        if dry_run:
+            import hrm
+
+            with torch.device("meta"):
+                m = hrm.HRM(model_cfg)
+            dense = m.num_parameters()
+            return {"dataset": str(stage_in.path), "model": model_cfg.to_dict(), "train": tc.to_dict(),
+                    "parameters": {"dense": dense, "puzzle_embedding": m.num_parameters(include_puzzle_emb=True) - dense}}  # fmt: skip
+        config = {"preset": preset, "model": model_cfg.to_dict(), "train": tc.to_dict()}
+
+        def build(work: Path) -> dict:
+            with _determinism(tc.deterministic, device_type):
+                data = _load_data(stage_in, tc.holdout)
+                # --force means "from scratch": a killed run's resume state is not reused either.
+                trainer = _Trainer(data, model_cfg, tc, d, work, resume and not force, progress, callback)
+                if getattr(trainer, "resumed_from", None):
+                    note = "" if trainer.resumed_exactly else " (different number of ranks: ACT carry and RNG restart)"
+                    say(f"train: resuming from step {trainer.resumed_from} in {work}{note}")
+                counts = trainer.run()
+                _barrier(d)
+                if d.rank == 0:
+                    _write_outputs(trainer, work, config, stage_in)
+                    shutil.rmtree(work / RESUME_DIR, ignore_errors=True)
+                    last = trainer.rows[-1] if trainer.rows else {}
+                    counts.update({k: last.get(k) for k in ("eval_train_exact_accuracy", "eval_holdout_exact_accuracy")})
+                    counts["train_rows"] = int(data.train_rows.size)
+                    counts["holdout_rows"] = int(data.holdout_rows.size)
+                _barrier(d)
+                return counts
+
+        _barrier(d)
+        stage = cache.run_stage("train", config, {"augment": stage_in.key}, build,
+                                root=root, force=force, resumable=True, writer=(d.rank == 0))  # fmt: skip
+        _barrier(d)
+        return stage
+    finally:
+        if d.created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _num_ids(stage: cache.Stage) -> int:
+    path = Path(stage.path) / "identifiers.json"
+    try:
+        return len(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArcpipeError(f"{path}: unreadable ({e}); rebuild the augment stage") from None
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_outputs(trainer: _Trainer, work: Path, config: dict, stage_in: cache.Stage) -> None:
+    import hrm
+
+    hrm.save_checkpoint(trainer.final_state_dict(), work / "model.pt")
+    full = dict(config)
+    full["dataset"] = {"augment": stage_in.key, "path": str(stage_in.path), "canvas": trainer.data.canvas,
+                       "train_rows": int(trainer.data.train_rows.size), "holdout_rows": int(trainer.data.holdout_rows.size)}  # fmt: skip
+    full["steps"] = trainer.step
+    cache.atomic_write_json(work / "config.json", full)
+    frame = metrics_frame(trainer.rows)
+    with cache.atomic_path(work / "metrics.parquet") as tmp:
+        frame.write_parquet(tmp)
+    plot_metrics(frame, work / "training.png")
+
+
+def load_trained(stage_or_path: Any, *, device: str | None = None):
+    """(model in eval mode, HRMConfig) from a train stage, its directory, or a ``model.pt`` beside a ``config.json``."""
+    import torch
+
+    import hrm
+
+    if isinstance(stage_or_path, cache.Stage):
+        path = Path(stage_or_path.path)
+    else:
+        path = Path(stage_or_path)
+        if path.is_file():
+            path = path.parent
+        else:
+            cache.load_stage(path, "train")
+    cfg_path = path / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        model_cfg = hrm.HRMConfig.from_dict(cfg["model"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ArcpipeError(f"{cfg_path}: not a train stage config ({type(e).__name__}: {e})") from None
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with dev:
+        model = hrm.HRM(model_cfg)
+    model.load_state_dict(hrm.load_checkpoint(path / "model.pt", model_cfg))
+    model.to(dev).eval()
+    return model, model_cfg

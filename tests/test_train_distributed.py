@@ -1,0 +1,88 @@
+"""`arcpipe train` under torchrun: 2 gloo ranks == 1 process with the same global batch.
+
+Two ranks each take half of every global batch; dense gradients are summed
+across ranks (the loss is already divided by the global batch size) and the
+sparse puzzle-embedding optimiser gathers rows from both, so after a few
+steps the parameters must match a single process up to float rounding.
+ACT exploration is switched off: its coin flips come from each rank's own
+RNG stream and would otherwise legitimately differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from arcpipe.train import train
+
+    dataset, root, kw = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    stage = train(dataset, root=root, progress=False, **kw)
+    if stage.manifest:
+        print("STAGE", stage.path)
+    """
+)
+
+KW = {
+    "overrides": {"hidden_size": 32, "num_heads": 2, "puzzle_emb_ndim": 32, "halt_max_steps": 2,
+                  "halt_exploration_prob": 0.0, "lr": 3e-3, "warmup_steps": 2},
+    "global_batch_size": 8, "max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "deterministic": True,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from arcpipe.augment import augment
+
+    root = tmp_path_factory.mktemp("aug")
+    return augment("arc1:training", extra_train=None, max_side=5, first=3, n_aug=4, canvas=6, n_jobs=1, root=root)
+
+
+def _stage_path(stdout: str) -> Path:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("STAGE ")]
+    assert len(lines) == 1, stdout  # exactly one rank (0) reports the stage
+    return Path(lines[0].split(" ", 1)[1])
+
+
+def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
+    script = tmp_path / "run_train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ARCPIPE_CACHE", None)
+    common = [str(script), str(dataset.path)]
+    one = subprocess.run([sys.executable, *common, str(tmp_path / "one"), json.dumps(KW)],
+                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         *common, str(tmp_path / "two"), json.dumps(KW)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    p1, p2 = _stage_path(one.stdout), _stage_path(two.stdout)
+    assert p1.name == p2.name  # same config => same cache key, whatever the number of ranks
+
+    w1 = torch.load(p1 / "model.pt", weights_only=True)
+    w2 = torch.load(p2 / "model.pt", weights_only=True)
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    # The puzzle embedding (sparse, gathered across ranks) moved identically and really moved.
+    emb = "inner.puzzle_emb.weights"
+    assert w1[emb].abs().sum() > 0
+    m1 = pl.read_parquet(p1 / "metrics.parquet")
+    m2 = pl.read_parquet(p2 / "metrics.parquet")
+    for col in ("lm_loss", "q_halt_loss", "accuracy", "lr", "eval_train_accuracy"):
+        a, b = m1[col].to_numpy(), m2[col].to_numpy()
+        assert ((abs(a - b) <= 1e-4 * (1 + abs(a))) | (a != a) & (b != b)).all(), (col, a, b)
+    assert json.loads((p2 / "manifest.json").read_text())["counts"]["world_size"] == 2
