@@ -254,7 +254,10 @@ def load_model(train: Stage, device: "torch.device") -> Any:
     """The trained HRM in eval mode on ``device``."""
     from arcpipe.train import load_trained
 
-    model, _ = load_trained(train, device=str(device))
+    try:
+        model, _ = load_trained(train, device=str(device))
+    except (ValueError, FileNotFoundError) as e:  # hrm.load_checkpoint: truncated, not weights-only, wrong shapes
+        raise ArcpipeError(str(e)) from None
     return model.eval()
 
 

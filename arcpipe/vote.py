@@ -252,6 +252,14 @@ class Prepared:
 
 
 _PRED_COLUMNS = ("task_id", "example", "variant", "dihedral", "perm", "step", "pred_off", "pred_h", "pred_w", "q_halt", "logprob_sum")
+# Type families each required column must have: a hand-edited table with e.g. string offsets or
+# float transform ids would otherwise fail deep inside numpy with a traceback, or be silently truncated.
+_PREDICTION_KINDS: dict[str, Callable[[Any], bool]] = {
+    "task_id": lambda t: t == pl.String,
+    **{c: lambda t: t.is_integer() for c in ("example", "variant", "dihedral", "step", "pred_off", "pred_h", "pred_w")},
+    "perm": lambda t: isinstance(t, (pl.Array, pl.List)) and t.inner.is_integer(),
+    **{c: lambda t: t.is_float() for c in ("q_halt", "logprob_sum")},
+}
 
 
 def _augment_stage_of(stage: cache.Stage) -> cache.Stage:
@@ -308,11 +316,22 @@ def prepare(infer_stage_or_path: cache.Stage | str | os.PathLike) -> Prepared:
     for p in (ppath, npath):
         if not p.is_file():
             raise ArcpipeError(f"{stage.path}: missing {p.name}")
-    df = pl.read_parquet(ppath)
+    try:
+        df = pl.read_parquet(ppath)
+    except (pl.exceptions.PolarsError, OSError) as e:  # truncated / not parquet: one line, not a traceback
+        raise ArcpipeError(f"{ppath}: not a readable parquet file ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'unreadable'})") from None
     missing = [c for c in _PRED_COLUMNS if c not in df.columns]
     if missing:
         raise ArcpipeError(f"{ppath}: missing columns {', '.join(missing)}")
-    preds = np.load(npath, mmap_mode="r")
+    bad = {c: str(df.schema[c]) for c, want in _PREDICTION_KINDS.items() if not want(df.schema[c])}
+    if bad:
+        raise ArcpipeError(f"{ppath}: wrong column types ({', '.join(f'{c}: {t}' for c, t in bad.items())})")
+    try:  # never allow_pickle: an object array is refused, not unpickled
+        preds = np.load(npath, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as e:
+        raise ArcpipeError(f"{npath}: not a readable uint8 .npy array ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    if preds.dtype != np.uint8 or preds.ndim != 1:
+        raise ArcpipeError(f"{npath}: expected a flat uint8 array, got {preds.dtype} with shape {preds.shape}")
     aug = _augment_stage_of(stage)
     tasks_path = aug.path / "tasks.json"
     if not tasks_path.is_file():
@@ -514,7 +533,7 @@ def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", ste
     out = ordered.filter(pl.Series(sel)).drop(keys.columns).with_columns(pl.Series("rank", r[sel].astype(np.int16)))
     ti = out["tex"].to_numpy()
     return out.select(
-        pl.Series("task_id", tests["task_id"].to_numpy()[ti]), pl.Series("example", tests["example"].to_numpy()[ti]), "tex", "rank", "answer",
+        pl.Series("task_id", tests["task_id"].to_numpy()[ti], dtype=pl.String), pl.Series("example", tests["example"].to_numpy()[ti]), "tex", "rank", "answer",
         "count", "q_mean", "q_max", "logprob", "first_variant",
         pl.when(pl.col("known")).then(pl.col("correct")).otherwise(None).alias("correct"),
         pl.Series("oracle", oracle[ti]), pl.Series("n_answers", n_answers[ti]), pl.Series("n_votes", n_votes[ti]), "pred_row",

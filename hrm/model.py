@@ -4,6 +4,9 @@ Module/parameter names follow the reference release (``inner.H_level.layers.0.se
 so its checkpoints load after stripping wrapper prefixes (see :mod:`hrm.checkpoint`).
 
 Read top to bottom:
+  * :class:`CoreBase` -- what every core shares (embeddings, heads, initial states); the
+    ablation cores in :mod:`hrm.trm` and :mod:`hrm.transformer` subclass it and
+    :func:`build_inner` picks one by ``config.core``.
   * :class:`HRMInner` -- one ACT step: embed, ``H_cycles x L_cycles`` recurrent updates of the
     low-level state z_L (input = z_H + input embedding) and the high-level state z_H
     (input = z_L); everything except the last L and last H update runs without autograd (the
@@ -42,11 +45,20 @@ class Carry:
     loss_type: str = "stablemax"
 
 
-class HRMInner(nn.Module):
-    """One ACT step of HRM (the reference's ``HierarchicalReasoningModel_ACTV1_Inner``)."""
+class CoreBase(nn.Module):
+    """What every core shares: token + puzzle embeddings, positions, LM and Q heads, and the
+    learned initial states. A core subclasses this, builds its blocks in ``__init__`` between
+    :meth:`_build_io` and :meth:`_build_init_states` (that order keeps HRM's RNG draws, and so
+    its parity with the reference, unchanged), and implements ``forward(z_H, z_L, batch)``.
 
-    def __init__(self, config: HRMConfig) -> None:
-        super().__init__()
+    ``act_continue``: whether ``q_continue`` is a trained head with a bootstrapped target (HRM),
+    or absent (TRM), in which case the core must return ``q_continue_logits = 0`` so every
+    "halt when q_halt > q_continue" rule (training, infer, vote) means ``sigmoid(q_halt) > 0.5``.
+    """
+
+    act_continue: bool = True
+
+    def _build_io(self, config: HRMConfig) -> None:
         c = self.config = config
         self.embed_scale = math.sqrt(c.hidden_size)
         # Embedding init std 1/sqrt(hidden) times the sqrt(hidden) scale => unit-variance input.
@@ -61,16 +73,21 @@ class HRMInner(nn.Module):
             self.rotary_emb = RotaryEmbedding(c.hidden_size // c.num_heads, total_len, c.rope_theta)
         else:
             self.embed_pos = CastedEmbedding(total_len, c.hidden_size, init_std=1.0 / self.embed_scale)
-        args = (c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
-        self.H_level = ReasoningModule(c.H_layers, *args)
-        self.L_level = ReasoningModule(c.L_layers, *args)
+
+    def _build_init_states(self, names: Sequence[str] = ("H_init", "L_init")) -> None:
         # Learned-at-init (not trained: buffers) starting states, shared by every position.
-        self.register_buffer("H_init", trunc_normal_(torch.empty(c.hidden_size), std=1.0), persistent=True)
-        self.register_buffer("L_init", trunc_normal_(torch.empty(c.hidden_size), std=1.0), persistent=True)
+        for name in names:
+            self.register_buffer(name, trunc_normal_(torch.empty(self.config.hidden_size), std=1.0), persistent=True)
         # Q head starts near "never halt confidently" (sigmoid(-5) ~ 0.007) so bootstrapping is stable.
         with torch.no_grad():
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(-5.0)
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits over the grid positions, q_halt, q_continue)`` read off the answer state."""
+        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
+        q = self.q_head(z_H[:, 0]).to(torch.float32)
+        return logits, q[..., 0], q[..., 1]
 
     def compute_dtype(self, device: torch.device) -> torch.dtype:
         """bf16 (or fp16) only on CUDA; CPU always runs fp32."""
@@ -102,6 +119,19 @@ class HRMInner(nn.Module):
         dtype = self.compute_dtype(device)
         return (self.H_init.to(device, dtype).expand(shape).clone(), self.L_init.to(device, dtype).expand(shape).clone())
 
+
+class HRMInner(CoreBase):
+    """One ACT step of HRM (the reference's ``HierarchicalReasoningModel_ACTV1_Inner``)."""
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self._build_io(config)
+        c = config
+        args = (c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
+        self.H_level = ReasoningModule(c.H_layers, *args)
+        self.L_level = ReasoningModule(c.L_layers, *args)
+        self._build_init_states()
+
     def forward(self, z_H: torch.Tensor, z_L: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(z_H, z_L, logits, q_halt_logits, q_continue_logits)``; states detached."""
         c = self.config
@@ -120,9 +150,24 @@ class HRMInner(nn.Module):
                     z_H = self.H_level(z_H, z_L, cs)
         z_L = self.L_level(z_L, z_H + x, cs)
         z_H = self.H_level(z_H, z_L, cs)
-        logits = self.lm_head(z_H)[:, self.puzzle_emb_len:]
-        q = self.q_head(z_H[:, 0]).to(torch.float32)
-        return z_H.detach(), z_L.detach(), logits, q[..., 0], q[..., 1]
+        logits, q_halt, q_cont = self.heads(z_H)
+        return z_H.detach(), z_L.detach(), logits, q_halt, q_cont
+
+
+def build_inner(config: HRMConfig) -> CoreBase:
+    """The per-ACT-step network named by ``config.core`` (imports are local: the alternative
+    cores subclass :class:`CoreBase` from this module)."""
+    if config.core == "hrm":
+        return HRMInner(config)
+    if config.core == "trm":
+        from .trm import TRMInner
+
+        return TRMInner(config)
+    if config.core == "transformer":
+        from .transformer import TransformerInner
+
+        return TransformerInner(config)
+    raise ValueError(f"hrm: unknown core {config.core!r}")
 
 
 class HRM(nn.Module):
@@ -134,7 +179,7 @@ class HRM(nn.Module):
     def __init__(self, config: HRMConfig, compile: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.inner = HRMInner(config)
+        self.inner = build_inner(config)
         # Kept outside the module tree so the state-dict keys stay ``inner.*``.
         self.__dict__["_step_fn"] = torch.compile(self.inner, dynamic=False) if compile else self.inner
 
@@ -175,6 +220,8 @@ class HRM(nn.Module):
             halted = last
             # Eval always runs halt_max_steps so every row of a batch finishes together.
             if self.training and c.halt_max_steps > 1:
+                # Cores without a continue head (TRM) return q_cont = 0, so this reads
+                # "sigmoid(q_halt) > 0.5" for them -- the same rule infer/vote apply offline.
                 halted = halted | (q_halt > q_cont)
                 # Exploration: with prob p, force at least U{2..max} steps before halting.
                 explore = torch.rand_like(q_halt) < c.halt_exploration_prob
@@ -182,8 +229,10 @@ class HRM(nn.Module):
                 halted = halted & (steps >= min_steps)
                 # Bootstrapped Q target from the next step's Q values (no replay buffer or
                 # target network; the large batch plays the role of parallel envs, as in PQN).
-                _, _, _, nq_halt, nq_cont = self._step_fn(z_H_new, z_L_new, data)
-                outputs["target_q_continue"] = torch.sigmoid(torch.where(last, nq_halt, torch.maximum(nq_halt, nq_cont)))
+                # Cores without a continue head skip it, so act_loss's q_continue term is 0.
+                if self.inner.act_continue:
+                    _, _, _, nq_halt, nq_cont = self._step_fn(z_H_new, z_L_new, data)
+                    outputs["target_q_continue"] = torch.sigmoid(torch.where(last, nq_halt, torch.maximum(nq_halt, nq_cont)))
 
         new_carry = Carry(z_H_new, z_L_new, steps, halted, data, loss_type=c.loss_type)
         return new_carry, outputs
@@ -234,3 +283,20 @@ class HRM(nn.Module):
         if include_puzzle_emb and self.config.puzzle_emb_ndim > 0:
             n += self.puzzle_emb.weights.numel()
         return n
+
+
+def count_parameters(config: HRMConfig) -> dict[str, int | str]:
+    """Parameter counts of the model ``config`` describes, built on the meta device (shapes
+    only, nothing allocated), for ``arcpipe train --dry-run`` and size-matched ablations.
+
+    ``trainable``: dense parameters (what AdamAtan2 trains); ``puzzle_emb``: the sparse
+    puzzle-identifier table (a buffer trained by SparseSignSGD, grows with the dataset);
+    ``total``: their sum; ``blocks``: the transformer blocks alone (the part that differs
+    between cores at a fixed width).
+    """
+    with torch.device("meta"):
+        model = HRM(config)
+    trainable = model.num_parameters()
+    table = model.num_parameters(include_puzzle_emb=True) - trainable
+    blocks = sum(p.numel() for name, p in model.inner.named_parameters() if ".layers." in name)
+    return {"core": config.core, "trainable": trainable, "blocks": blocks, "puzzle_emb": table, "total": trainable + table}
