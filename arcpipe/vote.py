@@ -770,11 +770,20 @@ def load_solutions(solutions: str | os.PathLike | dict) -> dict[str, list[np.nda
     return {t: outs for t, outs in _truth_from_tasks_json(obj, where).items() if all(o is not None for o in outs)}
 
 
-def score_submission(submission: str | os.PathLike | dict, solutions: str | os.PathLike | dict, ks: Iterable[int] = (1, 2)) -> dict:
+def score_submission(
+    submission: str | os.PathLike | dict,
+    solutions: str | os.PathLike | dict,
+    ks: Iterable[int] = (1, 2),
+    *,
+    only_submitted: bool = False,
+) -> dict:
     """Score an ARC Prize submission against known outputs (attempt_1 = rank 1, attempt_2 = rank 2).
 
     Validates the submission first (one-line errors naming task and test input).
     Tasks in the submission without a known solution are ignored (``n_extra``).
+    A solved task missing from the submission is an error, unless
+    ``only_submitted`` restricts scoring to the submitted tasks (e.g. a run on a
+    subset of ARC-AGI-1 evaluation scored against the whole bundled set).
     """
     ks = _check_ks(ks)
     if max(ks) > 2:
@@ -792,6 +801,10 @@ def score_submission(submission: str | os.PathLike | dict, solutions: str | os.P
     if not isinstance(sub, dict):
         raise ArcpipeError(f"{where}: expected a JSON object {{task_id: [attempts, ...]}}")
     sol = load_solutions(solutions)
+    if only_submitted:
+        sol = {t: v for t, v in sol.items() if t in sub}
+        if not sol:
+            raise ArcpipeError(f"{where}: none of its tasks has a known solution in {solutions}")
     task_idx, solved = [], {f"pass@{k}": [] for k in ks}
     names = sorted(sol)
     for ti, t in enumerate(names):

@@ -106,6 +106,13 @@ def test_score_against_a_bundled_dataset():
     sub.pop(tasks[0].id)
     with pytest.raises(ArcpipeError, match=f"missing task {tasks[0].id}"):
         score_submission(sub, "arc1:evaluation")
+    # a subset run (e.g. the demo's small tasks) scored against the whole set
+    subset = {t: sub[t] for t in list(sub)[:5]}
+    subset[list(subset)[0]] = [{"attempt_1": [[0]], "attempt_2": [[0]]} for _ in subset[list(subset)[0]]]
+    sc = score_submission(subset, "arc1:evaluation", only_submitted=True)
+    assert sc["n_tasks"] == 5 and sc["pass@2"] == pytest.approx(4 / 5)
+    with pytest.raises(ArcpipeError, match="none of its tasks"):
+        score_submission({"not-a-task": []}, "arc1:evaluation", only_submitted=True)
 
 
 def test_cli_vote_bare_and_score(tmp_path, monkeypatch):
