@@ -207,6 +207,47 @@ def require_newest(stage: str, root: str | os.PathLike | None = None, hint: str 
     return s
 
 
+def resolve_stage(
+    arg: Stage | str | os.PathLike | None,
+    stage: str,
+    root: str | os.PathLike | None = None,
+    *,
+    label: str = "",
+    noun: str | None = None,
+    hint: str = "",
+) -> Stage:
+    """A stage named the ways users name one: a ``Stage``, its directory, a file
+    inside it (``.../train/<key>/model.pt``), a cache key or unique key prefix,
+    or ``None`` for the newest in the cache. This is how every stage's input
+    argument is defaulted and checked, so the bare verbs chain as typed.
+
+    ``label`` prefixes errors with the argument's name (``CHECKPOINT``);
+    ``noun`` says what was expected (default ``"<stage> stage directory"``).
+    """
+    if arg is None:
+        return require_newest(stage, root, hint)
+    if isinstance(arg, Stage):
+        if arg.name != stage:
+            raise ArcpipeError(f"{arg.path}: is a '{arg.name}' stage, expected a '{stage}' stage")
+        return arg
+    path = Path(arg)
+    if path.is_file():
+        path = path.parent
+    if path.exists():
+        return load_stage(path, stage)
+    base = cache_root(root) / stage
+    if "/" not in str(arg) and base.is_dir():
+        hits = sorted(p for p in base.glob(f"{arg}*") if not p.name.startswith(".") and (p / MANIFEST).is_file())
+        if len(hits) == 1:
+            return load_stage(hits[0], stage)
+        if len(hits) > 1:
+            raise ArcpipeError(f"{arg}: ambiguous {stage} key prefix ({len(hits)} stages match in {base})")
+    prefix = f"{label} " if label else ""
+    raise ArcpipeError(
+        f"{prefix}{arg}: no such {noun or stage + ' stage directory'}, file in one, or key in cache {cache_root(root)}"
+    )
+
+
 @contextmanager
 def _key_lock(base: Path, key: str) -> Iterator[None]:
     base.mkdir(parents=True, exist_ok=True)

@@ -66,25 +66,6 @@ PREDICTION_SCHEMA: dict[str, Any] = {
 # --------------------------------------------------------------------------- inputs
 
 
-def _stage_arg(arg: Any, stage: str, root: str | os.PathLike | None, what: str) -> Stage:
-    """A stage given as a Stage, a stage directory, a file inside one, or a cache key."""
-    if isinstance(arg, Stage):
-        if arg.name != stage:
-            raise ArcpipeError(f"{arg.path}: is a '{arg.name}' stage, expected a '{stage}' stage for {what}")
-        return arg
-    path = Path(arg)
-    if path.is_file():  # e.g. .../train/<key>/model.pt
-        path = path.parent
-    if path.exists():
-        return cache.load_stage(path, stage)
-    found = cache.find(stage, str(arg), root)
-    if found is None:
-        raise ArcpipeError(
-            f"{what} {arg}: no such {stage} stage directory, file in one, or key in cache {cache.cache_root(root)}"
-        )
-    return found
-
-
 def resolve_inputs(
     checkpoint: Any = None, dataset: Any = None, root: str | os.PathLike | None = None
 ) -> tuple[Stage, Stage]:
@@ -96,10 +77,10 @@ def resolve_inputs(
     train = (
         cache.require_newest("train", root, hint="run `arcpipe train` first or pass CHECKPOINT")
         if checkpoint is None
-        else _stage_arg(checkpoint, "train", root, "CHECKPOINT")
+        else cache.resolve_stage(checkpoint, "train", root, label="CHECKPOINT")
     )
     if dataset is not None:
-        return train, _stage_arg(dataset, "augment", root, "DATASET")
+        return train, cache.resolve_stage(dataset, "augment", root, label="DATASET")
     trained_on = train.inputs.get("augment")
     if trained_on is None:
         raise ArcpipeError(f"{train.path}: train manifest names no 'augment' input; pass DATASET")

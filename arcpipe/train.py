@@ -291,22 +291,14 @@ def _barrier(d: _Dist) -> None:
 
 
 def _resolve_dataset(dataset: Any, root: Any, say: Callable[[str], None]) -> cache.Stage:
-    """An augment stage from a Stage, a directory, a key in the cache, or (None) the newest one."""
+    """The augment stage to train on; for a bare ``train()`` the newest one, said aloud."""
+    stage = cache.resolve_stage(
+        dataset, "augment", root, noun="dataset directory (expected an augment stage)",
+        hint="run `arcpipe augment` first or pass a dataset directory",
+    )
     if dataset is None:
-        stage = cache.require_newest("augment", root, hint="run `arcpipe augment` first or pass a dataset directory")
         say(f"train: using the newest augment stage {stage.path}")
-        return stage
-    if isinstance(dataset, cache.Stage):
-        if dataset.name != "augment":
-            raise ArcpipeError(f"{dataset.path}: is a '{dataset.name}' stage, expected an 'augment' stage")
-        return dataset
-    path = Path(dataset)
-    if not path.exists():
-        found = cache.find("augment", str(dataset), root) if "/" not in str(dataset) else None
-        if found is not None:
-            return found
-        raise ArcpipeError(f"{path}: no such dataset directory (expected an augment stage)")
-    return cache.load_stage(path, "augment")
+    return stage
 
 
 @dataclass

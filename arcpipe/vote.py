@@ -658,20 +658,10 @@ def _json_scores(sc: dict) -> dict:
 
 def resolve_infer(predictions: cache.Stage | str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> cache.Stage:
     """An infer stage from a Stage, a directory, a cache key (or unique key prefix); None = the newest."""
-    if predictions is None:
-        return cache.require_newest("infer", root, "run `arcpipe infer` first or pass a predictions stage path")
-    if isinstance(predictions, cache.Stage):
-        return predictions
-    path = Path(predictions)
-    if path.is_dir():
-        return cache.load_stage(path, "infer")
-    base = cache.cache_root(root) / "infer"
-    hits = sorted(p for p in base.glob(f"{predictions}*") if (p / cache.MANIFEST).is_file()) if base.is_dir() and "/" not in str(predictions) else []
-    if len(hits) == 1:
-        return cache.load_stage(hits[0], "infer")
-    if len(hits) > 1:
-        raise ArcpipeError(f"{predictions}: ambiguous infer key prefix ({len(hits)} stages match in {base})")
-    raise ArcpipeError(f"{predictions}: not an infer stage directory or key in cache {cache.cache_root(root)}")
+    return cache.resolve_stage(
+        predictions, "infer", root, noun="infer stage directory",
+        hint="run `arcpipe infer` first or pass a predictions stage path",
+    )
 
 
 def vote(
