@@ -6,14 +6,19 @@ A pipeline file names the settings of every stage (``[data]``, ``[augment]``,
 plans one augment -> train -> infer -> vote chain, and identical stage nodes
 are merged, so a sweep over ``train_aug`` x ``train.seed`` builds augment once
 per distinct ``train_aug``, and a sweep over vote rules shares one inference.
-One report is written over every inference the sweep produced.
+Several ``[[sweep]]`` tables are one-factor ablations: the run is the union
+of their products, each varied around the sections' values, so the baseline
+they share is planned (and trained) once. One report is written over every
+inference the sweep produced; it gives each setting the runs differ in its
+own section.
 
 Why the pipeline keeps its own small index (``<root>/pipeline/<node>.json``):
 a stage's real cache key is computed inside the stage function from its full
 resolved config (defaults, data fingerprint, upstream keys), so the only way
 to know it *without running* would be to duplicate every stage's config
 logic here. Instead each planned node gets a pipeline key (hash of the
-pipeline settings that reach it plus its parents' pipeline keys) and, once
+pipeline settings that reach it, the stage's defaults for the settings left
+out -- keyword defaults and presets -- and its parents' pipeline keys) and, once
 the node has run, the index maps that pipeline key to the real stage key.
 ``--dry-run`` then reports a node as cached exactly when its index entry
 points at a finished stage directory; anything else "would run". Running is
@@ -88,6 +93,8 @@ SWEEP_ALIASES = {
 #: Order of the stage sections: a sweep over a section affects it and every later one.
 STAGE_OF_SECTION = {"data": "augment", "augment": "augment", "train": "train", "infer": "infer", "vote": "vote"}
 CHAIN = ("augment", "train", "infer", "vote")
+
+_UNSET = object()
 
 #: (section, key) -> keyword argument name of the stage function, where they differ.
 _STAGE_ARGS = {("augment", "jobs"): "n_jobs"}
@@ -178,28 +185,48 @@ def _flatten_sweep(table: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield name, v
 
 
-def validate(raw: dict, path: Path | str) -> tuple[dict[str, dict], dict[tuple[str, str], list]]:
-    """Check a parsed pipeline; return (sections, sweep axes {(section, key): values})."""
+Axes = dict[tuple[str, str], list]
+
+
+def _validate_sweep(body: Any, path: Path | str, where_table: str) -> Axes:
+    """One sweep table -> its axes {(section, key): values}, every value type-checked."""
+    if not isinstance(body, dict):
+        raise ArcpipeError(f"{path}: {where_table} must be a table")
+    axes: Axes = {}
+    for key, values in _flatten_sweep(body):
+        where = _where(path, f"sweep.{key}")
+        section, k = _resolve_sweep_key(key, _where(path, where_table))
+        if not isinstance(values, list) or not values:
+            raise ArcpipeError(f"{where} must be a non-empty list of values to sweep")
+        kind = SCHEMA[section][k]
+        elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT}.get(kind, kind)
+        values = [_check_value(elem_kind, v, f"{where}[{i}]") for i, v in enumerate(values)]
+        if len(set(map(repr, values))) != len(values):
+            raise ArcpipeError(f"{where} lists a value twice: {values}")
+        if (section, k) in axes:
+            raise ArcpipeError(f"{where}: '{section}.{k}' is swept twice")
+        axes[(section, k)] = values
+    return axes
+
+
+def validate(raw: dict, path: Path | str) -> tuple[dict[str, dict], list[Axes]]:
+    """Check a parsed pipeline; return (sections, sweeps).
+
+    ``sweeps`` is a list of sweep tables, each {(section, key): values}: one
+    ``[sweep]`` table gives one, ``[[sweep]]`` array entries give one each
+    (the run is the union of their Cartesian products, each taken around the
+    sections' values -- one-factor-at-a-time ablations share their baseline).
+    An empty list means a single run with the sections' values.
+    """
     known = ", ".join(list(SCHEMA) + ["sweep"])
     sections: dict[str, dict] = {s: {} for s in SCHEMA}
-    sweep: dict[tuple[str, str], list] = {}
+    sweeps: list[Axes] = []
     for name, body in raw.items():
         if name == "sweep":
-            if not isinstance(body, dict):
-                raise ArcpipeError(f"{path}: [sweep] must be a table")
-            for key, values in _flatten_sweep(body):
-                where = _where(path, f"sweep.{key}")
-                section, k = _resolve_sweep_key(key, _where(path, "[sweep]"))
-                if not isinstance(values, list) or not values:
-                    raise ArcpipeError(f"{where} must be a non-empty list of values to sweep")
-                kind = SCHEMA[section][k]
-                elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT}.get(kind, kind)
-                values = [_check_value(elem_kind, v, f"{where}[{i}]") for i, v in enumerate(values)]
-                if len(set(map(repr, values))) != len(values):
-                    raise ArcpipeError(f"{where} lists a value twice: {values}")
-                if (section, k) in sweep:
-                    raise ArcpipeError(f"{where}: '{section}.{k}' is swept twice")
-                sweep[(section, k)] = values
+            if isinstance(body, list):
+                sweeps += [_validate_sweep(t, path, f"[[sweep]] #{i + 1}") for i, t in enumerate(body)]
+            else:
+                sweeps.append(_validate_sweep(body, path, "[sweep]"))
             continue
         if name not in SCHEMA:
             raise ArcpipeError(f"{path}: unknown section [{name}]; known sections: {known}")
@@ -209,18 +236,20 @@ def validate(raw: dict, path: Path | str) -> tuple[dict[str, dict], dict[tuple[s
             if key not in SCHEMA[name]:
                 raise ArcpipeError(f"{path}: unknown key '{key}' in [{name}]; known keys: {', '.join(SCHEMA[name])}")
             sections[name][key] = _check_value(SCHEMA[name][key], value, _where(path, f"{name}.{key}"))
-    # A list of rules in [vote] is a sweep over rules (one vote stage each).
+    # A list of rules in [vote] is a sweep over rules (one vote stage each), crossed with every sweep table.
     rule = sections["vote"].get("rule")
     if isinstance(rule, list):
-        if ("vote", "rule") in sweep:
+        if any(("vote", "rule") in t for t in sweeps):
             raise ArcpipeError(f"{path}: vote.rule is both a list in [vote] and swept in [sweep]; use one")
         if not rule:
             raise ArcpipeError(f"{path}: vote.rule is an empty list")
-        sweep[("vote", "rule")] = list(rule)
+        if not sweeps:
+            sweeps.append({})
+        for t in sweeps:
+            t[("vote", "rule")] = list(rule)
         del sections["vote"]["rule"]
-    for section, key in sweep:  # a swept key's value in its own section is only the unswept default
-        sections[section].pop(key, None)
-    return sections, sweep
+    sweeps = [t for t in sweeps if t]
+    return sections, sweeps
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -241,6 +270,14 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def _sweep_tables(sweep: Any) -> list[dict]:
+    """``[sweep]`` or ``[[sweep]]`` as a list of flat tables (keys as written); malformed input is left to ``validate``."""
+    if sweep is None:
+        return []
+    tables = sweep if isinstance(sweep, list) else [sweep]
+    return [dict(_flatten_sweep(t)) if isinstance(t, dict) else t for t in tables]
+
+
 def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
     """Overlay ``--set`` items onto the parsed TOML (validation happens afterwards, on the whole)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
@@ -249,14 +286,18 @@ def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
         parts = key.split(".")
         section = parts[0]
         if section == "sweep":
+            # replaces the axis in the sweep tables that have it; an axis no table has is
+            # crossed with every table (e.g. --set sweep.seeds=[0,1]: each ablation at two seeds)
             name = ".".join(parts[1:])
-            sw = out.setdefault("sweep", {})
-            # normalise nested [sweep.augment] tables so the override wins over them
-            flat = dict(_flatten_sweep(sw))
             target = _resolve_sweep_key(name, f"--set '{item}'")
-            flat = {k: v for k, v in flat.items() if _resolve_sweep_key(k, "[sweep]") != target}
-            flat[name] = value if isinstance(value, list) else [value]
-            out["sweep"] = flat
+            tables = _sweep_tables(out.get("sweep")) or [{}]
+            has = [any(_resolve_sweep_key(k, "[sweep]") == target for k in t) for t in tables]
+            values = value if isinstance(value, list) else [value]
+            out["sweep"] = [
+                {**{k: v for k, v in t.items() if _resolve_sweep_key(k, "[sweep]") != target}, name: values}
+                if h or not any(has) else t
+                for t, h in zip(tables, has)
+            ]
             continue
         if len(parts) == 3 and parts[:2] == ["train", "model"]:  # --set train.model.hidden_size=64
             model = dict(out.setdefault("train", {}).get("model", {}))
@@ -272,12 +313,12 @@ def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
         out.setdefault(section, {})[parts[1]] = value
         # a --set fixes a value: it replaces any sweep over the same key
         if "sweep" in out:
-            out["sweep"] = {k: v for k, v in _flatten_sweep(out["sweep"])
-                            if SWEEP_ALIASES.get(k, k) != key}
+            out["sweep"] = [{k: v for k, v in t.items() if SWEEP_ALIASES.get(k, k) != key}
+                            for t in _sweep_tables(out["sweep"])]
     return out
 
 
-def load(path: str | os.PathLike, sets: Sequence[str] = ()) -> tuple[dict[str, dict], dict[tuple[str, str], list]]:
+def load(path: str | os.PathLike, sets: Sequence[str] = ()) -> tuple[dict[str, dict], list[Axes]]:
     """Read, override and validate a pipeline file; one-line errors with the file (and line) named."""
     path = Path(path)
     try:
@@ -296,10 +337,21 @@ def load(path: str | os.PathLike, sets: Sequence[str] = ()) -> tuple[dict[str, d
 # --------------------------------------------------------------------------- planning
 
 
-def expand(sweep: dict[tuple[str, str], list]) -> list[dict[tuple[str, str], Any]]:
-    """The sweep's Cartesian product, in file order (the last axis varies fastest)."""
-    axes = list(sweep.items())
-    return [dict(zip([a for a, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
+def expand(sweeps: Axes | Sequence[Axes]) -> list[dict[tuple[str, str], Any]]:
+    """Every sweep table's Cartesian product (file order, last axis fastest), concatenated; a point
+    listed twice (the shared baseline of one-factor ablations) is kept once. No sweep: one empty point."""
+    tables = [sweeps] if isinstance(sweeps, dict) else list(sweeps)
+    points: list[dict] = []
+    seen: set[str] = set()
+    for t in tables or [{}]:
+        axes = list(t.items())
+        for combo in itertools.product(*[v for _, v in axes]):
+            point = dict(zip([a for a, _ in axes], combo))
+            ident = repr(sorted(point.items()))
+            if ident not in seen:
+                seen.add(ident)
+                points.append(point)
+    return points
 
 
 @dataclass(eq=False)
@@ -337,7 +389,7 @@ class Node:
 class Plan:
     path: Path
     sections: dict[str, dict]
-    sweep: dict[tuple[str, str], list]
+    sweeps: list[Axes]
     points: list[dict]
     nodes: list[Node]  # topological order
     report: Node | None
@@ -355,6 +407,23 @@ def _source_fingerprint(source: str | None) -> Any:
             out.append([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
         else:
             out.append(part)
+    return out
+
+
+def _defaults(stage: str) -> dict[str, str]:
+    """What a stage falls back to for settings a pipeline leaves out -- its function's keyword
+    defaults, and for train the training and model presets -- so that a changed default makes
+    ``--dry-run`` say "would run" (running is decided by the stages' own keys regardless)."""
+    import importlib
+
+    mod = importlib.import_module(f"arcpipe.{stage}")
+    params = inspect.signature(getattr(mod, stage)).parameters
+    out = {n: repr(p.default) for n, p in params.items() if p.default is not inspect.Parameter.empty}
+    if stage == "train" and hasattr(mod, "TRAIN_PRESETS"):
+        from hrm import config as hrm_config
+
+        out["presets"] = repr(mod.TRAIN_PRESETS)
+        out["models"] = repr(getattr(hrm_config, "_PRESETS", None))
     return out
 
 
@@ -376,19 +445,29 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
     from arcpipe import __version__
 
     path = Path(path)
-    sections, sweep = load(path, sets)
-    points = expand(sweep)
+    sections, sweeps = load(path, sets)
+    # a point value equal to its section's own value is no change: dropping it lets the shared
+    # baseline of one-factor sweeps collapse to one point (stage nodes are merged regardless)
+    points, seen = [], []
+    for point in expand(sweeps):
+        change = {(s, k): v for (s, k), v in point.items() if sections[s].get(k, _UNSET) != v}
+        if change not in seen:
+            seen.append(change)
+            points.append(point)
     nodes: dict[str, Node] = {}
     order: list[Node] = []
     leaves: list[Node] = []
-    axis_stage = {axis: STAGE_OF_SECTION[axis[0]] for axis in sweep}
+    axis_stage = {axis: STAGE_OF_SECTION[axis[0]] for t in sweeps for axis in t}
+    defaults: dict[str, str] = {}
     for point in points:
         parents: dict[str, Node] = {}
         for i, stage in enumerate(CHAIN):
             settings = _stage_settings(sections, point, stage)
             reach = {f"{s}.{k}": v for (s, k), v in point.items() if CHAIN.index(axis_stage[(s, k)]) <= i}
+            if stage not in defaults:
+                defaults[stage] = cache.content_key(_defaults(stage))
             ident = {"stage": stage, "settings": settings, "parents": {n: p.pkey for n, p in parents.items()},
-                     "arcpipe": __version__}
+                     "arcpipe": __version__, "defaults": defaults[stage]}
             if stage == "augment":
                 ident["data"] = _source_fingerprint(settings.get("data.source"))
             pkey = cache.content_key(ident)
@@ -408,7 +487,7 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
         ident = {"stage": "report", "settings": settings, "parents": [n.pkey for n in vote_nodes], "arcpipe": __version__}
         report = Node("report", cache.content_key(ident), settings, {f"vote{i}": n for i, n in enumerate(vote_nodes)}, {})
         order.append(report)
-    return Plan(path, sections, sweep, points, order, report)
+    return Plan(path, sections, sweeps, points, order, report)
 
 
 # --------------------------------------------------------------------------- index (for --dry-run)

@@ -40,6 +40,11 @@ ARC_PALETTE = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
 METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 GALLERY = 4  # solved and failed test inputs shown each
+#: Settings a report compares runs by: each that differs between the given runs gets its own
+#: section (runs differing only in the training seed are averaged instead).
+FACTORS = ("core", "preset", "train_aug", "puzzle_id")
+FACTOR_TITLES = {"core": "model core", "preset": "preset", "train_aug": "training augmentation count",
+                 "puzzle_id": "puzzle identifier at inference"}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -65,14 +70,48 @@ class Run:
     def train_seed(self) -> int | None:
         return None if self.train is None else _dig(self.train.config, "seed")
 
+    def factor(self, name: str) -> Any:
+        """The value of one of ``FACTORS`` for this run (None when its stage is gone from the cache)."""
+        if name == "train_aug":
+            return self.train_aug
+        if name == "puzzle_id":
+            v = self.infer.config.get("puzzle_id", "true")
+            return {True: "true", False: "blank"}.get(v, v) if isinstance(v, bool) else str(v)
+        if self.train is None:
+            return None
+        if name == "core":
+            return _dig(self.train.config, "core") or "hrm"
+        if name == "preset":
+            return self.train.config.get("preset")
+        raise KeyError(name)
+
     @property
     def label(self) -> str:
         parts = [f"infer {self.infer.key[:8]}"]
-        if self.train_aug is not None:
-            parts.append(f"train_aug={self.train_aug}")
+        for name in FACTORS:
+            v = self.factor(name)
+            if v is not None and (name != "puzzle_id" or v != "true"):
+                parts.append(f"{name}={v}")
         if self.train_seed is not None:
             parts.append(f"seed={self.train_seed}")
         return ", ".join(parts)
+
+    def train_summary(self) -> dict[str, Any]:
+        """Dense parameters, final train exact accuracy and training wall time (for factor tables)."""
+        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None}
+        if self.train is None:
+            return out
+        model = self.train.config.get("model")
+        if isinstance(model, dict):
+            try:
+                import hrm
+
+                out["params"] = int(hrm.count_parameters(hrm.HRMConfig(**model))["trainable"])
+            except (TypeError, ValueError):
+                pass  # a config from another version: the table shows "-"
+        out["train_exact"] = self.train.manifest.get("counts", {}).get("eval_train_exact_accuracy")
+        out["train_s"] = self.train.manifest.get("wall_time_s")
+        return out
 
 
 def _dig(cfg: dict, key: str) -> Any:
@@ -325,8 +364,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     t0 = time.perf_counter()
     rules, seeds, top = config["rules"], config["seeds"], config["top"]
     queries = [_Queries(vote, vote.prepare(r.infer)) for r in runs]
-    # the main run: the one with the most training augmentation (ties: first given)
-    main_i = max(range(len(runs)), key=lambda i: (runs[i].train_aug or 0, -i))
+    main_i = main_run(runs)
     main, q = runs[main_i], queries[main_i]
     info = prepared_info(q.prepared)
     task_ids, max_n, steps = info["task_ids"], info["n_aug"], info["steps"]
@@ -354,29 +392,16 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     by_step = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
     _write_table(by_step, work, "act_steps")
 
-    # 3. pass@2 vs training augmentation count, when the runs differ in it
-    by_train_aug = None
-    taugs = sorted({r.train_aug for r in runs if r.train_aug is not None})
-    if len(taugs) > 1:
-        rows, mats = [], []
-        for rule in rules:
-            for ta in taugs:
-                group = [i for i, r in enumerate(runs) if r.train_aug == ta]
-                vals = []
-                for i in group:
-                    inf = prepared_info(queries[i].prepared)
-                    pt = per_task(queries[i].query(rule, inf["n_aug"], step, 0, top)[1], inf["task_ids"])
-                    vals.append(pt["pass@2"] if inf["task_ids"] == task_ids else None)
-                vals = [v for v in vals if v is not None]
-                if not vals:
-                    continue
-                v = np.mean(vals, axis=0)  # mean over training seeds, per task
-                rows.append({"rule": rule, "train_aug": ta, "runs": len(vals), "pass@2": float(v.mean())})
-                mats.append(v)
-        if rows:
-            lo, hi = bootstrap_ci(np.stack(mats))
-            by_train_aug = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
-            _write_table(by_train_aug, work, "train_aug")
+    # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...)
+    primary = "hrm" if "hrm" in rules else rules[0]
+    factors = {}
+    for f in varying_factors(runs):
+        tables = factor_tables(runs, queries, main_i, f, rules, step, top, task_ids, primary)
+        if tables is not None:
+            factors[f] = tables
+            _write_table(tables[0], work, f"by_{f}")
+            _write_table(tables[1], work, f"by_{f}_steps")
+            _plot_factor(work / f"by_{f}.png", f, tables[0], tables[1], rules, primary)
 
     # 4. per test input: which rule solves it, and its vote margin (all variants)
     per_input = None
@@ -391,18 +416,91 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     _write_table(per_input, work, "per_task")
 
     # 5. plots and gallery
-    primary = "hrm" if "hrm" in rules else rules[0]
     ranked, _ = q.query(primary, max_n, step, 0, top)
     gallery = _gallery(work, ranked, q.prepared, main, per_input, primary)
     _plot_curves(work / "n_aug_curves.png", curves, rules)
     _plot_steps(work / "act_steps.png", by_step, rules)
-    if by_train_aug is not None:
-        _plot_train_aug(work / "train_aug.png", by_train_aug, rules)
 
-    md = _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input, rules, primary, gallery, max_n, points, seeds)
+    md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# --------------------------------------------------------------------------- comparing runs
+
+
+def main_run(runs: Sequence[Run]) -> int:
+    """Index of the run the single-run sections describe: the one holding the most common value of
+    every factor -- the shared baseline of one-factor ablations. Ties: more training augmentation,
+    then the first given (so a plain train_aug x seeds sweep reports its largest train_aug)."""
+    from collections import Counter
+
+    counts = {f: Counter(r.factor(f) for r in runs) for f in FACTORS}
+    return max(range(len(runs)), key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in FACTORS),
+                                                runs[i].train_aug or 0, -i))
+
+
+def _same_partition(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+
+def varying_factors(runs: Sequence[Run]) -> list[str]:
+    """Factors whose value differs between runs; one that only restates another (preset <-> core
+    when each preset has its own core) is left out."""
+    out: list[str] = []
+    for f in FACTORS:
+        vals = [r.factor(f) for r in runs]
+        if len(set(vals)) > 1 and not any(_same_partition(vals, [r.factor(g) for r in runs]) for g in out):
+            out.append(f)
+    return out
+
+
+def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, rules: Sequence[str],
+                  step: int | None, top: int, task_ids: Sequence[str], primary: str) -> tuple[Any, Any] | None:
+    """pass@2 by the values of factor ``f`` over the runs that match the main run in every other
+    varying factor (a one-factor slice; training seeds averaged per task), every rule at all variants;
+    and pass@2 by ACT step for the primary rule. Runs scored on other tasks are left out."""
+    import polars as pl
+
+    others = [g for g in varying_factors(runs) if g != f]
+    main = runs[main_i]
+    idx = [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
+           and prepared_info(queries[i].prepared)["task_ids"] == list(task_ids)]
+    values = list(dict.fromkeys([main.factor(f)] + [runs[i].factor(f) for i in idx]))
+    values = [v for v in values if any(runs[i].factor(f) == v for i in idx)]
+    if all(isinstance(v, int) for v in values):
+        values.sort()
+    if len(values) < 2:
+        return None
+    rows, mats, step_rows, step_mats = [], [], [], []
+    for v in values:
+        group = [i for i in idx if runs[i].factor(f) == v]
+        infos = {i: prepared_info(queries[i].prepared) for i in group}
+        summ = [runs[i].train_summary() for i in group]
+        meta = {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
+                for k in ("params", "train_exact", "train_s")}
+
+        def scored(i: int, rule: str, s: int | None) -> dict[str, np.ndarray]:
+            s = s if s in infos[i]["steps"] else None  # a run recording other steps: its last
+            return per_task(queries[i].query(rule, infos[i]["n_aug"], s, 0, top)[1], task_ids)
+
+        for rule in rules:
+            pts = [scored(i, rule, step) for i in group]
+            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
+            rows.append({f: v, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()),
+                         "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()), **meta})
+            mats.append(p2)
+        for s in sorted({s for i in group for s in infos[i]["steps"]}):
+            pts = [scored(i, primary, s) for i in group if s in infos[i]["steps"]]
+            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
+            step_rows.append({f: v, "step": s, "runs": len(pts), "pass@2": float(p2.mean())})
+            step_mats.append(p2)
+    lo, hi = bootstrap_ci(np.stack(mats))
+    table = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+    lo, hi = bootstrap_ci(np.stack(step_mats))
+    steps = pl.DataFrame(step_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
+    return table, steps
 
 
 # --------------------------------------------------------------------------- vote adapters
@@ -594,26 +692,54 @@ def _plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
     plt.close(fig)
 
 
-def _plot_train_aug(path: Path, d: Any, rules: list[str]) -> None:
+def _plot_factor(path: Path, f: str, table: Any, steps: Any, rules: list[str], primary: str) -> None:
+    """Left: pass@2 by factor value for every rule (lines on a log axis for counts, grouped bars
+    otherwise); right: pass@2 vs ACT step for each value (primary rule). 95% bootstrap CIs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for rule in rules:
-        x = d.filter(d["rule"] == rule).sort("train_aug")
-        ax.errorbar(x["train_aug"].to_numpy(), x["pass@2"].to_numpy(),
-                    yerr=[x["pass@2"].to_numpy() - x["ci_low"].to_numpy(), x["ci_high"].to_numpy() - x["pass@2"].to_numpy()],
-                    marker="o", ms=3, capsize=2, label=rule)
-    ax.set_xscale("log")
-    _plain_ticks(ax, sorted(set(d["train_aug"].to_list())))
-    ax.set_ylim(0, max(0.05, min(1.0, float(d["ci_high"].max() or 0.0) * 1.1)))
-    ax.set_xlabel("training augmentation count (variants per task)")
+    values = list(dict.fromkeys(table[f].to_list()))
+    numeric = all(isinstance(v, int) for v in values)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.0), sharey=True)
+    width = 0.8 / max(1, len(rules))
+    for j, rule in enumerate(rules):
+        d = table.filter(table["rule"] == rule)
+        y = d["pass@2"].to_numpy()
+        err = [y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y]
+        if numeric:
+            ax.errorbar(d[f].to_numpy(), y, yerr=err, marker="o", ms=3, capsize=2, label=rule)
+        else:
+            x = np.arange(len(values)) + (j - (len(rules) - 1) / 2) * width
+            ax.bar(x, y, width, yerr=err, capsize=2, label=rule)
+    o = table.filter(table["rule"] == rules[0])
+    if numeric:
+        ax.plot(o[f].to_numpy(), o["oracle"].to_numpy(), "k--", label="oracle")
+        ax.set_xscale("log")
+        _plain_ticks(ax, values)
+    else:
+        ax.scatter(np.arange(len(values)), o["oracle"].to_numpy(), marker="_", s=900, c="k", zorder=3, label="oracle")
+        ax.set_xticks(np.arange(len(values)))
+        ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlabel(FACTOR_TITLES.get(f, f))
     ax.set_ylabel("pass@2 (fraction of tasks)")
-    ax.set_title("pass@2 vs training augmentation (95% CI)")
-    ax.legend(title="voting rule", fontsize=8)
-    ax.grid(alpha=0.3)
+    ax.set_title(f"pass@2 by {FACTOR_TITLES.get(f, f)} (all variants)")
+    ax.legend(title="voting rule", fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    for v in values:
+        d = steps.filter(steps[f] == v).sort("step")
+        y = d["pass@2"].to_numpy()
+        ax2.errorbar(d["step"].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
+                     marker="o", ms=3, capsize=2, label=str(v))
+    ax2.set_xticks(sorted(set(steps["step"].to_list())))
+    ax2.set_xlabel("ACT step used at inference")
+    ax2.set_title(f"pass@2 vs ACT step (rule {primary})")
+    ax2.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    top = max(float(table["ci_high"].max() or 0.0), float(table["oracle"].max() or 0.0), float(steps["ci_high"].max() or 0.0))
+    ax.set_ylim(0, max(0.05, min(1.0, top * 1.1)))
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    fig.suptitle("95% bootstrap CI over tasks; training seeds averaged", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -629,7 +755,50 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input, rules, primary, gallery,
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    return {"params": lambda x: f"{x / 1e3:.0f}k" if x < 1e6 else f"{x / 1e6:.2f}M",
+            "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min"}[kind](v)
+
+
+def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str) -> list[str]:
+    import polars as pl
+
+    title = FACTOR_TITLES.get(f, f)
+    fixed = [f"{g}={main.factor(g)}" for g in FACTORS if g != f and main.factor(g) is not None
+             and not _same_partition([r.factor(f) for r in runs], [r.factor(g) for r in runs])]
+    parts = [f"## pass@2 by {title}", "",
+             f"Runs that differ from the main run only in `{f}` ({', '.join(fixed) or 'nothing else fixed'}); "
+             f"training seeds averaged per task; every cached variant voted. Rule columns: pass@2 [95% CI]. "
+             f"Train exact = exact accuracy on the training pairs at the end of training.", "",
+             f"![pass@2 by {title}](by_{f}.png)", ""]
+    values = list(dict.fromkeys(table[f].to_list()))
+    rows = []
+    for v in values:
+        d = table.filter(pl.col(f) == v)
+        first = d.row(0, named=True)
+        cells = []
+        for rule in rules:
+            r = d.filter(pl.col("rule") == rule).row(0, named=True)
+            cells.append(f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+        rows.append([v, first["runs"], _fmt(first["params"], "params"), _fmt(first["train_exact"], "train_exact"),
+                     _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"])])
+    parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle"], rows), ""]
+    all_steps = sorted(set(steps["step"].to_list()))
+    rows = []
+    for s in all_steps:
+        row = [s]
+        for v in values:
+            d = steps.filter((pl.col(f) == v) & (pl.col("step") == s))
+            row.append(_pct(d["pass@2"][0]) if d.height else "-")
+        rows.append(row)
+    parts += [f"pass@2 by ACT step used at inference (rule {primary}):", "",
+              _md_table(["step"] + [str(v) for v in values], rows), ""]
+    return parts
+
+
+def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
               max_n, points, seeds) -> str:
     import polars as pl
 
@@ -643,6 +812,9 @@ def _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input
         f"Each n_aug point is the mean over {seeds} seeded subsamples of the cached variants (identity always kept); "
         f"intervals are 95% bootstrap over tasks."
     )
+    if len(runs) > 1:
+        parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
+                      f"({main.label}): the one sharing the most settings with the others."]
     parts += ["", "## Headline (all variants)", ""]
     rows = []
     for rule in rules:
@@ -665,12 +837,8 @@ def _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input
     rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
             for s in info["steps"]]
     parts += [_md_table(["step"] + rules, rows), ""]
-    if by_train_aug is not None:
-        parts += ["## pass@2 vs training augmentation", "", "![pass@2 vs train_aug](train_aug.png)", ""]
-        taugs = sorted(set(by_train_aug["train_aug"].to_list()))
-        rows = [[t] + [_pct(by_train_aug.filter((pl.col("rule") == r) & (pl.col("train_aug") == t))["pass@2"][0]) for r in rules]
-                for t in taugs]
-        parts += [_md_table(["train_aug"] + rules, rows), ""]
+    for f, (table, steps) in factors.items():
+        parts += _factor_markdown(f, table, steps, runs, main, rules, primary)
     parts += ["## Per test input (all variants)", "",
               "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
     header = ["task", "test"] + rules + [f"margin ({primary})"]
@@ -689,6 +857,6 @@ def _markdown(config, runs, main, info, curves, by_step, by_train_aug, per_input
         rows.append([r.label, r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
     parts += [_md_table(["run", "augment", "train", "infer", "vote"], rows), "",
-              "Tables: `n_aug_curves`, `act_steps`, `per_task`" + (", `train_aug`" if by_train_aug is not None else "")
+              "Tables: `n_aug_curves`, `act_steps`, `per_task`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

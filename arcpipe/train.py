@@ -101,7 +101,12 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         checkpoint_every=100,
     ),
 }
-
+#: TRM-tiny at ``tiny``'s lr 3e-3 does not train on the CPU ablation set (13 tasks x 32
+#: variants): its loss stays at ~2.0 from step 100 on, a constant prediction, with or without
+#: the no-grad cycles and with a 200-step warmup. The recursion backpropagates through 3
+#: applications of the shared 2-layer net (6 post-norm layers vs HRM-tiny's 2); at 1e-3 it
+#: learns (loss 2.04 -> 1.68 in 600 steps). Measured 2026-11-23, see reports/ablations/.
+TRAIN_PRESETS["trm-tiny"] = {**TRAIN_PRESETS["tiny"], "lr": 1e-3, "warmup_steps": 100}
 
 
 def _model_presets() -> list[str]:
@@ -112,8 +117,11 @@ def _model_presets() -> list[str]:
 
 
 def _train_defaults(preset: str) -> dict[str, Any]:
-    """Training hyper-parameters for a model preset: the CPU ones for ``tiny``/``*-tiny``, else the paper's."""
-    return dict(TRAIN_PRESETS["tiny" if preset == "tiny" or preset.endswith("-tiny") else "arc"])
+    """Training hyper-parameters for a model preset: its own entry if it has one, else the CPU
+    ones for ``*-tiny`` and the paper's for the rest."""
+    if preset in TRAIN_PRESETS:
+        return dict(TRAIN_PRESETS[preset])
+    return dict(TRAIN_PRESETS["tiny" if preset.endswith("-tiny") else "arc"])
 
 
 #: Columns of ``metrics.parquet`` (eval columns are null on non-evaluation steps).

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import hrm
+from conftest import autograd_graph_size
 from hrm.layers import swiglu_width
 
 CORES = {"hrm": "tiny", "trm": "trm-tiny", "transformer": "transformer-tiny"}
@@ -212,15 +213,7 @@ def test_trm_gradient_flows_only_through_the_last_outer_cycle():
     assert any(not torch.allclose(other[n], want[n], rtol=1e-3, atol=1e-6) for n in want)
 
 
-def _graph_size(t: torch.Tensor) -> int:
-    seen, stack = set(), [t.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        stack.extend(f for f, _ in fn.next_functions)
-    return len(seen)
+_graph_size = autograd_graph_size
 
 
 def test_trm_autograd_graph_does_not_grow_with_outer_cycles():

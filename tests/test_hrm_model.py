@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import hrm
+from conftest import autograd_graph_size
 from hrm.layers import swiglu_width, trunc_normal_
 
 
@@ -101,15 +102,7 @@ def test_puzzle_prefix_is_ceil_of_width_over_hidden():
     assert out["logits"].shape == (3, cfg.seq_len, cfg.vocab_size)
 
 
-def _graph_size(t: torch.Tensor) -> int:
-    seen, stack = set(), [t.grad_fn]
-    while stack:
-        fn = stack.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        stack.extend(nxt for nxt, _ in fn.next_functions)
-    return len(seen)
+_graph_size = autograd_graph_size
 
 
 def test_autograd_graph_does_not_grow_with_cycles():

@@ -182,6 +182,20 @@ def test_dry_run_reports_cached_and_would_run_without_running(fake, tmp_path):
     assert len(fake.calls) == 5  # only the one real run called stage functions
 
 
+def test_dry_run_sees_changed_stage_defaults(fake, tmp_path, monkeypatch):
+    """A setting the pipeline leaves out falls back to the stage's default; when that default
+    changes (here train's presets) the dry run must not claim the old outputs are current."""
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    train_mod = sys.modules["arcpipe.train"]
+    monkeypatch.setattr(train_mod, "TRAIN_PRESETS", {"tiny": {"lr": 3e-3}}, raising=False)
+    pipeline.run(p, root=root)
+    assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] * 5
+    monkeypatch.setattr(train_mod, "TRAIN_PRESETS", {"tiny": {"lr": 1e-3}})
+    dry = pipeline.run(p, root=root, dry_run=True)
+    assert [n.status for n in dry] == ["cached"] + ["would run"] * 4
+
+
 def test_force_recomputes(fake, tmp_path):
     p = base(tmp_path)
     root = tmp_path / "cache"
@@ -234,6 +248,59 @@ def test_set_overrides_sweep(fake, tmp_path):
     # fixing a swept key with a plain --set removes the sweep over it
     pl = pipeline.plan(p, ["augment.train_aug=4"])
     assert len(pl.points) == 1 and pl.sections["augment"]["train_aug"] == 4
+
+
+ONE_AT_A_TIME = """
+[[sweep]]
+preset = ["tiny", "trm-tiny", "transformer-tiny"]
+[[sweep]]
+train_aug = [1, 8]
+[[sweep]]
+puzzle_id = ["true", "blank", "random"]
+"""
+
+
+def test_sweep_tables_are_one_factor_ablations_sharing_the_baseline(fake, tmp_path):
+    # BASE: preset tiny, train_aug 8, puzzle_id unset (= "true")
+    p = base(tmp_path, ONE_AT_A_TIME.replace('"true", ', ""))
+    plan = pipeline.plan(p)
+    # 3 presets + 2 train_aug + 2 puzzle-id modes; the baseline (tiny, train_aug 8) appears in the
+    # first two tables and is one point
+    assert len(plan.points) == 6
+    counts = {s: sum(1 for n in plan.nodes if n.stage == s) for s in ("augment", "train", "infer", "vote")}
+    # augment: train_aug 8 (baseline) and 1; train: baseline, trm, transformer, train_aug=1;
+    # infer: one per train + the blank/random identity modes on the baseline checkpoint
+    assert counts == {"augment": 2, "train": 4, "infer": 6, "vote": 6}
+    r = pipeline.run(p, root=tmp_path / "cache")
+    assert fake.count("augment") == 2 and fake.count("train") == 4 and fake.count("infer") == 6
+    assert sorted(cfg["preset"] for s, cfg in fake.calls if s == "train") == ["tiny", "tiny", "transformer-tiny", "trm-tiny"]
+    modes = sorted(cfg["puzzle_id"] for s, cfg in fake.calls if s == "infer")
+    assert modes == ["blank", "random", "true", "true", "true", "true"]
+    # the blank/random inferences read the baseline checkpoint, not a retrained one
+    base_train = next(n for n in r.by_stage("train") if n.settings.get("preset") == "tiny" and n.parents["augment"].settings["train_aug"] == 8)
+    for node in r.by_stage("infer"):
+        if node.settings.get("puzzle_id") in ("blank", "random"):
+            assert node.parents["train"] is base_train
+
+
+def test_set_sweep_crosses_every_sweep_table(fake, tmp_path):
+    p = base(tmp_path, ONE_AT_A_TIME)
+    assert len(pipeline.plan(p).points) == 7
+    # an added axis is crossed with each table: every ablation run at two seeds
+    crossed = pipeline.plan(p, ["sweep.seeds=[0, 1]"])
+    assert len(crossed.points) == 14 and all(len(t) == 2 for t in crossed.sweeps)
+    # an axis that is swept is replaced where it is swept
+    assert len(pipeline.plan(p, ["sweep.train_aug=[1, 8, 64]"]).points) == 8
+    # fixing a swept key drops that axis; a table left empty is the baseline run
+    fixed = pipeline.plan(p, ["infer.puzzle_id=blank"])
+    assert len(fixed.points) == 4 and fixed.sections["infer"]["puzzle_id"] == "blank"
+
+
+def test_sweep_table_errors(tmp_path):
+    with pytest.raises(ArcpipeError, match=r"p\.toml: \[\[sweep\]\] #2: unknown sweep key 'bogus'"):
+        pipeline.plan(write(tmp_path, "[[sweep]]\ntrain_aug = [1]\n[[sweep]]\nbogus = [2]\n"))
+    with pytest.raises(ArcpipeError, match=r"sweep must be a table|#1 must be a table"):
+        pipeline.validate({"sweep": [3]}, "p.toml")
 
 
 def test_shipped_pipelines_parse():
@@ -331,6 +398,9 @@ def test_cli_run_dry_run_and_errors(fake, tmp_path, monkeypatch):
     assert out.exit_code == 0 and "2 of 5 stages would run" in out.output
     out = runner.invoke(app, ["run", str(p), "--set", "vote.top"])
     assert isinstance(out.exception, ArcpipeError) and "section.key=value" in str(out.exception)
+    # sweep labels are printed literally (their brackets are not taken for rich markup)
+    out = runner.invoke(app, ["run", str(p), "--dry-run", "--set", "sweep.seeds=[0,1]"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "train[train.seed=1]" in out.output, out.output
 
 
 # --------------------------------------------------------------------------- end to end (real stages)

@@ -46,7 +46,21 @@ def make_augment(root: Path, tasks: Path, train_aug: int | None = None):
     return augment(str(tasks), extra_train=None, n_aug=N_AUG, train_aug=train_aug, canvas=8, seed=0, n_jobs=1, root=root)
 
 
-def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 0) -> cache.Stage:
+def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0) -> cache.Stage:
+    """A train stage's manifest as ``arcpipe.train`` writes one (config + counts), without the weights."""
+    import hrm
+
+    model = hrm.HRMConfig.preset(preset).to_dict()
+
+    def build(work: Path) -> dict:
+        return {"eval_train_exact_accuracy": 0.5, "steps": 10}
+
+    return cache.run_stage("train", {"model": model, "preset": preset, "train": {"seed": seed}}, {"augment": aug.key},
+                           build, root=root)
+
+
+def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 0, train: cache.Stage | None = None,
+               puzzle_id: str = "true") -> cache.Stage:
     """An infer stage with predictions.parquet + preds.npy per docs/contracts.md."""
     from arcpipe.augment import Plan
 
@@ -94,7 +108,8 @@ def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 
         np.save(work / "preds.npy", np.concatenate(chunks).astype(np.uint8))
         return {"rows": df.height}
 
-    return cache.run_stage("infer", {"fake": True, "skill": skill, "seed": seed}, {"train": f"fake-{seed}", "augment": aug.key},
+    return cache.run_stage("infer", {"fake": True, "skill": skill, "seed": seed, "puzzle_id": puzzle_id},
+                           {"train": train.key if train is not None else f"fake-{seed}", "augment": aug.key},
                            build, root=root)
 
 
@@ -186,10 +201,48 @@ def test_train_aug_sweep_section(cached, tmp_path):
     aug2 = make_augment(root, tasks, train_aug=4)
     inf2 = make_infer(root, aug2, skill=0.1, seed=1)
     report.report([inf2, inf], name="s", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm", "count"], root=root)
-    t = pl.read_csv(tmp_path / "s" / "train_aug.csv")
-    assert sorted(set(t["train_aug"])) == [4, N_AUG]
-    assert (tmp_path / "s" / "train_aug.png").is_file()
-    assert "pass@2 vs training augmentation" in (tmp_path / "s" / "report.md").read_text()
+    t = pl.read_csv(tmp_path / "s" / "by_train_aug.csv")
+    assert t["train_aug"].to_list() == [4, 4, N_AUG, N_AUG]  # counts sorted ascending, one row per rule
+    assert (tmp_path / "s" / "by_train_aug.png").is_file()
+    md = (tmp_path / "s" / "report.md").read_text()
+    assert "## pass@2 by training augmentation count" in md
+    assert f"main run (infer {inf.key[:8]}, train_aug={N_AUG}" in md  # the largest train_aug is the main run
+
+
+def test_one_factor_ablation_sections(cached, tmp_path):
+    """A core sweep and a puzzle-id sweep sharing a baseline: one section each, each a one-factor
+    slice through the baseline, numbers equal to scoring that run alone."""
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    t_hrm, t_trm, t_tf = (make_train(root, aug, p) for p in ("tiny", "trm-tiny", "transformer-tiny"))
+    base = make_infer(root, aug, skill=0.6, seed=10, train=t_hrm)
+    trm = make_infer(root, aug, skill=0.3, seed=11, train=t_trm)
+    tf = make_infer(root, aug, skill=0.2, seed=12, train=t_tf)
+    blank = make_infer(root, aug, skill=0.05, seed=13, train=t_hrm, puzzle_id="blank")
+    runs = [trm, base, blank, tf]  # baseline not first: it must be found as the shared one
+    resolved = report.resolve_runs(runs, root)
+    assert report.varying_factors(resolved) == ["core", "puzzle_id"]  # preset restates core
+    assert resolved[report.main_run(resolved)].infer.key == base.key
+    report.report(runs, name="abl", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, root=root)
+    out = tmp_path / "abl"
+    cores = pl.read_parquet(out / "by_core.parquet")
+    assert cores["core"].unique(maintain_order=True).to_list() == ["hrm", "trm", "transformer"]  # main's value first
+    assert set(cores["runs"]) == {1}  # the blank-id run is not in the core slice
+    ids = pl.read_parquet(out / "by_puzzle_id.parquet")
+    assert ids["puzzle_id"].unique(maintain_order=True).to_list() == ["true", "blank"]
+    # each number is the run's own vote score (all variants, last step)
+    for st, table, col, val in ((trm, cores, "core", "trm"), (blank, ids, "puzzle_id", "blank")):
+        sc = vote.scores(vote.rank(vote.prepare(st), n_aug=N_AUG, rule="count", top=2), vote.prepare(st), ks=(2,))
+        row = table.filter((pl.col(col) == val) & (pl.col("rule") == "count"))
+        assert row["pass@2"][0] == pytest.approx(sc["per_task"]["pass@2"].mean())
+    # dense parameters are counted from each run's model config: the cores are size-matched
+    assert cores["params"].n_unique() == 1 and cores["params"][0] > 0
+    steps = pl.read_parquet(out / "by_core_steps.parquet")
+    assert sorted(set(steps["step"])) == list(STEPS)
+    md = (out / "report.md").read_text()
+    assert "## pass@2 by model core" in md and "## pass@2 by puzzle identifier at inference" in md
+    assert (out / "by_core.png").is_file() and (out / "by_puzzle_id.png").is_file()
 
 
 def test_bootstrap_ci():

@@ -22,6 +22,7 @@ def command(
 ) -> None:
     """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from arcpipe import pipeline as pl
@@ -33,10 +34,10 @@ def command(
         if dry_run:
             return
         if event == "start":
-            console.print(f"[bold]>> {node.label}[/bold]")
+            console.print(f"[bold]>> {escape(node.label)}[/bold]")
         else:
             state = "cached" if node.cached else "built"
-            console.print(f"   {node.label}: {state} -> {node.path}")
+            console.print(f"   {escape(node.label)}: {state} -> {escape(str(node.path))}")
 
     result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage)
     table = Table(title=f"{pipeline}{' (dry run)' if dry_run else ''}")
@@ -44,7 +45,7 @@ def command(
         table.add_column(col)
     for node in result:
         colour = {"cached": "green", "would run": "yellow", "ran": "cyan"}.get(node.status, "white")
-        table.add_row(node.label, f"[{colour}]{node.status}[/{colour}]", node.key or "-", str(node.path or "-"))
+        table.add_row(escape(node.label), f"[{colour}]{node.status}[/{colour}]", node.key or "-", str(node.path or "-"))
     console.print(table)
     if dry_run:
         n = sum(1 for node in result if node.status == "would run")

@@ -30,7 +30,8 @@ def command(
     dataset: Optional[Path] = typer.Argument(
         None, help="Augment stage directory or key (default: the newest augment output in the cache)."
     ),
-    preset: str = typer.Option("tiny", "--preset", help="Model + training preset: arc (the paper's) or tiny (CPU demo)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model + training preset: arc (the paper's HRM), tiny (CPU demo); ablation cores trm, transformer "
+    "(paper scale) and trm-tiny, transformer-tiny (CPU, same parameter count as tiny)."),
     sets: list[str] = typer.Option(
         [], "--set", help="Override a model or training setting, e.g. --set hidden_size=128 --set holdout=true (repeatable)."
     ),
