@@ -304,7 +304,7 @@ def test_sweep_table_errors(tmp_path):
 
 
 def test_shipped_pipelines_parse():
-    for name in ("demo", "arc1", "arc2", "vote-ablation"):
+    for name in ("demo", "arc1", "arc2", "vote-ablation", "ablations"):
         plan = pipeline.plan(REPO / "pipelines" / f"{name}.toml")
         assert [n.stage for n in plan.nodes][:3] == ["augment", "train", "infer"]
     demo = pipeline.plan(REPO / "pipelines" / "demo.toml")
@@ -316,6 +316,12 @@ def test_shipped_pipelines_parse():
     assert sum(1 for n in ablation.nodes if n.stage == "vote") == 20
     # the ablation reuses the demo's augment/train/infer exactly (same pipeline keys -> cache hits)
     assert [n.pkey for n in ablation.nodes[:3]] == [n.pkey for n in demo.nodes[:3]]
+    # one-factor ablations: 3 cores + 2 more train_aug values share one baseline -> 5 trainings,
+    # and the two extra puzzle-id modes reuse the baseline checkpoint -> 7 inferences
+    abl = pipeline.plan(REPO / "pipelines" / "ablations.toml")
+    counts = {s: sum(1 for n in abl.nodes if n.stage == s) for s in ("augment", "train", "infer", "vote", "report")}
+    assert counts == {"augment": 3, "train": 5, "infer": 7, "vote": 7, "report": 1}
+    assert {n.settings.get("preset") for n in abl.nodes if n.stage == "train"} == {"tiny", "trm-tiny", "transformer-tiny"}
 
 
 # --------------------------------------------------------------------------- errors
