@@ -178,10 +178,21 @@ def find(stage: str, key: str, root: str | os.PathLike | None = None) -> Stage |
     return None
 
 
+def _mark_used(final: Path) -> None:
+    """A cache hit refreshes the manifest's mtime (content untouched), so that "the newest"
+    output is the one the user last produced *or reused*: right after a fully cached
+    ``arcpipe run pipelines/demo.toml``, a bare ``arcpipe vote`` votes the demo's predictions,
+    not those of whatever pipeline happened to be computed last. Read-only caches just skip it."""
+    try:
+        os.utime(final / MANIFEST)
+    except OSError:
+        pass
+
+
 def newest(
     stage: str, root: str | os.PathLike | None = None, where: Callable[[Stage], bool] | None = None
 ) -> Stage | None:
-    """The most recently finished ``stage`` output under ``root`` (optionally filtered)."""
+    """The most recently finished or reused ``stage`` output under ``root`` (optionally filtered)."""
     base = cache_root(root) / stage
     if not base.is_dir():
         return None
@@ -297,6 +308,7 @@ def run_stage(
     with _key_lock(base, key):
         existing = find(stage, key, root)
         if existing is not None and not force:
+            _mark_used(final)
             return Stage(stage, key, final, existing.manifest, cached=True)
         if work.exists() and not resumable:
             shutil.rmtree(work)

@@ -170,6 +170,12 @@ def test_newest_picks_latest(tmp_path):
     assert cache.newest("vote", tmp_path, where=lambda s: s.config["r"] == 1).key == a.key
     with pytest.raises(ArcpipeError, match="no 'train' output"):
         cache.require_newest("train", tmp_path)
+    # reusing a cached output makes it the newest again (a fully cached demo run, then a bare
+    # vote); only the manifest's mtime changes, not its bytes
+    before = (a.path / "manifest.json").read_bytes()
+    again = cache.run_stage("vote", {"r": 1}, {}, _write("1"), root=tmp_path)
+    assert again.cached and cache.newest("vote", tmp_path).key == a.key
+    assert (a.path / "manifest.json").read_bytes() == before
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
