@@ -35,7 +35,7 @@ app = typer.Typer(
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     cache: Optional[Path] = typer.Option(
-        None, "--cache", envvar="ARCPIPE_CACHE", help="Cache root for stage outputs [default: ./.arcpipe]."
+        None, "--cache", envvar="ARCPIPE_CACHE", help="Cache root for stage outputs (default: ./.arcpipe)."
     ),
 ) -> None:
     if debug:

@@ -20,6 +20,21 @@ def test_every_verb_has_help(verb):
     assert "Usage" in result.output and verb in result.output
 
 
+def test_help_texts_survive_rich_rendering():
+    """typer renders help through rich markup, which silently drops anything like ``[default: x]``;
+    every verb's and option's text must render as written."""
+    import typer.main
+    from rich.text import Text
+
+    group = typer.main.get_command(app)
+    texts = [("app", group.help or "")]
+    for name, cmd in group.commands.items():
+        texts.append((name, cmd.help or ""))
+        texts += [(f"{name} {p.name}", getattr(p, "help", None) or "") for p in cmd.params]
+    for where, text in texts:
+        assert Text.from_markup(text).plain == text, f"{where}: help text loses {text!r} in rich markup"
+
+
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "arcpipe.cli", "--cache", str(cwd / "cache"), *args],

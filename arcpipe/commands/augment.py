@@ -14,7 +14,7 @@ def command(
     ),
     extra_train: str = typer.Option("arc1:training", "--extra-train", help="Extra training-only tasks (all their pairs), or 'none'."),
     n_aug: int = typer.Option(1000, "--n-aug", help="Distinct variants per task (variant 0 = identity)."),
-    train_aug: Optional[int] = typer.Option(None, "--train-aug", help="Only variants below this emit training rows [default: n-aug]."),
+    train_aug: Optional[int] = typer.Option(None, "--train-aug", help="Only variants below this emit training rows (default: n-aug)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (per task: seed + task id)."),
     canvas: int = typer.Option(30, "--canvas", help="Board side; every grid must fit."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Drop tasks with a grid side above this."),

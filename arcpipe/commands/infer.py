@@ -9,19 +9,19 @@ import typer
 
 def command(
     checkpoint: Optional[str] = typer.Argument(
-        None, help="Train stage (directory, its model.pt, or cache key) [default: newest in cache]."
+        None, help="Train stage (directory, its model.pt, or cache key) (default: newest in cache)."
     ),
     dataset: Optional[str] = typer.Argument(
-        None, help="Augment stage (directory or cache key) [default: the one CHECKPOINT was trained on]."
+        None, help="Augment stage (directory or cache key) (default: the one CHECKPOINT was trained on)."
     ),
     steps: str = typer.Option("all", "--steps", help="ACT steps to record: 'all' or a list like 1,2,16."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Variants per forward pass [default: 256 GPU, 32 CPU]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Variants per forward pass (default: 256 GPU, 32 CPU)."),
     puzzle_id: str = typer.Option(
         "true", "--puzzle-id", help="Identifiers fed to the model: true | blank (id 0) | random (another task's, seeded)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for --puzzle-id random."),
     max_variants: Optional[int] = typer.Option(None, "--max-variants", help="Only variants < N (quick runs)."),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device [default: cuda:LOCAL_RANK if available, else cpu]."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device (default: cuda:LOCAL_RANK if available, else cpu)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
 ) -> None:
     """Run every test-input variant through a trained checkpoint and cache the predictions."""

@@ -21,14 +21,14 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 def command(
     runs: Optional[List[str]] = typer.Argument(
-        None, help="Infer or vote stages (directories or key prefixes) [default: the newest vote's inference]."
+        None, help="Infer or vote stages (directories or key prefixes) (default: the newest vote's inference)."
     ),
     name: str = typer.Option("latest", "--name", help="Report name: written to OUT_DIR/NAME/."),
     out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="Folder holding reports."),
-    n_aug_points: Optional[str] = typer.Option(None, "--n-aug-points", help="Comma-separated n_aug values [default: 1,2,4,...,max]."),
+    n_aug_points: Optional[str] = typer.Option(None, "--n-aug-points", help="Comma-separated n_aug values (default: 1,2,4,...,max)."),
     seeds: int = typer.Option(20, "--seeds", help="Seeded subsamples averaged per n_aug point."),
-    rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated voting rules [default: all]."),
-    step: Optional[int] = typer.Option(None, "--step", help="ACT step for the n_aug curves [default: the last recorded]."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated voting rules (default: all)."),
+    step: Optional[int] = typer.Option(None, "--step", help="ACT step for the n_aug curves (default: the last recorded)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
 ) -> None:
     """Write pass@1/pass@2/oracle vs n_aug per rule, pass@2 vs ACT step (and vs train_aug), per-task table, gallery."""
