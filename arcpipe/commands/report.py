@@ -31,7 +31,8 @@ def command(
     step: Optional[int] = typer.Option(None, "--step", help="ACT step for the n_aug curves (default: the last recorded)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
 ) -> None:
-    """Write pass@1/pass@2/oracle vs n_aug per rule, pass@2 vs ACT step (and vs train_aug), per-task table, gallery."""
+    """Write pass@1/pass@2/oracle vs n_aug per rule, pass@2 vs ACT step, per-task table, gallery; given several runs,
+    a section per setting they differ in (core, train_aug, puzzle-id mode)."""
     from rich.console import Console
 
     from arcpipe import report
