@@ -45,11 +45,16 @@ def normalise_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write atomically: a temp file in the same directory, fsync, then ``os.replace``, so a
-    crash leaves either the old checkpoint or the new one, never a torn file."""
+    crash leaves either the old checkpoint or the new one, never a torn file. The file gets
+    the permissions a plain ``open()`` would (``mkstemp`` alone makes it 0600, unreadable to
+    the other users of a shared cache)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "wb") as f:
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, f)
             f.flush()

@@ -1,6 +1,7 @@
 """Checkpoint I/O: bit-exact round trip, reference key names, atomic writes, validation."""
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
@@ -23,6 +24,9 @@ def test_round_trip_is_bit_exact(tmp_path):
     cfg, m = _model()
     path = hrm.save_checkpoint(m.state_dict(), tmp_path / "sub" / "model.pt")
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp file left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # what open() gives, not mkstemp's 0600
     sd = hrm.load_checkpoint(path, cfg)
     assert sd.keys() == m.state_dict().keys()
     for k, v in m.state_dict().items():
