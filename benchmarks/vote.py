@@ -66,7 +66,6 @@ def build(root: Path, n_variants: int, seed: int = 0) -> cache.Stage:
             answers[noise, rng.integers(0, h, len(noise)), rng.integers(0, w, len(noise))] += 1 + rng.integers(0, 8, len(noise)).astype(np.uint8)
             answers[noise] %= 10
             coloured = np.take_along_axis(perms[:, None, :], answers.reshape(n_variants, 1, -1).astype(np.int64), axis=2).reshape(n_variants, h, w)
-            out_grids = np.empty(n_variants, dtype=object)
             for t in range(8):  # 8 dihedral groups per test input, not a loop over predictions
                 sel = np.flatnonzero(tids == t)
                 if len(sel):
