@@ -76,13 +76,20 @@ class SparseSignSGD(torch.optim.Optimizer):
         if emb.local_weights is None or emb.local_weights.grad is None:
             return loss  # no training forward since the last step: nothing to do
         grad, ids = _gather_across_ranks(emb.local_weights.grad, emb.local_ids.to(torch.long))
-        rows, inverse = ids.unique(return_inverse=True)
-        summed = torch.zeros(rows.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
-        summed.index_add_(0, inverse, grad)
+        # Combine repeated rows without ``unique`` (whose data-dependent size would make the host
+        # wait for the GPU every step): a stable sort groups equal ids, a running count of group
+        # starts numbers the groups, and every occurrence then writes the same, fully summed
+        # update to its row (duplicate writes of one value are harmless).
+        sorted_ids, order = torch.sort(ids, stable=True)
+        starts = torch.ones_like(sorted_ids, dtype=torch.bool)
+        starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
+        group = torch.cumsum(starts, 0) - 1
+        summed = torch.zeros(ids.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
+        summed.index_add_(0, group, grad[order])
         w = emb.weights
-        for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            w[rows] = w[rows] * (1.0 - lr * wd) - lr * torch.sign(summed).to(w.dtype)
+        for g in self.param_groups:
+            lr, wd = g["lr"], g["weight_decay"]
+            w[sorted_ids] = w[sorted_ids] * (1.0 - lr * wd) - lr * torch.sign(summed[group]).to(w.dtype)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:  # type: ignore[override]

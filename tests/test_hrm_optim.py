@@ -6,6 +6,8 @@ import socket
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -45,6 +47,22 @@ def test_signsgd_touches_only_batch_rows_and_matches_formula():
         want = before[r] * (1 - 0.1 * 0.5) - 0.1 * torch.sign(g)
         torch.testing.assert_close(after[r], want)
     assert emb.local_weights.grad is None  # zero_grad clears the slice
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, NUM_IDS - 1), min_size=1, max_size=24), st.integers(0, 2**16))
+def test_signsgd_any_batch_with_repeats_matches_formula(id_list, seed):
+    """Any batch (rows repeated in any order): each touched row moves by the sign of its summed gradient."""
+    emb = _table()
+    before = emb.weights.clone()
+    ids = torch.tensor(id_list)
+    targets = torch.randn(len(id_list), DIM, generator=torch.Generator().manual_seed(seed))
+    after = _sparse_step(emb, ids, targets)
+    want = before.clone()
+    for r in set(id_list):
+        g = sum(2 * (before[r] - targets[j]) for j in range(len(id_list)) if id_list[j] == r)
+        want[r] = before[r] * (1 - 0.1 * 0.5) - 0.1 * torch.sign(g)
+    torch.testing.assert_close(after, want)
 
 
 def test_no_grad_forward_does_not_steal_the_gradient_slice():
