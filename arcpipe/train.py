@@ -443,6 +443,25 @@ def _resolve_config(
     return model_cfg, tc
 
 
+# The rate a reference GPU reaches, for the dry run's wall-clock hint: an H100's dense bf16
+# datasheet peak at 40% MFU (issue 8's training target; benchmarks/gpu.py measures the real one).
+_HINT_FLOP_PER_S = 0.4 * 989e12
+
+
+def compute_estimate(model_cfg: Any, tc: TrainConfig, stage: cache.Stage) -> dict[str, Any]:
+    """What a run will cost before it starts: optimiser steps (from the augment stage's training
+    rows; with ``holdout`` a few rows fewer), model FLOPs (:mod:`hrm.flops`, matmuls only) and
+    the hours one H100 would take at 40% MFU (None for a time-only budget)."""
+    from hrm.flops import step_flops
+
+    rows = int(stage.manifest.get("counts", {}).get("train_rows", 0))
+    steps = total_steps_for(tc, rows) if rows else None
+    per_step = step_flops(model_cfg, tc.global_batch_size).train
+    total = steps * per_step if steps is not None else None
+    return {"train_rows": rows, "steps": steps, "flops_per_step": per_step, "flops": total,
+            "h100_hours_at_40pct_mfu": total / _HINT_FLOP_PER_S / 3600 if total is not None else None}
+
+
 def total_steps_for(tc: TrainConfig, n_rows: int) -> int | None:
     """The step budget: ``max_steps`` and/or ``epochs`` over ``n_rows`` training rows (None if time-only)."""
     budgets = []
@@ -1050,7 +1069,8 @@ def train(
                 m = hrm.HRM(model_cfg)
             dense = m.num_parameters()
             return {"dataset": str(stage_in.path), "model": model_cfg.to_dict(), "train": tc.to_dict(),
-                    "parameters": {"dense": dense, "puzzle_embedding": m.num_parameters(include_puzzle_emb=True) - dense}}  # fmt: skip
+                    "parameters": {"dense": dense, "puzzle_embedding": m.num_parameters(include_puzzle_emb=True) - dense},
+                    "compute": compute_estimate(model_cfg, tc, stage_in)}  # fmt: skip
         config = {"preset": preset, "model": model_cfg.to_dict(), "train": tc.to_dict()}
 
         def build(work: Path) -> dict:

@@ -325,6 +325,7 @@ def test_cli_dry_run_and_train(dataset, tmp_path):
     r = runner.invoke(app, ["train", str(dataset.path), "--set", "hidden_size=32", "--set", "num_heads=2", "--dry-run"], env=env)
     assert r.exit_code == 0, r.output
     assert "parameters:" in r.output and "puzzle-embedding" in r.output and '"hidden_size": 32' in r.output
+    assert "compute:" in r.output and "steps over" in r.output and "H100 at 40% MFU" in r.output
     assert not (tmp_path / "train").exists()
     args = ["train", str(dataset.path), "--max-steps", "2", "--batch-size", "4", "--eval-every", "1",
             "--set", "hidden_size=32", "--set", "num_heads=2", "--set", "puzzle_emb_ndim=32", "--deterministic"]  # fmt: skip
@@ -343,3 +344,19 @@ def test_cli_error_is_one_line(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: train: unknown preset 'huge' (known: arc, tiny"), lines
+
+
+def test_dry_run_compute_estimate_counts_steps_and_flops(dataset, tmp_path):
+    """The dry run's cost line: steps from the stage's training rows, FLOPs from hrm.flops."""
+    import hrm
+    from hrm.flops import step_flops
+
+    res = train(dataset.path, root=tmp_path, epochs=3, global_batch_size=4, dry_run=True,
+                overrides={"hidden_size": 32, "num_heads": 2})  # fmt: skip
+    c = res["compute"]
+    rows = dataset.manifest["counts"]["train_rows"]
+    assert c["train_rows"] == rows and c["steps"] == -(-3 * rows // 4)
+    cfg = hrm.HRMConfig.from_dict(res["model"])
+    assert c["flops"] == c["steps"] * step_flops(cfg, 4).train
+    timed = train(dataset.path, root=tmp_path, max_minutes=1.0, dry_run=True)["compute"]
+    assert timed["steps"] is None and timed["flops"] is None and timed["flops_per_step"] > 0

@@ -50,7 +50,7 @@ def command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from a killed run's last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Retrain even if this exact run is cached."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print parameter counts and the resolved config; train nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print parameter counts, the resolved config and the compute the run needs (steps, model FLOPs, H100-hours at 40% MFU); train nothing."),
 ) -> None:
     """Train HRM on an augmented dataset (a cached stage; rerun the same command to resume)."""
     from rich.console import Console
@@ -81,6 +81,12 @@ def command(
         p = result["parameters"]
         out.print(f"dataset: {result['dataset']}")
         out.print(f"parameters: {p['dense']:,} dense + {p['puzzle_embedding']:,} puzzle-embedding")
+        c = result["compute"]
+        if c["steps"] is not None:
+            out.print(f"compute: {c['steps']:,} steps over {c['train_rows']:,} training rows, {c['flops']:.3g} model FLOPs "
+                      f"(~{c['h100_hours_at_40pct_mfu']:.3g} h on one H100 at 40% MFU)")
+        else:
+            out.print(f"compute: {c['flops_per_step']:.3g} model FLOPs per step; the budget is time only")
         out.print_json(json.dumps({"model": result["model"], "train": result["train"]}))
         return
     if not result.manifest:  # a non-zero torchrun rank: rank 0 reports
