@@ -16,3 +16,12 @@ class ArcpipeError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A device (or host) allocation failure from torch, which the stages turn into an
+    ``ArcpipeError`` naming the batch-size knob instead of a traceback."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)

@@ -28,7 +28,7 @@ import polars as pl
 
 from arcpipe import cache
 from arcpipe.cache import Stage
-from arcpipe.errors import ArcpipeError
+from arcpipe.errors import ArcpipeError, is_out_of_memory
 from arcpipe.transforms import COLOUR_OFFSET, crop_shapes
 
 if TYPE_CHECKING:  # torch is imported lazily: `arcpipe --help` must stay fast
@@ -263,13 +263,19 @@ def _launch(model: Any, inputs: np.ndarray, pids: np.ndarray, steps: list[int], 
     """
     import torch
 
-    x = torch.from_numpy(inputs).to(device, non_blocking=True).long()
+    cuda = device.type == "cuda"
+
+    def upload(a: np.ndarray) -> "torch.Tensor":
+        # Pinned host memory makes the copy truly asynchronous (pageable memory is staged).
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return (t.pin_memory() if cuda else t).to(device, non_blocking=cuda).long()
+
+    x = upload(inputs)
     batch = {
         "inputs": x,
         "labels": torch.full_like(x, -100),  # inference: no target is shown to the model
-        "puzzle_identifiers": torch.from_numpy(pids).to(device, non_blocking=True).long(),
+        "puzzle_identifiers": upload(pids),
     }
-    cuda = device.type == "cuda"
     # No autocast: the model casts to its config's forward_dtype itself (bf16 on CUDA for the
     # presets, always fp32 on CPU), exactly as in training, so infer sees the trained numerics.
     out = model.rollout(batch, steps=steps)
@@ -497,7 +503,10 @@ def infer(
     if rows.height == 0:
         raise ArcpipeError(f"{aug.path}: no test rows to infer (plan has no 'test' split rows{' below --max-variants' if max_variants else ''})")
     pids = feed_puzzle_ids(rows, plan.table, puzzle_id, seed)
-    bs = batch_size or (256 if dev.type == "cuda" else 32)
+    # Large batches on a GPU: a rollout has no activations to keep, and the `arc` preset at
+    # 1024 x 900 tokens should need ~20 GB by a count of its largest activations (unmeasured
+    # as yet: benchmarks/gpu.py reports the peak; lower --batch-size on smaller cards).
+    bs = batch_size or (1024 if dev.type == "cuda" else 32)
 
     config: dict[str, Any] = {"steps": recorded, "puzzle_id": puzzle_id, "max_variants": max_variants}
     if puzzle_id == "random":
@@ -536,7 +545,15 @@ def infer(
 
             for i in todo:
                 lo, hi = span(i)
-                table, colours = _run_shard(model, plan, rows.slice(lo, hi - lo), pids[lo:hi], recorded, dev, bs, advance)
+                try:
+                    table, colours = _run_shard(model, plan, rows.slice(lo, hi - lo), pids[lo:hi], recorded, dev, bs, advance)
+                except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
+                    if is_out_of_memory(e):
+                        raise ArcpipeError(
+                            f"infer: out of memory at batch {bs} on {dev.type}; lower --batch-size "
+                            f"(finished shards are kept, a rerun resumes)"
+                        ) from None
+                    raise
                 _write_shard(work, i, table, colours)
         barrier()
         wall = time.perf_counter() - t0

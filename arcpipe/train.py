@@ -62,7 +62,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from arcpipe import cache
-from arcpipe.errors import ArcpipeError
+from arcpipe.errors import ArcpipeError, is_out_of_memory
 from arcpipe.transforms import VOCAB_SIZE
 
 #: Training hyper-parameters per preset. ``arc`` is the reference release's ARC
@@ -519,13 +519,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _is_oom(e: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)
-
-
 # --------------------------------------------------------------------------- trainer
 
 
@@ -855,7 +848,7 @@ class _Trainer:
         try:
             return self._run()
         except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
-            if _is_oom(e):
+            if is_out_of_memory(e):
                 raise ArcpipeError(
                     f"train: out of memory at global batch {self.tc.global_batch_size} ({self.local_bs} per rank) "
                     f"on {self.device.type}; lower --batch-size (or the model size, e.g. --set hidden_size=...)"

@@ -213,6 +213,27 @@ def test_resume_after_crash_matches_uninterrupted_run(env, monkeypatch):
     assert (again.path / "preds.npy").read_bytes() == want_preds
 
 
+def test_out_of_memory_names_the_knob_and_keeps_finished_shards(env, monkeypatch):
+    calls: list[int] = []
+    real_run = infer_mod._run_shard
+
+    def oom_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_run(*a, **k)
+
+    monkeypatch.setattr(infer_mod, "_run_shard", oom_on_second)
+    with pytest.raises(ArcpipeError, match=r"^infer: out of memory at batch 5 on cpu; lower --batch-size"):
+        infer(root=env.root, batch_size=5, shard_rows=SHARD, progress=False, force=True)
+    work = cache.work_dir("infer", env.stage.key, env.root)
+    assert [p.name for p in work.glob("shard-*.parquet")] == ["shard-00000.parquet"]
+    monkeypatch.setattr(infer_mod, "_run_shard", real_run)
+    again = infer(root=env.root, batch_size=5, shard_rows=SHARD, progress=False, force=True)  # resumes the work dir
+    assert again.manifest["counts"]["variants_inferred"] == inference_rows(env.plan).height - SHARD
+    assert (again.path / "preds.npy").read_bytes() == (env.stage.path / "preds.npy").read_bytes()
+
+
 def test_resume_drops_shards_of_another_layout(env, monkeypatch):
     """Shards from a run with another shard size would not line up: they are discarded."""
     stage = infer(env.train, env.aug, steps=2, shard_rows=5, progress=False, root=env.root)

@@ -15,7 +15,7 @@ def command(
         None, help="Augment stage (directory or cache key) (default: the one CHECKPOINT was trained on)."
     ),
     steps: str = typer.Option("all", "--steps", help="ACT steps to record: 'all' or a list like 1,2,16."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Variants per forward pass (default: 256 GPU, 32 CPU)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Variants per forward pass (default: 1024 GPU, 32 CPU)."),
     puzzle_id: str = typer.Option(
         "true", "--puzzle-id", help="Identifiers fed to the model: true | blank (id 0) | random (another task's, seeded)."
     ),
