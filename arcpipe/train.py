@@ -634,8 +634,9 @@ class _Trainer:
             return float(hrm.lr_at(step, 1.0, tc.warmup_steps, max(step, tc.warmup_steps, 1), 1.0))
         return float(hrm.lr_at(step, 1.0, tc.warmup_steps, self.total_steps, tc.lr_min_ratio))
 
-    def train_step(self) -> dict[str, float]:
-        """One optimiser step on the next global batch; returns the step's reduced metrics."""
+    def train_step(self) -> "_StepMetrics":
+        """Queue one optimiser step on the next global batch; returns its metrics still on the
+        device (all-reduced), so the host need not wait for the step: :meth:`_read` fetches them."""
         import torch
 
         import hrm
@@ -667,9 +668,7 @@ class _Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        out = self._reduce_metrics(metrics)
-        out["lr"] = tc.lr * scale
-        return out
+        return _StepMetrics(self.step, self.cursor, tc.lr * scale, *self._reduce_metrics(metrics))
 
     def _all_reduce_grads(self) -> None:
         """Sum dense gradients over ranks with one flat collective (the loss is already / global batch)."""
@@ -685,8 +684,8 @@ class _Trainer:
             p.grad = flat[off : off + n].view_as(p)
             off += n
 
-    def _reduce_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
-        """All-reduce the summed metrics; losses are per global-batch sequence, the rest per halted sequence."""
+    def _reduce_metrics(self, metrics: dict[str, Any]) -> tuple[list[str], Any]:
+        """Stack the summed metrics into one device vector and all-reduce it (queued, no host wait)."""
         import torch
 
         keys = sorted(metrics)
@@ -695,7 +694,12 @@ class _Trainer:
             import torch.distributed as dist
 
             dist.all_reduce(vec)
-        vals = dict(zip(keys, vec.cpu().tolist()))
+        return keys, vec
+
+    def _read(self, m: "_StepMetrics") -> dict[str, float]:
+        """The step's metrics on the host (waits for that step only); losses are per
+        global-batch sequence, the rest per halted sequence."""
+        vals = dict(zip(m.keys, m.vec.cpu().tolist()))
         count = vals.pop("count", float(self.tc.global_batch_size))
         out: dict[str, float] = {"halted": count}
         for k, v in vals.items():
@@ -703,6 +707,7 @@ class _Trainer:
                 out[k] = v / self.tc.global_batch_size
             else:
                 out[k] = v / count if count > 0 else float("nan")
+        out["lr"] = m.lr
         return out
 
     # ----------------------------------------------------------------- evaluation
@@ -860,43 +865,78 @@ class _Trainer:
         self.t_start = time.perf_counter()
         deadline = tc.max_minutes * 60.0 if tc.max_minutes is not None else None
         bar = _Progress(self.total_steps, self.step, enabled=self.progress and d.rank == 0)
+        # Step k's metrics are read back after step k+1 is queued, so the host never waits for
+        # the step it has just launched and the GPU never idles while the host prepares the
+        # next batch. Steps that evaluate or checkpoint are read at once (they need the state).
+        pending: _StepMetrics | None = None
+        self._first_step = self.step
         with bar:
             while self.total_steps is None or self.step < self.total_steps:
                 if deadline is not None and self._out_of_time(deadline):
                     break
-                t0 = time.perf_counter()
                 m = self.train_step()
-                dt = time.perf_counter() - t0
-                row = {c: None for c in METRIC_COLUMNS}
-                row.update({k: v for k, v in m.items() if k in METRIC_COLUMNS})
-                row["step"] = self.step
-                row["epoch"] = self.cursor / self.sampler.n
-                row["tokens_per_s"] = tc.global_batch_size * self.model_cfg.seq_len / dt
-                row["wall_s"] = self.wall_offset + (time.perf_counter() - self.t_start)
+                if pending is not None:
+                    self._record(pending, bar)
+                pending = m
                 final = self.total_steps is not None and self.step >= self.total_steps
-                if self.step % tc.eval_every == 0 or final:
-                    row.update(self._eval_columns())
-                self.rows.append(row)
-                bar.update(self.step, row)
-                if self.step % tc.checkpoint_every == 0 and not final:
-                    self._save_resume()
-                if self.callback is not None and d.rank == 0:
-                    self.callback(self.step, row)
+                evaluate = self.step % tc.eval_every == 0 or final
+                if evaluate or (self.step % tc.checkpoint_every == 0 and not final):
+                    self._record(pending, bar, evaluate=evaluate, checkpoint=not final and self.step % tc.checkpoint_every == 0)
+                    pending = None
+            if pending is not None:
+                self._record(pending, bar)
         if self.rows and self.rows[-1]["eval_train_exact_accuracy"] is None:  # stopped by the clock
             self.rows[-1].update(self._eval_columns())
         return {"steps": self.step, "world_size": d.world}
+
+    def _record(self, m: "_StepMetrics", bar: "_Progress", evaluate: bool = False, checkpoint: bool = False) -> None:
+        """Read step ``m``'s metrics back and append its row (evaluating / checkpointing first
+        if asked: both see the weights right after that step, which is the latest one)."""
+        tc = self.tc
+        vals = self._read(m)
+        now = time.perf_counter()
+        row = {c: None for c in METRIC_COLUMNS}
+        row.update({k: v for k, v in vals.items() if k in METRIC_COLUMNS})
+        row["step"] = m.step
+        row["epoch"] = m.cursor / self.sampler.n
+        # Mean throughput since this process started training: rows are read up to one step
+        # behind the GPU, so a per-row interval would mis-attribute time; the mean does not
+        # (self.step counts the steps queued, at most one ahead of those finished).
+        row["tokens_per_s"] = (self.step - self._first_step) * tc.global_batch_size * self.model_cfg.seq_len / max(now - self.t_start, 1e-9)
+        row["wall_s"] = self.wall_offset + (now - self.t_start)
+        if evaluate:
+            row.update(self._eval_columns())
+        self.rows.append(row)
+        bar.update(m.step, row)
+        if checkpoint:
+            self._save_resume()
+        if self.callback is not None and self.d.rank == 0:
+            self.callback(m.step, row)
 
     def _out_of_time(self, deadline: float) -> bool:
         """Rank 0's clock decides for everyone, so all ranks stop on the same step."""
         import torch
 
         elapsed = self.wall_offset + (time.perf_counter() - self.t_start)
+        if not self.d.on:  # one process: the host clock alone, no device round trip
+            return elapsed >= deadline
         flag = torch.tensor([1.0 if elapsed >= deadline else 0.0], device=self.device)
         if self.d.on:
             import torch.distributed as dist
 
             dist.broadcast(flag, src=0)
         return bool(flag.item())
+
+
+@dataclass
+class _StepMetrics:
+    """One step's metrics as queued on the device (``vec`` holds ``keys``' sums)."""
+
+    step: int
+    cursor: int
+    lr: float
+    keys: list[str]
+    vec: Any
 
 
 class _Progress:
