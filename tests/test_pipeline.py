@@ -458,3 +458,11 @@ def test_demo_pipeline_end_to_end_reduced(tmp_path, monkeypatch):
     assert second.by_stage("vote")[0].result.manifest["inputs"]["infer"] == infer.key
     third = pipeline.run(demo, sets=sets + ["vote.rule=count", "vote.n_aug=4"], root=root)
     assert [n.cached for n in third] == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("pipelines").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_pipeline_validates_and_plans(path):
+    """The pipelines the README points at (GPU ones included, which CI never runs) parse,
+    validate against the stage signatures and expand into a plan."""
+    plan = pipeline.plan(path)
+    assert plan.nodes and {n.stage for n in plan.nodes} >= {"augment", "train", "infer", "vote"}
