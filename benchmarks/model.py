@@ -3,8 +3,8 @@
 One "iteration" is what a training step costs the model: one ACT step in training mode
 (including the no-grad target-Q forward) plus ``act_loss`` and backward -- no optimizer step.
 Reports tokens/s (label positions processed per second). On CUDA it also reports model FLOP/s
-and MFU = achieved FLOP/s / peak dense bf16 FLOP/s, with the per-iteration FLOP count written
-out term by term so the figure can be checked by hand.
+and MFU = achieved FLOP/s / peak dense bf16 FLOP/s, with the FLOP count of :mod:`hrm.flops`
+(its terms are in the JSON output). benchmarks/gpu.py is the fuller GPU benchmark (issue 8).
 
 Usage:  python benchmarks/model.py [--presets tiny,arc] [--device cpu|cuda] [--out results.json]
 """
@@ -20,33 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 import hrm
-from hrm.layers import swiglu_width
+from hrm.flops import step_flops
 
 # Peak dense bf16 tensor-core FLOP/s by device-name fragment (vendor datasheets, no sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "4090": 165e12}
 
 app = typer.Typer(add_completion=False)
 console = Console(width=140)
-
-
-def flop_breakdown(cfg: hrm.HRMConfig, batch: int) -> dict[str, float]:
-    """Matmul FLOPs (2 per multiply-add) of one training iteration.
-
-    Per block and token: projections 2*(3h*h + h*h + 2I*h + I*h) plus attention scores and
-    mixing 2*2*S*h over the S = seq_len + puzzle prefix positions. A forward pass runs
-    H_cycles*L_cycles L-module and H_cycles H-module calls; training adds the target-Q forward
-    (a second full forward, no grad); backward (2x forward cost) covers only the final L and H
-    updates and the heads (one-step gradient).
-    """
-    h, S, V = cfg.hidden_size, cfg.seq_len + cfg.puzzle_emb_len, cfg.vocab_size
-    inter = swiglu_width(h, cfg.expansion)
-    block = batch * S * (2 * (3 * h * h + h * h + 2 * inter * h + inter * h) + 4 * S * h)
-    heads = batch * (cfg.seq_len * 2 * h * V + 2 * h * 2)
-    blocks_fwd = cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
-    fwd = blocks_fwd * block + heads
-    bwd = 2 * ((cfg.L_layers + cfg.H_layers) * block + heads)
-    return {"block_flops": block, "blocks_per_forward": blocks_fwd, "forward": fwd, "target_q_forward": fwd,
-            "backward": bwd, "total": 2 * fwd + bwd}
 
 
 def bench_one(preset: str, device: torch.device, batch: int, seq_len: int, iters: int, warmup: int, compile: bool) -> dict:
@@ -78,7 +58,9 @@ def bench_one(preset: str, device: torch.device, batch: int, seq_len: int, iters
         step()
     sync()
     dt = (time.perf_counter() - t0) / iters
-    flops = flop_breakdown(cfg, batch)
+    f = step_flops(cfg, batch)  # matmul FLOPs, counted as in hrm/flops.py (checked against FlopCounterMode)
+    flops = {"block_flops": f.block, "blocks_per_forward": f.blocks_per_step, "forward": f.forward,
+             "target_q_forward": f.target_q_forward, "backward": f.backward, "total": f.train}
     res = {
         "preset": preset, "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "batch": batch, "seq_len": seq_len, "compile": compile,
