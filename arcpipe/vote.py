@@ -337,8 +337,14 @@ def prepare(infer_stage_or_path: cache.Stage | str | os.PathLike) -> Prepared:
     if not tasks_path.is_file():
         raise ArcpipeError(f"{aug.path}: missing tasks.json")
     truth = _truth_from_tasks_json(json.loads(tasks_path.read_text()), str(tasks_path))
+    plan = _read_plan(aug)
+    if plan is not None:
+        # tasks.json also holds the extra training tasks (--extra-train); only the tasks the
+        # plan has test rows for are evaluated, so only they enter scores and submissions.
+        evaluated = set(plan["task_id"].unique().to_list())
+        truth = {t: v for t, v in truth.items() if t in evaluated}
     perm = _perm_matrix(df["perm"], str(ppath))
-    return _prepare_arrays(stage, df, np.asarray(preds), perm, truth, str(ppath), plan=_read_plan(aug), plan_where=str(aug.path / "plan.parquet"))
+    return _prepare_arrays(stage, df, np.asarray(preds), perm, truth, str(ppath), plan=plan, plan_where=str(aug.path / "plan.parquet"))
 
 
 def _prepare_arrays(

@@ -369,3 +369,21 @@ def test_torchrun_two_ranks_merge_to_the_single_process_result(env, tmp_path):
     assert stage.manifest["counts"]["world_size"] == 2
     t, preds = load_predictions(stage)
     assert t.equals(env.table) and np.array_equal(preds, env.preds)
+
+
+def test_extra_training_tasks_are_not_scored(tmp_path):
+    """--extra-train tasks add training rows only: votes, scores and the submission cover the
+    evaluated (source) tasks, not the extra tasks whose test pairs nobody inferred."""
+    from arcpipe import vote as vote_mod
+
+    aug = _augment(tmp_path, extra_train="arc1:training", max_side=4)
+    assert aug.manifest["counts"]["extra_train_tasks"] > 0
+    plan = Plan.load(aug)
+    _fake_train(tmp_path, aug, plan)
+    stage = infer(root=tmp_path, batch_size=16, progress=False)
+    prepared = vote_mod.prepare(stage)
+    assert sorted(prepared.tests["task_id"].unique().to_list()) == sorted(TASKS)
+    voted = vote_mod.vote(stage, root=tmp_path)
+    submission = json.loads((voted.path / "submission.json").read_text())
+    assert sorted(submission) == sorted(TASKS)
+    assert json.loads((voted.path / "scores.json").read_text())["n_tasks"] == len(TASKS)
