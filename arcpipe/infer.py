@@ -231,12 +231,12 @@ def model_config(train: Stage) -> Any:
         raise ArcpipeError(f"{path}: unreadable model config ({type(e).__name__}: {e})") from None
 
 
-def load_model(train: Stage, device: "torch.device") -> Any:
-    """The trained HRM in eval mode on ``device``."""
+def load_model(train: Stage, device: "torch.device", compile: bool = False) -> Any:
+    """The trained HRM in eval mode on ``device`` (its ACT step compiled if asked)."""
     from arcpipe.train import load_trained
 
     try:
-        model, _ = load_trained(train, device=str(device))
+        model, _ = load_trained(train, device=str(device), compile=compile)
     except (ValueError, FileNotFoundError) as e:  # hrm.load_checkpoint: truncated, not weights-only, wrong shapes
         raise ArcpipeError(str(e)) from None
     return model.eval()
@@ -465,6 +465,7 @@ def infer(
     seed: int = 0,
     max_variants: int | None = None,
     device: str | None = None,
+    compile: bool = False,
     shard_rows: int | None = None,
     progress: bool = True,
     root: str | os.PathLike | None = None,
@@ -480,7 +481,9 @@ def infer(
     model, for the embedding ablation; ``seed`` drives "random".
     ``max_variants`` keeps variants ``< N`` (quick runs). ``batch_size``
     and ``device`` do not enter the cache key: results do not depend on
-    them beyond floating-point noise. Under torchrun every rank calls this.
+    them beyond floating-point noise. ``compile`` runs the ACT step under
+    ``torch.compile`` (for GPUs; fused kernels round differently in bf16, so
+    a compiled run is its own cache entry). Under torchrun every rank calls this.
     """
     from arcpipe.augment import Plan
 
@@ -511,6 +514,8 @@ def infer(
     config: dict[str, Any] = {"steps": recorded, "puzzle_id": puzzle_id, "max_variants": max_variants}
     if puzzle_id == "random":
         config["seed"] = seed
+    if compile:  # only when on, so the keys of eager runs stay what they were
+        config["compile"] = True
     if shard_rows is None:
         shard_rows = default_shard_rows(rows.height)
     n_shards = -(-rows.height // shard_rows)
@@ -528,7 +533,7 @@ def infer(
         barrier()
         missing = [i for i in range(n_shards) if not _shard_done(work, i)]
         todo = [i for i in missing if i % world == rank]  # shard i belongs to rank i % world
-        model = load_model(train, dev) if todo else None
+        model = load_model(train, dev, compile=compile) if todo else None
         rows_of = lambda shards: sum(hi - lo for lo, hi in map(span, shards))  # noqa: E731
         mine = [i for i in range(n_shards) if i % world == rank]
         t0 = time.perf_counter()

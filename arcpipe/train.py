@@ -1165,8 +1165,9 @@ def _write_outputs(trainer: _Trainer, work: Path, config: dict, stage_in: cache.
     plot_metrics(frame, work / "training.png")
 
 
-def load_trained(stage_or_path: Any, *, device: str | None = None):
-    """(model in eval mode, HRMConfig) from a train stage, its directory, or a ``model.pt`` beside a ``config.json``."""
+def load_trained(stage_or_path: Any, *, device: str | None = None, compile: bool = False):
+    """(model in eval mode, HRMConfig) from a train stage, its directory, or a ``model.pt`` beside a
+    ``config.json``; ``compile`` wraps the ACT step in ``torch.compile`` (same weights, same names)."""
     import torch
 
     import hrm
@@ -1187,7 +1188,7 @@ def load_trained(stage_or_path: Any, *, device: str | None = None):
         raise ArcpipeError(f"{cfg_path}: not a train stage config ({type(e).__name__}: {e})") from None
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with dev:
-        model = hrm.HRM(model_cfg)
+        model = hrm.HRM(model_cfg, compile=compile)
     model.load_state_dict(hrm.load_checkpoint(path / "model.pt", model_cfg))
     model.to(dev).eval()
     return model, model_cfg

@@ -11,10 +11,12 @@ Rows:
   * train -- one real optimiser step per iteration: ACT step in training mode (including the
     no-grad target-Q forward), ``act_loss``, backward, AdamAtan2 on the dense weights and
     SparseSignSGD on the puzzle table, at the largest batch of ``--train-batches`` that fits
-    (tried in increasing order; the first out-of-memory ends the ladder). Batches are
-    synthetic and already on the device, so this is the model's ceiling, not the loader's.
+    (probed once, eagerly, in increasing order with one step each; the first out-of-memory
+    ends the ladder; the compiled run reuses the answer rather than recompiling per shape).
+    Batches are synthetic and already on the device: the model's ceiling, not the loader's.
   * infer -- ``HRM.rollout`` over ``halt_max_steps`` ACT steps with per-step argmax and
-    log-probabilities (what ``arcpipe infer`` runs), no grad, per batch of ``--infer-batches``.
+    log-probabilities (what ``arcpipe infer`` runs), no grad, per batch of ``--infer-batches``
+    (compiled: only the batch that was fastest eagerly).
   * each with ``torch.compile`` off and on (``--compile``).
 
 FLOPs are counted by :mod:`hrm.flops` (matrix products only, 2 per multiply-add, no
@@ -287,23 +289,41 @@ def main(
 
     results: list[dict] = []
     notes: list[str] = []
+    ladder: list[dict] = []
+    train_batch: int | None = None
+    infer_batch: int | None = None
     for comp in modes:
-        console.print(f"train, compile={'on' if comp else 'off'}")
-        best, failed = largest_fitting(lambda b: train_case(cfg, dev, b, comp, iters, warmup), _ladder(train_batches))
-        if best is None:
-            notes.append(f"train compile={comp}: even batch {min(_ladder(train_batches))} does not fit")
-        else:
-            best["largest_fitting"] = True
-            best["first_oom"] = failed[0] if failed else None
-            results.append(best)
-        console.print(f"infer, compile={'on' if comp else 'off'}")
-        for b in _ladder(infer_batches):
-            with console.status(f"  batch {b} ..."):
-                r = infer_case(cfg, dev, b, comp, max(1, iters // 2), max(1, warmup // 2))
+        label = "on" if comp else "off"
+        console.print(f"train, compile={label}")
+        if train_batch is None:
+            # Probe the ladder once (eager, 1 timed step each); compiled runs reuse its answer,
+            # since every new batch shape would mean a new compilation.
+            best, failed = largest_fitting(lambda b: train_case(cfg, dev, b, comp, 1, 1), _ladder(train_batches))
+            ladder = [{"batch": b} for b in failed]
+            if best is None:
+                notes.append(f"train: even batch {min(_ladder(train_batches))} does not fit")
+            else:
+                train_batch, first_oom = best["batch"], (failed[0] if failed else None)
+        if train_batch is not None:
+            with console.status(f"  batch {train_batch}, {iters} timed steps ..."):
+                r = train_case(cfg, dev, train_batch, comp, iters, warmup)
             if r is None:
-                notes.append(f"infer compile={comp}: batch {b} out of memory")
+                notes.append(f"train compile={label}: batch {train_batch} (largest eager) out of memory")
+            else:
+                r["largest_fitting"], r["first_oom"] = True, first_oom
+                results.append(r)
+        console.print(f"infer, compile={label}")
+        # Eager: every batch of the list (throughput vs batch); compiled: the best eager batch only.
+        for b in _ladder(infer_batches) if infer_batch is None else [infer_batch]:
+            with console.status(f"  batch {b} ..."):
+                r = infer_case(cfg, dev, b, comp, max(1, iters // 2), 1)
+            if r is None:
+                notes.append(f"infer compile={label}: batch {b} out of memory")
                 break
             results.append(r)
+        eager_infers = [r for r in results if r["kind"] == "infer"]
+        if infer_batch is None and eager_infers:
+            infer_batch = max(eager_infers, key=lambda r: r["flop_per_s"])["batch"]
 
     table = Table(title=f"HRM '{preset}' on {name}: {dtype}, seq_len {cfg.seq_len}, halt_max_steps {cfg.halt_max_steps}")
     for col in ("kind", "compile", "batch", "s/iter", "tokens/s", "seq/s", "TFLOP/s", "MFU (datasheet)", "of measured matmul", "peak GiB", "SDPA"):
@@ -338,7 +358,7 @@ def main(
     if out:
         out.write_text(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "preset": preset,
                                    "config": cfg.to_dict(), "datasheet_peak": peak, "measured_matmul_peak": measured,
-                                   "results": results, "notes": notes, "estimates": estimates}, indent=2))
+                                   "results": results, "train_ooms": ladder, "notes": notes, "estimates": estimates}, indent=2))
         console.print(f"wrote {out}")
 
 

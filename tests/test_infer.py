@@ -387,3 +387,26 @@ def test_extra_training_tasks_are_not_scored(tmp_path):
     submission = json.loads((voted.path / "submission.json").read_text())
     assert sorted(submission) == sorted(TASKS)
     assert json.loads((voted.path / "scores.json").read_text())["n_tasks"] == len(TASKS)
+
+
+def test_compile_flag_reaches_the_model_and_keys_its_own_entry(env, monkeypatch):
+    """--compile wraps the ACT step in torch.compile (stubbed here: the plumbing, not inductor)
+    and gets its own cache entry; eager keys are unchanged by the option's existence."""
+    compiled: list[bool] = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(True) or module)
+    stage = infer(root=env.root, batch_size=5, shard_rows=SHARD, progress=False, compile=True)
+    assert compiled == [True]
+    assert stage.key != env.stage.key and stage.manifest["config"]["compile"] is True
+    assert (stage.path / "preds.npy").read_bytes() == (env.stage.path / "preds.npy").read_bytes()
+    assert "compile" not in env.stage.manifest["config"]
+
+
+@pytest.mark.slow
+def test_really_compiled_inference_predicts_the_same(env, tmp_path):
+    """Inductor on the CPU (fp32): the same argmax everywhere as the eager run."""
+    stage = infer(root=env.root, batch_size=8, progress=False, compile=True, force=True)
+    table, preds = load_predictions(stage)
+    floats = ["q_halt", "q_continue", "logprob_sum", "logprob_mean"]
+    assert np.array_equal(preds, env.preds) and table.drop(floats).equals(env.table.drop(floats))
+    for c in floats:  # fused kernels round differently: close, not bitwise
+        np.testing.assert_allclose(table[c].to_numpy(), env.table[c].to_numpy(), rtol=1e-4, atol=1e-4)

@@ -22,6 +22,7 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Seed for --puzzle-id random."),
     max_variants: Optional[int] = typer.Option(None, "--max-variants", help="Only variants < N (quick runs)."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device (default: cuda:LOCAL_RANK if available, else cpu)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the ACT step (GPUs; its own cache entry)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
 ) -> None:
     """Run every test-input variant through a trained checkpoint and cache the predictions."""
@@ -38,6 +39,7 @@ def command(
         seed=seed,
         max_variants=max_variants,
         device=device,
+        compile=compile,
         force=force,
     )
     if int(os.environ.get("RANK", "0")) != 0:
