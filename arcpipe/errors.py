@@ -8,6 +8,9 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class ArcpipeError(Exception):
     """A user-facing error: one line, naming what and where."""
@@ -25,3 +28,15 @@ def is_out_of_memory(e: BaseException) -> bool:
 
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)
+
+
+@contextmanager
+def out_of_memory_as(message: str) -> Iterator[None]:
+    """Turn a torch out-of-memory inside the block into ``ArcpipeError(message)``; anything
+    else passes through untouched."""
+    try:
+        yield
+    except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
+        if is_out_of_memory(e):
+            raise ArcpipeError(message) from None
+        raise

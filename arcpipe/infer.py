@@ -28,7 +28,7 @@ import polars as pl
 
 from arcpipe import cache
 from arcpipe.cache import Stage
-from arcpipe.errors import ArcpipeError, is_out_of_memory
+from arcpipe.errors import ArcpipeError, out_of_memory_as
 from arcpipe.transforms import COLOUR_OFFSET, crop_shapes
 
 if TYPE_CHECKING:  # torch is imported lazily: `arcpipe --help` must stay fast
@@ -550,15 +550,9 @@ def infer(
 
             for i in todo:
                 lo, hi = span(i)
-                try:
+                oom = f"infer: out of memory at batch {bs} on {dev.type}; lower --batch-size (finished shards are kept, a rerun resumes)"
+                with out_of_memory_as(oom):
                     table, colours = _run_shard(model, plan, rows.slice(lo, hi - lo), pids[lo:hi], recorded, dev, bs, advance)
-                except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
-                    if is_out_of_memory(e):
-                        raise ArcpipeError(
-                            f"infer: out of memory at batch {bs} on {dev.type}; lower --batch-size "
-                            f"(finished shards are kept, a rerun resumes)"
-                        ) from None
-                    raise
                 _write_shard(work, i, table, colours)
         barrier()
         wall = time.perf_counter() - t0

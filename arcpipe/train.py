@@ -62,7 +62,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from arcpipe import cache
-from arcpipe.errors import ArcpipeError, is_out_of_memory
+from arcpipe.errors import ArcpipeError, out_of_memory_as
 from arcpipe.transforms import VOCAB_SIZE
 
 #: Training hyper-parameters per preset. ``arc`` is the reference release's ARC
@@ -850,15 +850,10 @@ class _Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train to the budget; a GPU out-of-memory becomes a one-line error naming the knob."""
-        try:
+        oom = (f"train: out of memory at global batch {self.tc.global_batch_size} ({self.local_bs} per rank) "
+               f"on {self.device.type}; lower --batch-size (or the model size, e.g. --set hidden_size=...)")
+        with out_of_memory_as(oom):
             return self._run()
-        except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
-            if is_out_of_memory(e):
-                raise ArcpipeError(
-                    f"train: out of memory at global batch {self.tc.global_batch_size} ({self.local_bs} per rank) "
-                    f"on {self.device.type}; lower --batch-size (or the model size, e.g. --set hidden_size=...)"
-                ) from None
-            raise
 
     def _run(self) -> dict[str, Any]:
         tc, d = self.tc, self.d

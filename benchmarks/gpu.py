@@ -156,16 +156,36 @@ def _reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def train_case(cfg: hrm.HRMConfig, device: torch.device, batch: int, compile: bool, iters: int, warmup: int) -> dict | None:
-    """One training configuration; None if it does not fit in memory."""
+def _case(kind: str, cfg: hrm.HRMConfig, device: torch.device, batch: int, compile: bool, flops: int,
+          measure: Callable[[hrm.HRM], tuple[float, str]]) -> dict | None:
+    """Build a fresh model, run ``measure(model) -> (seconds per iteration, SDPA kernel)``, and
+    turn it into a result row; None if it ran out of memory."""
     _free()
     _reset_memory(device)
+    model = None
     try:
         torch.manual_seed(0)
-        model = hrm.HRM(cfg, compile=compile).to(device).train()
+        model = hrm.HRM(cfg, compile=compile).to(device)
+        dt, backend = measure(model)
+    except (RuntimeError, torch.OutOfMemoryError) as e:
+        if _is_oom(e):
+            return None
+        raise
+    finally:
+        model = None  # noqa: F841  (drop the last reference before freeing the cache)
+        _free()
+    return {"kind": kind, "batch": batch, "compile": compile, "s_per_iter": dt, "tokens_per_s": batch * cfg.seq_len / dt,
+            "sequences_per_s": batch / dt, "flops_per_iter": flops, "flop_per_s": flops / dt, "peak_gib": _peak_memory(device),
+            "sdpa": backend}
+
+
+def train_case(cfg: hrm.HRMConfig, device: torch.device, batch: int, compile: bool, iters: int, warmup: int) -> dict | None:
+    """One training configuration (a full optimiser step per iteration); None if it does not fit."""
+
+    def measure(model: hrm.HRM) -> tuple[float, str]:
+        model.train()
         emb = {id(p) for p in model.puzzle_emb.parameters()} if cfg.puzzle_emb_ndim > 0 else set()
-        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in emb]
-        opt = hrm.AdamAtan2(dense, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+        opt = hrm.AdamAtan2([p for p in model.parameters() if p.requires_grad and id(p) not in emb], lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
         sparse = hrm.SparseSignSGD(model.puzzle_emb, lr=1e-2, weight_decay=0.1) if cfg.puzzle_emb_ndim > 0 else None
         data = _batch(cfg, batch, device)
         state = {"carry": model.initial_carry(data)}
@@ -181,45 +201,25 @@ def train_case(cfg: hrm.HRMConfig, device: torch.device, batch: int, compile: bo
                 sparse.zero_grad(set_to_none=True)
 
         dt = _timed(step, device, iters, warmup)
-        probe = lambda: model._step_fn(state["carry"].z_H, state["carry"].z_L, state["carry"].current_data)  # noqa: E731
+        carry = state["carry"]
         with torch.no_grad():
-            backend = sdpa_backend(probe)
-    except (RuntimeError, torch.OutOfMemoryError) as e:
-        if _is_oom(e):
-            return None
-        raise
-    finally:
-        state = model = opt = sparse = data = None  # noqa: F841  (drop references before _free)
-        _free()
-    flops = step_flops(cfg, batch).train
-    return {"kind": "train", "batch": batch, "compile": compile, "s_per_iter": dt, "tokens_per_s": batch * cfg.seq_len / dt,
-            "sequences_per_s": batch / dt, "flops_per_iter": flops, "flop_per_s": flops / dt, "peak_gib": _peak_memory(device),
-            "sdpa": backend}
+            return dt, sdpa_backend(lambda: model._step_fn(carry.z_H, carry.z_L, carry.current_data))
+
+    return _case("train", cfg, device, batch, compile, step_flops(cfg, batch).train, measure)
 
 
 def infer_case(cfg: hrm.HRMConfig, device: torch.device, batch: int, compile: bool, iters: int, warmup: int) -> dict | None:
     """One inference configuration (a full rollout per iteration); None if it does not fit."""
-    _free()
-    _reset_memory(device)
-    try:
-        torch.manual_seed(0)
-        model = hrm.HRM(cfg, compile=compile).to(device).eval()
+
+    def measure(model: hrm.HRM) -> tuple[float, str]:
+        model.eval()
         data = _batch(cfg, batch, device, seed=1)
         with torch.inference_mode():
             dt = _timed(lambda: model.rollout(data), device, iters, warmup)
             z_H, z_L = model.inner.initial_states(batch, device)
-            backend = sdpa_backend(lambda: model._step_fn(z_H, z_L, data))
-    except (RuntimeError, torch.OutOfMemoryError) as e:
-        if _is_oom(e):
-            return None
-        raise
-    finally:
-        model = data = None  # noqa: F841
-        _free()
-    flops = rollout_flops(cfg, batch)
-    return {"kind": "infer", "batch": batch, "compile": compile, "s_per_iter": dt, "tokens_per_s": batch * cfg.seq_len / dt,
-            "sequences_per_s": batch / dt, "flops_per_iter": flops, "flop_per_s": flops / dt, "peak_gib": _peak_memory(device),
-            "sdpa": backend}
+            return dt, sdpa_backend(lambda: model._step_fn(z_H, z_L, data))
+
+    return _case("infer", cfg, device, batch, compile, rollout_flops(cfg, batch), measure)
 
 
 def largest_fitting(run: Callable[[int], dict | None], ladder: list[int]) -> tuple[dict | None, list[int]]:
