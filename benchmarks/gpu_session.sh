@@ -23,7 +23,7 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 
 case "${1:-bench}" in
     bench)
-        python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_hrm_model.py 2>&1 | tee "$OUT/gpu-tests.log"
+        python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_hrm_model.py tests/test_augment.py 2>&1 | tee "$OUT/gpu-tests.log"
         python3 benchmarks/gpu.py --out "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu-bench.log"
         ;;
     run)

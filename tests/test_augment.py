@@ -224,6 +224,26 @@ def test_materialize_torch_matches_numpy(plan):
     assert np.array_equal(A.materialize_torch(rows, grids, 30)[0].numpy(), A.materialize(rows, grids, 30)[0])
 
 
+@pytest.mark.gpu
+def test_materialize_torch_on_cuda_matches_numpy_without_host_sync(plan):
+    """The training loader's GPU path: same tokens as numpy, and no host synchronisation
+    (packed pinned uploads, device-cached tables), so it can run ahead of the GPU."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    table, grids, _, _ = plan
+    x, y, p = A.materialize(table, grids, 30)
+    g = torch.as_tensor(grids, device="cuda")
+    A.materialize_torch(table.head(4), g, 30)  # tables uploaded once, outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tx, ty, tp = A.materialize_torch(table, g, 30)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert np.array_equal(tx.cpu().numpy(), x) and np.array_equal(ty.cpu().numpy(), y) and np.array_equal(tp.cpu().numpy(), p)
+
+
 def test_canvas_too_small_is_an_error_and_writes_nothing(tmp_path):
     with pytest.raises(ArcpipeError, match=r"00576224.*larger than the 5x5 canvas.*--max-side"):
         A.augment("arc1:evaluation", extra_train="none", task_ids=["00576224"], canvas=5, n_aug=2, root=tmp_path)
