@@ -298,7 +298,7 @@ def main(
         if train_batch is None:
             # Probe the ladder once (eager, 1 timed step each); compiled runs reuse its answer,
             # since every new batch shape would mean a new compilation.
-            best, failed = largest_fitting(lambda b: train_case(cfg, dev, b, comp, 1, 1), _ladder(train_batches))
+            best, failed = largest_fitting(lambda b: train_case(cfg, dev, b, False, 1, 1), _ladder(train_batches))
             ladder = [{"batch": b} for b in failed]
             if best is None:
                 notes.append(f"train: even batch {min(_ladder(train_batches))} does not fit")
