@@ -80,7 +80,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         weight_decay=0.1,
         puzzle_emb_lr=1e-2,
         puzzle_emb_weight_decay=0.1,
-        epochs=100000.0,
+        # The reference's 100000 epochs: a reference epoch shows each task once (one random
+        # variant), an arcpipe epoch every variant's rows, so with 1000 variants that is 100.
+        epochs=100.0,
         eval_every=10000,
         eval_size=1024,
         checkpoint_every=2000,

@@ -360,3 +360,14 @@ def test_dry_run_compute_estimate_counts_steps_and_flops(dataset, tmp_path):
     assert c["flops"] == c["steps"] * step_flops(cfg, 4).train
     timed = train(dataset.path, root=tmp_path, max_minutes=1.0, dry_run=True)["compute"]
     assert timed["steps"] is None and timed["flops"] is None and timed["flops_per_step"] > 0
+
+
+def test_arc_preset_budget_is_the_reference_epochs_in_arcpipe_epochs():
+    """The reference's 100000 epochs (one variant per task each) are 100 arcpipe epochs (every
+    variant each) at 1000 variants: 365,789 steps for ARC-AGI-1, not ~1000x that."""
+    from arcpipe.train import TRAIN_PRESETS, TrainConfig, total_steps_for
+
+    arc = TRAIN_PRESETS["arc"]
+    tc = TrainConfig(**arc)
+    assert arc["epochs"] == 100.0
+    assert total_steps_for(tc, 2_809_254) == 365_789
