@@ -476,7 +476,7 @@ def _device_tables(dev):
     return _DEVICE_TABLES[key]
 
 
-def _upload(a: np.ndarray, dev):
+def to_device(a: np.ndarray, dev):
     """Host array -> tensor on ``dev``; on CUDA through pinned memory and ``non_blocking``, so the
     host does not wait for the GPU's queue (a pageable copy would synchronise the stream)."""
     import torch
@@ -546,9 +546,9 @@ def materialize_torch(rows: pl.DataFrame | Mapping[str, Any], grids, canvas: int
     half = lambda side: np.column_stack(  # noqa: E731
         [np.asarray(c[k], dtype=np.int64) for k in (f"{side}_off", f"{side}_h", f"{side}_w", "dihedral", "dr", "dc")] + [perm]
     )
-    info = _upload(np.concatenate([half("in"), half("out")]), flat.device)
+    info = to_device(np.concatenate([half("in"), half("out")]), flat.device)
     boards = _encode_boards_torch(flat, info, canvas)
-    return boards[:n], boards[n:], _upload(np.asarray(c["puzzle_id"]).astype(np.int32), flat.device)
+    return boards[:n], boards[n:], to_device(np.asarray(c["puzzle_id"]).astype(np.int32), flat.device)
 
 
 def _npy_writer(path: Path, dtype: np.dtype, shape: tuple[int, ...]):

@@ -263,18 +263,14 @@ def _launch(model: Any, inputs: np.ndarray, pids: np.ndarray, steps: list[int], 
     """
     import torch
 
+    from arcpipe.augment import to_device  # pinned, non-blocking on CUDA
+
     cuda = device.type == "cuda"
-
-    def upload(a: np.ndarray) -> "torch.Tensor":
-        # Pinned host memory makes the copy truly asynchronous (pageable memory is staged).
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        return (t.pin_memory() if cuda else t).to(device, non_blocking=cuda).long()
-
-    x = upload(inputs)
+    x = to_device(inputs, device).long()
     batch = {
         "inputs": x,
         "labels": torch.full_like(x, -100),  # inference: no target is shown to the model
-        "puzzle_identifiers": upload(pids),
+        "puzzle_identifiers": to_device(pids, device).long(),
     }
     # No autocast: the model casts to its config's forward_dtype itself (bf16 on CUDA for the
     # presets, always fp32 on CPU), exactly as in training, so infer sees the trained numerics.

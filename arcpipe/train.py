@@ -613,10 +613,10 @@ class _Trainer:
                 self._grids_dev = torch.as_tensor(np.asarray(self.data.grids), device=self.device)
             tensors = list(self.data.materialize_torch(cols, self._grids_dev, self.data.canvas, device=self.device))
         else:
+            from arcpipe.augment import to_device  # pinned, non-blocking on CUDA
+
             arrays = self.data.materialize(cols, self.data.grids, self.data.canvas)
-            tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-            if self.device.type == "cuda":
-                tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in tensors]
+            tensors = [to_device(a, self.device) for a in arrays]
         inp, lab, pid = (t.long() for t in tensors)
         lab = lab.masked_fill(lab == 0, -100)
         return {"inputs": inp, "labels": lab, "puzzle_identifiers": pid}
@@ -877,8 +877,9 @@ class _Trainer:
                 pending = m
                 final = self.total_steps is not None and self.step >= self.total_steps
                 evaluate = self.step % tc.eval_every == 0 or final
-                if evaluate or (self.step % tc.checkpoint_every == 0 and not final):
-                    self._record(pending, bar, evaluate=evaluate, checkpoint=not final and self.step % tc.checkpoint_every == 0)
+                checkpoint = self.step % tc.checkpoint_every == 0 and not final
+                if evaluate or checkpoint:
+                    self._record(pending, bar, evaluate=evaluate, checkpoint=checkpoint)
                     pending = None
             if pending is not None:
                 self._record(pending, bar)
@@ -917,11 +918,10 @@ class _Trainer:
         elapsed = self.wall_offset + (time.perf_counter() - self.t_start)
         if not self.d.on:  # one process: the host clock alone, no device round trip
             return elapsed >= deadline
-        flag = torch.tensor([1.0 if elapsed >= deadline else 0.0], device=self.device)
-        if self.d.on:
-            import torch.distributed as dist
+        import torch.distributed as dist
 
-            dist.broadcast(flag, src=0)
+        flag = torch.tensor([1.0 if elapsed >= deadline else 0.0], device=self.device)
+        dist.broadcast(flag, src=0)
         return bool(flag.item())
 
 

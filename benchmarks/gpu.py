@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 import hrm
+from arcpipe.errors import is_out_of_memory
 from hrm.flops import rollout_flops, step_flops
 
 # Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' datasheets; matched
@@ -115,10 +116,6 @@ def sdpa_backend(fn: Callable[[], Any]) -> str:
     return "+".join(found) or "none seen"
 
 
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
 def _free() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -168,7 +165,7 @@ def _case(kind: str, cfg: hrm.HRMConfig, device: torch.device, batch: int, compi
         model = hrm.HRM(cfg, compile=compile).to(device)
         dt, backend = measure(model)
     except (RuntimeError, torch.OutOfMemoryError) as e:
-        if _is_oom(e):
+        if is_out_of_memory(e):
             return None
         raise
     finally:
