@@ -270,6 +270,9 @@ class _Dist:
     world: int = 1
     local_rank: int = 0
     created: bool = False
+    #: A gloo group over the same ranks for host-side decisions (the time budget): a CPU
+    #: broadcast there never waits on the GPU queue, where one over NCCL would drain it.
+    host_group: Any = None
 
     @property
     def on(self) -> bool:
@@ -287,7 +290,8 @@ def _init_distributed(device_type: str) -> _Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         created = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created)
+    host_group = dist.new_group(backend="gloo")  # collective: every rank creates it, in the same order
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created, host_group)
 
 
 def _barrier(d: _Dist) -> None:
@@ -912,16 +916,18 @@ class _Trainer:
             self.callback(m.step, row)
 
     def _out_of_time(self, deadline: float) -> bool:
-        """Rank 0's clock decides for everyone, so all ranks stop on the same step."""
+        """Rank 0's clock decides for everyone, so all ranks stop on the same step. The flag
+        travels as a CPU tensor over the host (gloo) group: a device broadcast + ``.item()``
+        here would wait for every queued step and undo the one-step-late metric reads."""
         import torch
 
         elapsed = self.wall_offset + (time.perf_counter() - self.t_start)
-        if not self.d.on:  # one process: the host clock alone, no device round trip
+        if not self.d.on:  # one process: the host clock alone
             return elapsed >= deadline
         import torch.distributed as dist
 
-        flag = torch.tensor([1.0 if elapsed >= deadline else 0.0], device=self.device)
-        dist.broadcast(flag, src=0)
+        flag = torch.tensor([1 if elapsed >= deadline else 0], dtype=torch.int32)
+        dist.broadcast(flag, src=0, group=self.d.host_group)
         return bool(flag.item())
 
 

@@ -86,3 +86,27 @@ def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
         a, b = m1[col].to_numpy(), m2[col].to_numpy()
         assert ((abs(a - b) <= 1e-4 * (1 + abs(a))) | (a != a) & (b != b)).all(), (col, a, b)
     assert json.loads((p2 / "manifest.json").read_text())["counts"]["world_size"] == 2
+
+
+def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
+    """A time budget under torchrun: rank 0's clock, sent over the host group, stops both
+    ranks on the same step (a rank that stopped alone would leave the other hanging in its
+    next gradient all-reduce, which the timeout would catch)."""
+    script = tmp_path / "run_train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ARCPIPE_CACHE", None)
+    kw = {**KW, "max_steps": None, "epochs": 1e6, "max_minutes": 0.05, "eval_every": 10**6, "checkpoint_every": 10**6}
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), str(dataset.path), str(tmp_path / "two"), json.dumps(kw)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    path = _stage_path(two.stdout)
+    counts = json.loads((path / "manifest.json").read_text())["counts"]
+    metrics = pl.read_parquet(path / "metrics.parquet")
+    assert counts["world_size"] == 2
+    assert 0 < counts["steps"] == metrics["step"].max() < 10**6
+    assert metrics["wall_s"].max() >= 0.05 * 60  # it ran until the budget, not a step limit
+    assert metrics["eval_train_accuracy"][-1] is not None  # the clock stop still evaluates the final weights
