@@ -410,10 +410,11 @@ def _source_fingerprint(source: str | None) -> Any:
     return out
 
 
-def _defaults(stage: str) -> dict[str, str]:
+def _defaults(stage: str, settings: dict[str, Any]) -> dict[str, str]:
     """What a stage falls back to for settings a pipeline leaves out -- its function's keyword
-    defaults, and for train the training and model presets -- so that a changed default makes
-    ``--dry-run`` say "would run" (running is decided by the stages' own keys regardless)."""
+    defaults, and for train the training and model presets *in use* -- so that a changed default
+    makes ``--dry-run`` say "would run" (running is decided by the stages' own keys regardless),
+    while an edit to another preset (say ``arc``) leaves a ``tiny`` run's nodes cached."""
     import importlib
 
     mod = importlib.import_module(f"arcpipe.{stage}")
@@ -422,8 +423,15 @@ def _defaults(stage: str) -> dict[str, str]:
     if stage == "train" and hasattr(mod, "TRAIN_PRESETS"):
         from hrm import config as hrm_config
 
-        out["presets"] = repr(mod.TRAIN_PRESETS)
-        out["models"] = repr(getattr(hrm_config, "_PRESETS", None))
+        preset = settings.get("preset", params["preset"].default if "preset" in params else None)
+        presets = mod.TRAIN_PRESETS
+        pick = getattr(mod, "_train_defaults", lambda name: presets[name])
+        try:
+            out["presets"] = repr(pick(preset))
+        except (KeyError, TypeError):  # an unknown preset: the stage will say so; hash them all
+            out["presets"] = repr(presets)
+        models = getattr(hrm_config, "_PRESETS", None) or {}
+        out["models"] = repr(models.get(preset, models))
     return out
 
 
@@ -458,16 +466,17 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
     order: list[Node] = []
     leaves: list[Node] = []
     axis_stage = {axis: STAGE_OF_SECTION[axis[0]] for t in sweeps for axis in t}
-    defaults: dict[str, str] = {}
+    defaults: dict[tuple[str, str], str] = {}
     for point in points:
         parents: dict[str, Node] = {}
         for i, stage in enumerate(CHAIN):
             settings = _stage_settings(sections, point, stage)
             reach = {f"{s}.{k}": v for (s, k), v in point.items() if CHAIN.index(axis_stage[(s, k)]) <= i}
-            if stage not in defaults:
-                defaults[stage] = cache.content_key(_defaults(stage))
+            dkey = (stage, repr(settings.get("preset")) if stage == "train" else "")
+            if dkey not in defaults:
+                defaults[dkey] = cache.content_key(_defaults(stage, settings))
             ident = {"stage": stage, "settings": settings, "parents": {n: p.pkey for n, p in parents.items()},
-                     "arcpipe": __version__, "defaults": defaults[stage]}
+                     "arcpipe": __version__, "defaults": defaults[dkey]}
             if stage == "augment":
                 ident["data"] = _source_fingerprint(settings.get("data.source"))
             pkey = cache.content_key(ident)

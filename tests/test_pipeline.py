@@ -194,6 +194,16 @@ def test_dry_run_sees_changed_stage_defaults(fake, tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "TRAIN_PRESETS", {"tiny": {"lr": 1e-3}})
     dry = pipeline.run(p, root=root, dry_run=True)
     assert [n.status for n in dry] == ["cached"] + ["would run"] * 4
+    # An edit to a preset the pipeline does not use changes nothing it depends on.
+    monkeypatch.setattr(train_mod, "TRAIN_PRESETS", {"tiny": {"lr": 1e-3}, "arc": {"lr": 1.0}})
+    pipeline.run(p, root=root)
+    monkeypatch.setattr(train_mod, "TRAIN_PRESETS", {"tiny": {"lr": 1e-3}, "arc": {"lr": 2.0}})
+    from hrm import config as hrm_config
+
+    monkeypatch.setitem(hrm_config._PRESETS, "arc", {**hrm_config._PRESETS["arc"], "hidden_size": 1024})
+    assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] * 5
+    monkeypatch.setitem(hrm_config._PRESETS, "tiny", {**hrm_config._PRESETS["tiny"], "hidden_size": 8})
+    assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] + ["would run"] * 4
 
 
 def test_force_recomputes(fake, tmp_path):
