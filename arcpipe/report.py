@@ -20,6 +20,7 @@ not only the subsampling noise.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import threading
@@ -636,7 +637,8 @@ def _plot_curves(path: Path, curves: Any, rules: list[str]) -> None:
             d = curves.filter((curves["rule"] == rule) & (curves["metric"] == metric)).sort("n_aug")
             x = d["n_aug"].to_numpy()
             ax.plot(x, d["mean"].to_numpy(), marker="o", ms=3, label=rule)
-            ax.fill_between(x, d["ci_low"].to_numpy(), d["ci_high"].to_numpy(), alpha=0.15)
+            # Many rules' bands on one axis turn to mud: fainter the more there are.
+            ax.fill_between(x, d["ci_low"].to_numpy(), d["ci_high"].to_numpy(), alpha=0.3 / max(2, len(rules)))
         o = curves.filter((curves["rule"] == rules[0]) & (curves["metric"] == "oracle")).sort("n_aug")
         ax.plot(o["n_aug"].to_numpy(), o["mean"].to_numpy(), "k--", label="oracle (any variant right)")
         ax.set_xscale("log", base=2)
@@ -656,14 +658,27 @@ def _plot_curves(path: Path, curves: Any, rules: list[str]) -> None:
 
 
 def _plain_ticks(ax: Any, values: list[int]) -> None:
-    """Label a log axis with the actual values (1, 2, 4, ..., 1000), thinned to at most ~8 labels."""
+    """Label a log axis with the actual values (1, 4, 16, ..., 1000): at most ~9 labels,
+    spread evenly in log space from the largest down, so neighbours never collide (768/1000)."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    step = max(1, (len(values) + 7) // 8)
-    shown = values[::step] + ([values[-1]] if (len(values) - 1) % step else [])
+    shown = _log_spread(values)
     ax.xaxis.set_major_locator(FixedLocator(shown))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([str(v) for v in shown])
+
+
+def _log_spread(values: list[int], labels: int = 8) -> list[int]:
+    """The largest value, then each next smaller one at least 1/``labels`` of the log span
+    below the last kept (positive ``values``, ascending)."""
+    if len(values) <= 2:
+        return list(values)
+    gap = math.log2(values[-1] / values[0]) / labels
+    kept = [values[-1]]
+    for v in reversed(values[:-1]):
+        if math.log2(kept[-1] / v) >= gap * (1 - 1e-9):
+            kept.append(v)
+    return kept[::-1]
 
 
 def _plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:

@@ -448,8 +448,9 @@ def _rule_q_max(g: pl.DataFrame) -> pl.DataFrame:
 
 
 def _rule_logprob(g: pl.DataFrame) -> pl.DataFrame:
-    """Summed per-token log-prob, averaged (mean, not max) over the answer's votes,
-    so one lucky variant cannot outrank an answer the model gives consistently."""
+    """Summed per-token log-prob, averaged over the answer's votes: a per-answer confidence
+    that ignores how many variants gave it, so with many variants an answer from one or two
+    confident ones can outrank the majority (reports/vote-ablation: it falls as n_aug grows)."""
     return g.select("logprob")
 
 

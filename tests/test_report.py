@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from arcpipe import cache, report, transforms
@@ -294,3 +296,18 @@ def test_cli_report_defaults_to_newest_vote(cached, tmp_path, monkeypatch):
     assert inf.key in (tmp_path / "reports" / "cli" / "report.md").read_text()
     curves = pl.read_csv(tmp_path / "reports" / "cli" / "n_aug_curves.csv")
     assert sorted(set(curves["rule"])) == ["count", "hrm"] and sorted(set(curves["n_aug"])) == [1, 8, N_AUG]
+
+
+@given(st.lists(st.integers(1, 5000), min_size=1, max_size=40, unique=True))
+@settings(max_examples=80, deadline=None)
+def test_log_axis_labels_keep_ends_and_never_crowd(values):
+    """n_aug axes are log-scaled: labels keep the largest value, stay at most ~9, and two
+    kept neighbours are never closer than 1/8 of the span (768 and 1000 once overlapped)."""
+    values = sorted(values)
+    kept = report._log_spread(values)
+    assert kept == sorted(kept) and set(kept) <= set(values) and kept[-1] == values[-1]
+    if len(values) > 2:
+        assert len(kept) <= 9
+        gap = np.log2(values[-1] / values[0]) / 8
+        assert (np.diff(np.log2(kept)) >= gap * (1 - 1e-6)).all()
+        assert np.log2(kept[0] / values[0]) < gap  # the smallest label sits near the start
