@@ -1135,10 +1135,12 @@ def train(
         _barrier(d)
         return stage
     finally:
-        if d.created:
+        if d.on:
             import torch.distributed as dist
 
-            dist.destroy_process_group()
+            # Ours to free: the whole group when we made it, else just the host group (a caller
+            # that calls train() repeatedly in one torchrun process would otherwise collect them).
+            dist.destroy_process_group(None if d.created else d.host_group)
 
 
 def _num_ids(stage: cache.Stage) -> int:

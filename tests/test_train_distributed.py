@@ -92,8 +92,13 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
     """A time budget under torchrun: rank 0's clock, sent over the host group, stops both
     ranks on the same step (a rank that stopped alone would leave the other hanging in its
     next gradient all-reduce, which the timeout would catch)."""
+    # The caller owns the process group here: train() must leave it usable (it frees only its
+    # own host group), as in a notebook-style script that trains under torchrun and goes on.
     script = tmp_path / "run_train.py"
-    script.write_text(SCRIPT)
+    script.write_text(
+        "import torch.distributed as dist\ndist.init_process_group('gloo')\n" + SCRIPT
+        + "dist.barrier()\nprint('GROUP OK', dist.get_rank())\ndist.destroy_process_group()\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ARCPIPE_CACHE", None)
     kw = {**KW, "max_steps": None, "epochs": 1e6, "max_minutes": 0.05, "eval_every": 10**6, "checkpoint_every": 10**6}
@@ -103,6 +108,7 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
         capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert two.returncode == 0, two.stdout + two.stderr
+    assert two.stdout.count("GROUP OK") == 2
     path = _stage_path(two.stdout)
     counts = json.loads((path / "manifest.json").read_text())["counts"]
     metrics = pl.read_parquet(path / "metrics.parquet")
