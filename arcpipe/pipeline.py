@@ -47,6 +47,7 @@ from arcpipe.errors import ArcpipeError
 INT, NUM, BOOL, STR = "integer", "number", "boolean", "string"
 INTS, STRS, TABLE = "list of integers", "list of strings", "table"
 STR_OR_STRS, INT_OR_INTS, STR_OR_BOOL = "string or list of strings", "integer or list of integers", "string or boolean"
+SCALAR = "number, string or boolean"
 
 #: section -> key -> kind. Keys map one-to-one onto keyword arguments of the
 #: stage functions (see ``_STAGE_ARGS`` for the renames).
@@ -151,6 +152,10 @@ def _check_value(kind: str, value: Any, where: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return value
         raise bad()
+    if kind == SCALAR:
+        if not isinstance(value, (int, float, str, bool)):
+            raise bad()
+        return value
     if kind == TABLE:
         if not isinstance(value, dict):
             raise bad()
@@ -170,16 +175,32 @@ def _resolve_sweep_key(name: str, where: str) -> tuple[str, str]:
     section, key = full.split(".", 1)
     if section not in STAGE_OF_SECTION:
         raise ArcpipeError(f"{where}: cannot sweep '{full}'; sweepable sections: {', '.join(STAGE_OF_SECTION)}")
+    if section == "train" and key.startswith("model."):  # a model override: train.model.halt_max_steps
+        fields = _model_fields()
+        if key[len("model."):] not in fields:
+            raise ArcpipeError(f"{where}: unknown model setting '{full}'; [train.model] keys: {', '.join(fields)}")
+        return section, key
     if key not in SCHEMA[section]:
         raise ArcpipeError(f"{where}: unknown key '{full}'; [{section}] keys: {', '.join(SCHEMA[section])}")
     return section, key
 
 
+def _model_fields() -> list[str]:
+    """HRMConfig fields a pipeline may set or sweep under [train.model] (the dataset fixes the rest)."""
+    import dataclasses
+
+    import hrm
+
+    fixed = {"seq_len", "num_puzzle_identifiers", "vocab_size"}
+    return [f.name for f in dataclasses.fields(hrm.HRMConfig) if f.name not in fixed]
+
+
 def _flatten_sweep(table: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``[sweep] "augment.seed" = [...]`` and ``[sweep.augment] seed = [...]`` are the same thing."""
+    """``[sweep] "augment.seed" = [...]`` and ``[sweep.augment] seed = [...]`` are the same thing
+    (and ``[sweep.train.model] H_cycles = [...]`` is ``"train.model.H_cycles"``)."""
     for k, v in table.items():
         name = f"{prefix}{k}"
-        if isinstance(v, dict) and not prefix and k in STAGE_OF_SECTION:
+        if isinstance(v, dict) and ((not prefix and k in STAGE_OF_SECTION) or (prefix == "train." and k == "model")):
             yield from _flatten_sweep(v, prefix=f"{name}.")
         else:
             yield name, v
@@ -198,7 +219,7 @@ def _validate_sweep(body: Any, path: Path | str, where_table: str) -> Axes:
         section, k = _resolve_sweep_key(key, _where(path, where_table))
         if not isinstance(values, list) or not values:
             raise ArcpipeError(f"{where} must be a non-empty list of values to sweep")
-        kind = SCHEMA[section][k]
+        kind = SCALAR if k.startswith("model.") else SCHEMA[section][k]
         elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT}.get(kind, kind)
         values = [_check_value(elem_kind, v, f"{where}[{i}]") for i, v in enumerate(values)]
         if len(set(map(repr, values))) != len(values):
@@ -303,6 +324,8 @@ def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
             model = dict(out.setdefault("train", {}).get("model", {}))
             model[parts[2]] = value
             out["train"]["model"] = model
+            if "sweep" in out:  # fixing the value replaces a sweep over it
+                out["sweep"] = [{k: v for k, v in t.items() if k != key} for t in _sweep_tables(out["sweep"])]
             continue
         if len(parts) != 2:
             raise ArcpipeError(f"--set '{item}': the key must be section.key, got '{key}'")
@@ -443,9 +466,18 @@ def _stage_settings(sections: dict[str, dict], point: dict, stage: str) -> dict:
         for k, v in sections[section].items():
             out[f"{section}.{k}" if section == "data" else k] = v
         for (s, k), v in point.items():
-            if s == section:
+            if s == section and k.startswith("model."):
+                out["model"] = {**out.get("model", {}), k[len("model."):]: v}
+            elif s == section:
                 out[f"{s}.{k}" if s == "data" else k] = v
     return out
+
+
+def _section_value(sections: dict[str, dict], section: str, key: str) -> Any:
+    """A setting's value in the sections (``model.X`` inside [train.model]); ``_UNSET`` if absent."""
+    if key.startswith("model."):
+        return sections[section].get("model", {}).get(key[len("model."):], _UNSET)
+    return sections[section].get(key, _UNSET)
 
 
 def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
@@ -458,7 +490,7 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
     # baseline of one-factor sweeps collapse to one point (stage nodes are merged regardless)
     points, seen = [], []
     for point in expand(sweeps):
-        change = {(s, k): v for (s, k), v in point.items() if sections[s].get(k, _UNSET) != v}
+        change = {(s, k): v for (s, k), v in point.items() if _section_value(sections, s, k) != v}
         if change not in seen:
             seen.append(change)
             points.append(point)

@@ -19,6 +19,7 @@ not only the subsampling noise.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -45,7 +46,14 @@ GALLERY = 4  # solved and failed test inputs shown each
 #: section (runs differing only in the training seed are averaged instead).
 FACTORS = ("core", "preset", "train_aug", "puzzle_id")
 FACTOR_TITLES = {"core": "model core", "preset": "preset", "train_aug": "training augmentation count",
-                 "puzzle_id": "puzzle identifier at inference"}
+                 "puzzle_id": "puzzle identifier at inference", "halt_max_steps": "ACT steps (halt_max_steps)",
+                 "H_cycles": "H cycles per ACT step", "L_cycles": "L cycles per H cycle"}
+#: Any other setting of the augment, train (model and training) or infer config becomes a factor
+#: too when it differs between runs sharing a preset (a swept ``halt_max_steps``, ``H_cycles``,
+#: ``lr``, ``canvas``...), except these: seeds are averaged over, the rest change how a run
+#: executes, not what it computes.
+NOT_FACTORS = frozenset({"seed", "device", "deterministic", "compile", "eval_every", "eval_size",
+                         "checkpoint_every", "retries", "materialize", "extra"})
 
 
 # --------------------------------------------------------------------------- inputs
@@ -71,8 +79,25 @@ class Run:
     def train_seed(self) -> int | None:
         return None if self.train is None else _dig(self.train.config, "seed")
 
+    @functools.cached_property
+    def settings(self) -> dict[str, Any]:
+        """Every other setting a factor can be, by key: augment, then model, training and infer
+        config (first occurrence of a key wins; lists joined into strings, so values hash and plot)."""
+        out: dict[str, Any] = {}
+        train = self.train.config if self.train is not None else {}
+        for cfg in (self.augment.config if self.augment is not None else {}, train.get("model") or {},
+                    train.get("train") or {}, self.infer.config):
+            for k, v in cfg.items():
+                if k in NOT_FACTORS or k in FACTORS or k in out or isinstance(v, dict):
+                    continue
+                out[k] = ",".join(map(str, v)) if isinstance(v, list) else v
+        return out
+
     def factor(self, name: str) -> Any:
-        """The value of one of ``FACTORS`` for this run (None when its stage is gone from the cache)."""
+        """This run's value of a factor: one of ``FACTORS``, else a key of ``settings`` (None when
+        the stage that holds it is gone from the cache)."""
+        if name not in FACTORS:
+            return self.settings.get(name)
         if name == "train_aug":
             return self.train_aug
         if name == "puzzle_id":
@@ -84,7 +109,6 @@ class Run:
             return _dig(self.train.config, "core") or "hrm"
         if name == "preset":
             return self.train.config.get("preset")
-        raise KeyError(name)
 
     @property
     def label(self) -> str:
@@ -437,8 +461,9 @@ def main_run(runs: Sequence[Run]) -> int:
     then the first given (so a plain train_aug x seeds sweep reports its largest train_aug)."""
     from collections import Counter
 
-    counts = {f: Counter(r.factor(f) for r in runs) for f in FACTORS}
-    return max(range(len(runs)), key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in FACTORS),
+    factors = varying_factors(runs)
+    counts = {f: Counter(r.factor(f) for r in runs) for f in factors}
+    return max(range(len(runs)), key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in factors),
                                                 runs[i].train_aug or 0, -i))
 
 
@@ -447,13 +472,20 @@ def _same_partition(a: Sequence[Any], b: Sequence[Any]) -> bool:
 
 
 def varying_factors(runs: Sequence[Run]) -> list[str]:
-    """Factors whose value differs between runs; one that only restates another (preset <-> core
-    when each preset has its own core) is left out."""
+    """Factors whose value differs between runs: ``FACTORS`` first, then any other setting that
+    differs between runs of one preset. Left out: a setting that only follows the preset (each
+    preset's own lr or layer count) and one that only restates an earlier factor (preset <-> core,
+    a swept halt_max_steps <-> the ACT steps inference recorded)."""
+    presets = [r.factor("preset") for r in runs]
+    others = dict.fromkeys(k for r in runs for k in r.settings)
     out: list[str] = []
-    for f in FACTORS:
+    for f in (*FACTORS, *others):
         vals = [r.factor(f) for r in runs]
-        if len(set(vals)) > 1 and not any(_same_partition(vals, [r.factor(g) for r in runs]) for g in out):
-            out.append(f)
+        if len(set(vals)) < 2 or any(_same_partition(vals, [r.factor(g) for r in runs]) for g in out):
+            continue
+        if f not in FACTORS and all(len({v for v, p in zip(vals, presets) if p == q}) == 1 for q in set(presets)):
+            continue
+        out.append(f)
     return out
 
 
@@ -470,7 +502,7 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
            and prepared_info(queries[i].prepared)["task_ids"] == list(task_ids)]
     values = list(dict.fromkeys([main.factor(f)] + [runs[i].factor(f) for i in idx]))
     values = [v for v in values if any(runs[i].factor(f) == v for i in idx)]
-    if all(isinstance(v, int) for v in values):
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         values.sort()
     if len(values) < 2:
         return None
@@ -716,7 +748,7 @@ def _plot_factor(path: Path, f: str, table: Any, steps: Any, rules: list[str], p
     import matplotlib.pyplot as plt
 
     values = list(dict.fromkeys(table[f].to_list()))
-    numeric = all(isinstance(v, int) for v in values)
+    numeric = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.0), sharey=True)
     width = 0.8 / max(1, len(rules))
     for j, rule in enumerate(rules):
@@ -781,7 +813,8 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
     import polars as pl
 
     title = FACTOR_TITLES.get(f, f)
-    fixed = [f"{g}={main.factor(g)}" for g in FACTORS if g != f and main.factor(g) is not None
+    shown = dict.fromkeys([*FACTORS, *varying_factors(runs)])
+    fixed = [f"{g}={main.factor(g)}" for g in shown if g != f and main.factor(g) is not None
              and not _same_partition([r.factor(f) for r in runs], [r.factor(g) for r in runs])]
     parts = [f"## pass@2 by {title}", "",
              f"Runs that differ from the main run only in `{f}` ({', '.join(fixed) or 'nothing else fixed'}); "

@@ -306,6 +306,29 @@ def test_set_sweep_crosses_every_sweep_table(fake, tmp_path):
     assert len(fixed.points) == 4 and fixed.sections["infer"]["puzzle_id"] == "blank"
 
 
+def test_model_setting_sweeps(fake, tmp_path):
+    """Model overrides sweep like any key (the outer-loop / H-L ablations): dotted or as a
+    [sweep.train.model] table, merged into [train.model], the baseline's value shared, typos named."""
+    p = base(tmp_path, '[train.model]\nhidden_size = 32\nhalt_max_steps = 4\n'
+                       '[[sweep]]\n"train.model.halt_max_steps" = [1, 4, 8]\n[[sweep]]\n[sweep.train.model]\nH_cycles = [1, 2]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 5  # 3 + 2: neither table's baseline is a change
+    r = pipeline.run(p, root=tmp_path / "cache")
+    overrides = sorted((c["overrides"]["halt_max_steps"], c["overrides"].get("H_cycles", 0)) for s, c in fake.calls if s == "train")
+    assert overrides == [(1, 0), (4, 0), (4, 1), (4, 2), (8, 0)]
+    assert all(c["overrides"]["hidden_size"] == 32 for s, c in fake.calls if s == "train")  # section values kept
+    assert "train[train.model.halt_max_steps=8]" in [n.label for n in r.by_stage("train")]
+    # --set fixes a swept model value (the sweep over it goes), or replaces the swept list
+    fixed = pipeline.plan(p, ["train.model.halt_max_steps=2"])
+    assert fixed.points == [{("train", "model.H_cycles"): 1}, {("train", "model.H_cycles"): 2}]
+    assert fixed.sections["train"]["model"] == {"hidden_size": 32, "halt_max_steps": 2}
+    assert len(pipeline.plan(p, ["sweep.train.model.halt_max_steps=[1, 2, 4, 8, 16]"]).points) == 7
+    with pytest.raises(ArcpipeError, match=r"unknown model setting 'train.model.halt_steps'; \[train.model\] keys: .*halt_max_steps"):
+        pipeline.plan(base(tmp_path, '[sweep]\n"train.model.halt_steps" = [1, 2]\n'))
+    with pytest.raises(ArcpipeError, match=r"sweep.train.model.H_cycles\[0\] must be a number, string or boolean"):
+        pipeline.plan(base(tmp_path, '[sweep.train.model]\nH_cycles = [[1], 2]\n'))
+
+
 def test_sweep_table_errors(tmp_path):
     with pytest.raises(ArcpipeError, match=r"p\.toml: \[\[sweep\]\] #2: unknown sweep key 'bogus'"):
         pipeline.plan(write(tmp_path, "[[sweep]]\ntrain_aug = [1]\n[[sweep]]\nbogus = [2]\n"))
@@ -332,6 +355,11 @@ def test_shipped_pipelines_parse():
     counts = {s: sum(1 for n in abl.nodes if n.stage == s) for s in ("augment", "train", "infer", "vote", "report")}
     assert counts == {"augment": 3, "train": 5, "infer": 7, "vote": 7, "report": 1}
     assert {n.settings.get("preset") for n in abl.nodes if n.stage == "train"} == {"tiny", "trm-tiny", "transformer-tiny"}
+    # outer loop vs hierarchy: 3 + 2 + 2 model settings around one baseline -> 8 trainings
+    outer = pipeline.plan(REPO / "pipelines" / "outer-loop.toml")
+    models = [n.settings["model"] for n in outer.nodes if n.stage == "train"]
+    assert len(models) == 8 and {"halt_max_steps": 4, "H_cycles": 2, "L_cycles": 2} in models
+    assert sorted(m["halt_max_steps"] for m in models) == [1, 2, 4, 4, 4, 4, 4, 8]
 
 
 # --------------------------------------------------------------------------- errors

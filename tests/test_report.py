@@ -48,11 +48,11 @@ def make_augment(root: Path, tasks: Path, train_aug: int | None = None):
     return augment(str(tasks), extra_train=None, n_aug=N_AUG, train_aug=train_aug, canvas=8, seed=0, n_jobs=1, root=root)
 
 
-def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0) -> cache.Stage:
+def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, **model_over) -> cache.Stage:
     """A train stage's manifest as ``arcpipe.train`` writes one (config + counts), without the weights."""
     import hrm
 
-    model = hrm.HRMConfig.preset(preset).to_dict()
+    model = hrm.HRMConfig.preset(preset, **model_over).to_dict()
 
     def build(work: Path) -> dict:
         return {"eval_train_exact_accuracy": 0.5, "steps": 10}
@@ -110,7 +110,7 @@ def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 
         np.save(work / "preds.npy", np.concatenate(chunks).astype(np.uint8))
         return {"rows": df.height}
 
-    return cache.run_stage("infer", {"fake": True, "skill": skill, "seed": seed, "puzzle_id": puzzle_id},
+    return cache.run_stage("infer", {"fake": {"skill": skill}, "seed": seed, "puzzle_id": puzzle_id},
                            {"train": train.key if train is not None else f"fake-{seed}", "augment": aug.key},
                            build, root=root)
 
@@ -311,3 +311,25 @@ def test_log_axis_labels_keep_ends_and_never_crowd(values):
         gap = np.log2(values[-1] / values[0]) / 8
         assert (np.diff(np.log2(kept)) >= gap * (1 - 1e-6)).all()
         assert np.log2(kept[0] / values[0]) < gap  # the smallest label sits near the start
+
+
+def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
+    """A model setting that differs between runs of one preset (an outer-loop sweep) gets its own
+    section; settings that only follow the preset (each core's layer counts) and seeds do not."""
+    root, tasks, aug, _ = cached
+    runs = []
+    for i, steps in enumerate((4, 1, 8)):
+        for seed in (0, 1):
+            t = make_train(root, aug, "tiny", seed=seed, halt_max_steps=steps)
+            runs.append(make_infer(root, aug, skill=0.2 * (i + 1), seed=10 * i + seed, train=t))
+    t_trm = make_train(root, aug, "trm-tiny")
+    runs.append(make_infer(root, aug, skill=0.3, seed=99, train=t_trm))
+    resolved = report.resolve_runs(runs, root)
+    assert report.varying_factors(resolved) == ["core", "halt_max_steps"]
+    assert resolved[report.main_run(resolved)].factor("halt_max_steps") == 4  # the shared baseline
+    report.report(runs, name="outer", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    t = pl.read_parquet(tmp_path / "outer" / "by_halt_max_steps.parquet")
+    assert t["halt_max_steps"].to_list() == [1, 4, 8] and set(t["runs"]) == {2}  # sorted; seeds averaged
+    md = (tmp_path / "outer" / "report.md").read_text()
+    assert "## pass@2 by ACT steps (halt_max_steps)" in md and "](by_halt_max_steps.png)" in md
+    assert (tmp_path / "outer" / "by_halt_max_steps.png").is_file() and (tmp_path / "outer" / "by_core.png").is_file()
