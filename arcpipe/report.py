@@ -112,8 +112,13 @@ class Run:
 
     @property
     def label(self) -> str:
+        return self.describe()
+
+    def describe(self, extra: Sequence[str] = ()) -> str:
+        """Its infer key and factor values: ``FACTORS`` always, ``extra`` ones (the other
+        settings that vary in a report) when given."""
         parts = [f"infer {self.infer.key[:8]}"]
-        for name in FACTORS:
+        for name in dict.fromkeys([*FACTORS, *extra]):
             v = self.factor(name)
             if v is not None and (name != "puzzle_id" or v != "true"):
                 parts.append(f"{name}={v}")
@@ -860,9 +865,10 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         f"Each n_aug point is the mean over {seeds} seeded subsamples of the cached variants (identity always kept); "
         f"intervals are 95% bootstrap over tasks."
     )
+    extra = [f for f in varying_factors(runs) if f not in FACTORS] if len(runs) > 1 else []
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
-                      f"({main.label}): the one sharing the most settings with the others."]
+                      f"({main.describe(extra)}): the one sharing the most settings with the others."]
     parts += ["", "## Headline (all variants)", ""]
     rows = []
     for rule in rules:
@@ -902,7 +908,7 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     parts += ["## Inputs", ""]
     rows = []
     for r in runs:
-        rows.append([r.label, r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
+        rows.append([r.describe(extra), r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
     parts += [_md_table(["run", "augment", "train", "infer", "vote"], rows), "",
               "Tables: `n_aug_curves`, `act_steps`, `per_task`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)

@@ -332,4 +332,5 @@ def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
     assert t["halt_max_steps"].to_list() == [1, 4, 8] and set(t["runs"]) == {2}  # sorted; seeds averaged
     md = (tmp_path / "outer" / "report.md").read_text()
     assert "## pass@2 by ACT steps (halt_max_steps)" in md and "](by_halt_max_steps.png)" in md
+    assert md.count("halt_max_steps=8, seed=") == 2  # the inputs table tells the runs apart
     assert (tmp_path / "outer" / "by_halt_max_steps.png").is_file() and (tmp_path / "outer" / "by_core.png").is_file()
