@@ -11,7 +11,12 @@ def command(
     predictions: Optional[str] = typer.Argument(None, help="Infer stage (directory or cache key) (default: newest in cache)."),
     n_aug: Optional[int] = typer.Option(None, "--n-aug", help="Variants voted per task (identity + seeded random subset) (default: all cached)."),
     top: int = typer.Option(2, "--top", help="Answers kept per test input (attempts)."),
-    rule: str = typer.Option("hrm", "--rule", help="Voting rule: count | hrm | q-mean | q-max | logprob."),
+    rule: str = typer.Option(
+        "hrm", "--rule",
+        help="Voting rule: count (majority) | hrm (count, ties by mean halting confidence; the reference) | "
+             "q-mean / logprob (mean confidence / log-prob of an answer's votes: ignore how many, so a rare answer can win at large n_aug) | "
+             "q-max (the single most confident vote).",
+    ),
     step: Optional[int] = typer.Option(None, "--step", help="ACT step whose predictions vote (default: the last recorded)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the variant subset."),
     force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
