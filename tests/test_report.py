@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from arcpipe import cache, report, transforms
+from arcpipe import cache, figures, report, transforms
 from arcpipe.errors import ArcpipeError
 
 N_AUG = 32
@@ -304,7 +304,7 @@ def test_log_axis_labels_keep_ends_and_never_crowd(values):
     """n_aug axes are log-scaled: labels keep the largest value, stay at most ~9, and two
     kept neighbours are never closer than 1/8 of the span (768 and 1000 once overlapped)."""
     values = sorted(values)
-    kept = report._log_spread(values)
+    kept = figures.log_spread(values)
     assert kept == sorted(kept) and set(kept) <= set(values) and kept[-1] == values[-1]
     if len(values) > 2:
         assert len(kept) <= 9

@@ -1,0 +1,180 @@
+"""The report's figures: ARC grids in the standard palette, score curves against inference
+n_aug and ACT step, and one figure per compared factor. matplotlib only, Agg backend, no
+knowledge of stages or caches (``arcpipe.report`` computes the tables they draw)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The standard ARC palette, colour index -> hex.
+ARC_PALETTE = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
+               "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+_RGB = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in ARC_PALETTE], dtype=np.uint8)
+
+
+def grid_image(grid: np.ndarray, cell: int = 12, line: int = 1) -> np.ndarray:
+    """An ARC grid as an RGB image in the standard palette, ``cell`` pixels per cell with grey borders.
+
+    Built with a palette gather and ``np.repeat`` (no per-cell drawing), so a
+    gallery costs one ``imshow`` per panel rather than hundreds of artists.
+    """
+    g = np.asarray(grid, dtype=np.int64)
+    img = np.repeat(np.repeat(_RGB[g], cell, axis=0), cell, axis=1)
+    img[::cell, :] = 85
+    img[:, ::cell] = 85
+    return np.pad(img, ((0, line), (0, line), (0, 0)), constant_values=85)
+
+
+def draw_grid(ax: Any, grid: np.ndarray | None, title: str) -> None:
+    """One ARC grid panel (a blank grey panel saying "none" for a missing attempt)."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if grid is None or np.asarray(grid).size == 0:
+        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.set_facecolor("#eeeeee")
+        return
+    ax.imshow(grid_image(grid), interpolation="nearest")
+
+
+def plot_curves(path: Path, curves: Any, rules: list[str]) -> None:
+    """pass@1 and pass@2 against inference n_aug (log axis), a line per rule with its bootstrap
+    band, and the oracle dashed: how much each rule turns extra variants into score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, metric in zip(axes, ("pass@1", "pass@2")):
+        for rule in rules:
+            d = curves.filter((curves["rule"] == rule) & (curves["metric"] == metric)).sort("n_aug")
+            x = d["n_aug"].to_numpy()
+            ax.plot(x, d["mean"].to_numpy(), marker="o", ms=3, label=rule)
+            # Many rules' bands on one axis turn to mud: fainter the more there are.
+            ax.fill_between(x, d["ci_low"].to_numpy(), d["ci_high"].to_numpy(), alpha=0.3 / max(2, len(rules)))
+        o = curves.filter((curves["rule"] == rules[0]) & (curves["metric"] == "oracle")).sort("n_aug")
+        ax.plot(o["n_aug"].to_numpy(), o["mean"].to_numpy(), "k--", label="oracle (any variant right)")
+        ax.set_xscale("log", base=2)
+        _plain_ticks(ax, sorted(set(curves["n_aug"].to_list())))
+        ax.set_xlabel("inference variants voted (n_aug)")
+        ax.set_ylabel(f"{metric} (fraction of tasks)")
+        ax.set_title(f"{metric} vs inference n_aug")
+        ax.grid(alpha=0.3)
+    top = float(curves["ci_high"].max() or 0.0)
+    axes[0].set_ylim(0, max(0.05, min(1.0, top * 1.1)))
+    axes[1].legend(title="voting rule", fontsize=8)
+    fig.suptitle("ARC score vs test-time augmentation: mean over seeded subsamples, shaded 95% bootstrap CI over tasks",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plain_ticks(ax: Any, values: list[int]) -> None:
+    """Label a log axis with the actual values (1, 4, 16, ..., 1000): at most ~9 labels,
+    spread evenly in log space from the largest down, so neighbours never collide (768/1000)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    shown = log_spread(values)
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(v) for v in shown])
+
+
+def log_spread(values: list[int], labels: int = 8) -> list[int]:
+    """The largest value, then each next smaller one at least 1/``labels`` of the log span
+    below the last kept (positive ``values``, ascending)."""
+    if len(values) <= 2:
+        return list(values)
+    gap = math.log2(values[-1] / values[0]) / labels
+    kept = [values[-1]]
+    for v in reversed(values[:-1]):
+        if math.log2(kept[-1] / v) >= gap * (1 - 1e-9):
+            kept.append(v)
+    return kept[::-1]
+
+
+def plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
+    """pass@2 against the ACT step whose predictions vote, a line per rule: what each outer
+    refinement step adds at inference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for rule in rules:
+        d = by_step.filter(by_step["rule"] == rule).sort("step")
+        ax.errorbar(d["step"].to_numpy(), d["pass@2"].to_numpy(),
+                    yerr=[d["pass@2"].to_numpy() - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - d["pass@2"].to_numpy()],
+                    marker="o", ms=3, capsize=2, label=rule)
+    o = by_step.filter(by_step["rule"] == rules[0]).sort("step")
+    ax.plot(o["step"].to_numpy(), o["oracle"].to_numpy(), "k--", label="oracle")
+    ax.set_ylim(0, max(0.05, min(1.0, float(max(by_step["ci_high"].max() or 0.0, by_step["oracle"].max() or 0.0)) * 1.1)))
+    ax.set_xticks(sorted(set(by_step["step"].to_list())))
+    ax.set_xlabel("ACT step used at inference")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title("pass@2 vs ACT step (all variants, 95% CI)")
+    ax.legend(title="voting rule", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, rules: list[str], primary: str) -> None:
+    """Left: pass@2 by factor value for every rule (lines on a log axis for counts, grouped bars
+    otherwise); right: pass@2 vs ACT step for each value (primary rule). 95% bootstrap CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = list(dict.fromkeys(table[f].to_list()))
+    numeric = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.0), sharey=True)
+    width = 0.8 / max(1, len(rules))
+    for j, rule in enumerate(rules):
+        d = table.filter(table["rule"] == rule)
+        y = d["pass@2"].to_numpy()
+        err = [y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y]
+        if numeric:
+            ax.errorbar(d[f].to_numpy(), y, yerr=err, marker="o", ms=3, capsize=2, label=rule)
+        else:
+            x = np.arange(len(values)) + (j - (len(rules) - 1) / 2) * width
+            ax.bar(x, y, width, yerr=err, capsize=2, label=rule)
+    o = table.filter(table["rule"] == rules[0])
+    if numeric:
+        ax.plot(o[f].to_numpy(), o["oracle"].to_numpy(), "k--", label="oracle")
+        ax.set_xscale("log")
+        _plain_ticks(ax, values)
+    else:
+        ax.scatter(np.arange(len(values)), o["oracle"].to_numpy(), marker="_", s=900, c="k", zorder=3, label="oracle")
+        ax.set_xticks(np.arange(len(values)))
+        ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlabel(title)
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title(f"pass@2 by {title} (all variants)")
+    ax.legend(title="voting rule", fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    for v in values:
+        d = steps.filter(steps[f] == v).sort("step")
+        y = d["pass@2"].to_numpy()
+        ax2.errorbar(d["step"].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
+                     marker="o", ms=3, capsize=2, label=str(v))
+    ax2.set_xticks(sorted(set(steps["step"].to_list())))
+    ax2.set_xlabel("ACT step used at inference")
+    ax2.set_title(f"pass@2 vs ACT step (rule {primary})")
+    ax2.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    top = max(float(table["ci_high"].max() or 0.0), float(table["oracle"].max() or 0.0), float(steps["ci_high"].max() or 0.0))
+    ax.set_ylim(0, max(0.05, min(1.0, top * 1.1)))
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    fig.suptitle("95% bootstrap CI over tasks; training seeds averaged", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
