@@ -89,6 +89,9 @@ SWEEP_ALIASES = {
     "epochs": "train.epochs",
     "preset": "train.preset",
     "puzzle_id": "infer.puzzle_id",
+    "halt_max_steps": "train.model.halt_max_steps",
+    "H_cycles": "train.model.H_cycles",
+    "L_cycles": "train.model.L_cycles",
 }
 
 #: Order of the stage sections: a sweep over a section affects it and every later one.
@@ -325,7 +328,8 @@ def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
             model[parts[2]] = value
             out["train"]["model"] = model
             if "sweep" in out:  # fixing the value replaces a sweep over it
-                out["sweep"] = [{k: v for k, v in t.items() if k != key} for t in _sweep_tables(out["sweep"])]
+                out["sweep"] = [{k: v for k, v in t.items() if SWEEP_ALIASES.get(k, k) != key}
+                                for t in _sweep_tables(out["sweep"])]
             continue
         if len(parts) != 2:
             raise ArcpipeError(f"--set '{item}': the key must be section.key, got '{key}'")

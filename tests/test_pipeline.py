@@ -323,6 +323,10 @@ def test_model_setting_sweeps(fake, tmp_path):
     assert fixed.points == [{("train", "model.H_cycles"): 1}, {("train", "model.H_cycles"): 2}]
     assert fixed.sections["train"]["model"] == {"hidden_size": 32, "halt_max_steps": 2}
     assert len(pipeline.plan(p, ["sweep.train.model.halt_max_steps=[1, 2, 4, 8, 16]"]).points) == 7
+    # short names for the outer-loop / hierarchy knobs, fixed by --set like any other
+    short = base(tmp_path, "[[sweep]]\nhalt_max_steps = [1, 8]\n[[sweep]]\nL_cycles = [1, 4]\n")
+    assert len(pipeline.plan(short).points) == 4
+    assert len(pipeline.plan(short, ["train.model.halt_max_steps=2"]).points) == 2
     with pytest.raises(ArcpipeError, match=r"unknown model setting 'train.model.halt_steps'; \[train.model\] keys: .*halt_max_steps"):
         pipeline.plan(base(tmp_path, '[sweep]\n"train.model.halt_steps" = [1, 2]\n'))
     with pytest.raises(ArcpipeError, match=r"sweep.train.model.H_cycles\[0\] must be a number, string or boolean"):
