@@ -327,18 +327,15 @@ def apply_sets(raw: dict, sets: Sequence[str]) -> dict:
             model = dict(out.setdefault("train", {}).get("model", {}))
             model[parts[2]] = value
             out["train"]["model"] = model
-            if "sweep" in out:  # fixing the value replaces a sweep over it
-                out["sweep"] = [{k: v for k, v in t.items() if SWEEP_ALIASES.get(k, k) != key}
-                                for t in _sweep_tables(out["sweep"])]
-            continue
-        if len(parts) != 2:
-            raise ArcpipeError(f"--set '{item}': the key must be section.key, got '{key}'")
-        if section not in SCHEMA:
-            raise ArcpipeError(f"--set '{item}': unknown section '{section}'; known: {', '.join(list(SCHEMA) + ['sweep'])}")
-        if parts[1] not in SCHEMA[section]:
-            raise ArcpipeError(f"--set '{item}': unknown key '{parts[1]}' in [{section}]; known keys: {', '.join(SCHEMA[section])}")
-        out.setdefault(section, {})[parts[1]] = value
-        # a --set fixes a value: it replaces any sweep over the same key
+        else:
+            if len(parts) != 2:
+                raise ArcpipeError(f"--set '{item}': the key must be section.key, got '{key}'")
+            if section not in SCHEMA:
+                raise ArcpipeError(f"--set '{item}': unknown section '{section}'; known: {', '.join(list(SCHEMA) + ['sweep'])}")
+            if parts[1] not in SCHEMA[section]:
+                raise ArcpipeError(f"--set '{item}': unknown key '{parts[1]}' in [{section}]; known keys: {', '.join(SCHEMA[section])}")
+            out.setdefault(section, {})[parts[1]] = value
+        # a --set fixes a value (model settings included): it replaces any sweep over the same key
         if "sweep" in out:
             out["sweep"] = [{k: v for k, v in t.items() if SWEEP_ALIASES.get(k, k) != key}
                             for t in _sweep_tables(out["sweep"])]

@@ -589,12 +589,6 @@ def attempts(ranked: Any, prepared: Any, task_id: str, example: int, top: int = 
 # --------------------------------------------------------------------------- rendering
 
 
-
-
-
-
-
-
 def _gallery(work: Path, ranked: Any, prepared: Any, run: Run, per_input: Any, rule: str) -> list[tuple[str, str, list]]:
     """gallery_solved.png / gallery_failed.png: input, truth, attempt 1, attempt 2 for a few test inputs."""
     import matplotlib
@@ -635,16 +629,6 @@ def _tasks_json(run: Run) -> dict:
     if run.augment is not None and (run.augment.path / "tasks.json").is_file():
         return json.loads((run.augment.path / "tasks.json").read_text())
     return {}
-
-
-
-
-
-
-
-
-
-
 
 
 def _pct(x: float) -> str:

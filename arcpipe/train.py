@@ -39,10 +39,9 @@ import numpy as np
 
 from arcpipe import cache
 from arcpipe.errors import ArcpipeError
-from arcpipe.trainer import (  # METRIC_COLUMNS, GroupSampler, total_steps_for are public here too
+from arcpipe.trainer import (
     METRIC_COLUMNS,
     RESUME_DIR,
-    GroupSampler,  # noqa: F401
     _barrier,
     _Data,
     _determinism,
@@ -111,8 +110,6 @@ def _train_defaults(preset: str) -> dict[str, Any]:
     if preset in TRAIN_PRESETS:
         return dict(TRAIN_PRESETS[preset])
     return dict(TRAIN_PRESETS["tiny" if preset.endswith("-tiny") else "arc"])
-
-
 
 
 @dataclass(frozen=True)
@@ -185,10 +182,6 @@ def _coerce(name: str, value: Any, like: Any) -> Any:
         raise ArcpipeError(f"train: override {name}={value!r}: expected {type(like).__name__}") from None
 
 
-
-
-
-
 # --------------------------------------------------------------------------- dataset
 
 
@@ -201,8 +194,6 @@ def _resolve_dataset(dataset: Any, root: Any, say: Callable[[str], None]) -> cac
     if dataset is None:
         say(f"train: using the newest augment stage {stage.path}")
     return stage
-
-
 
 
 def _load_data(stage: cache.Stage, holdout: bool) -> _Data:
@@ -341,12 +332,6 @@ def compute_estimate(model_cfg: Any, tc: TrainConfig, stage: cache.Stage) -> dic
     total = steps * per_step if steps is not None else None
     return {"train_rows": rows, "steps": steps, "flops_per_step": per_step, "flops": total,
             "h100_hours_at_40pct_mfu": total / _HINT_FLOP_PER_S / 3600 if total is not None else None}
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------- outputs

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from arcpipe import cache
 from arcpipe.errors import ArcpipeError
-from arcpipe.train import METRIC_COLUMNS, GroupSampler, load_trained, train
+from arcpipe.train import METRIC_COLUMNS, load_trained, train
+from arcpipe.trainer import GroupSampler
 
 #: A small model (fast on CPU) that still has two levels, two cycles and ACT.
 SMALL = {"hidden_size": 32, "num_heads": 2, "puzzle_emb_ndim": 32, "halt_max_steps": 2}
