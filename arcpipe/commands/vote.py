@@ -34,7 +34,10 @@ def command(
         console.print(f"voting the newest predictions: {src.path}", soft_wrap=True)
     stage = vote(src, n_aug=n_aug, top=top, rule=rule, step=step, seed=seed, force=force)
     sc = json.loads((stage.path / "scores.json").read_text())
-    console.print(scores_table(sc, f"{rule}, n_aug={n_aug or 'all'}, top={top}"))
+    if sc["n_test_inputs"]:
+        console.print(scores_table(sc, f"{rule}, n_aug={n_aug or 'all'}, top={top}"))
+    else:  # e.g. a Kaggle test file: a table of zeros would read as a score
+        console.print(f"nothing scored: none of the {sc.get('n_unknown', 0)} test inputs has a known output")
     console.print(f"vote stage: {stage.path}{' (cached)' if stage.cached else ''}", soft_wrap=True)
     console.print(f"submission: {stage.path / 'submission.json'}", soft_wrap=True)
 
