@@ -11,7 +11,9 @@ stage is cheap to build, cheap to cache and cheap to ship.
 Variants (the reference's recipe): variant 0 of every task is the identity;
 every further variant draws a dihedral id (0..7) and a colour permutation
 fixing black, and is kept only if the augmented task differs from every
-variant kept so far, with up to ``retries * n_aug`` draws per task. Each task
+variant kept so far, with up to ``retries * n_aug`` draws per task
+(``dihedral=False`` / ``colour=False`` pin that half of the draw to the
+identity, to ablate the recipe's parts; ``translate=False`` the third). Each task
 has its own ``numpy`` generator seeded from (seed, task id), so the plan is the
 same bytes whatever the number of processes. Translation applies to training
 rows only, with one example per variant left in place (as the reference does).
@@ -52,6 +54,8 @@ GRIDS_FILE = "grids.npy"
 IDENTIFIERS_FILE = "identifiers.json"
 TASKS_FILE = "tasks.json"
 BLANK_IDENTIFIER = "<blank>"
+#: Config keys added after plans were first cached: absent from a manifest means this value.
+CONFIG_DEFAULTS: dict[str, Any] = {"dihedral": True, "colour": True}
 #: Rows per chunk when ``--materialize`` streams token arrays to disk (int64 index
 #: intermediates are ~8 bytes x 2 x canvas² per row: ~60 MB at 4096 rows).
 MATERIALIZE_CHUNK = 4096
@@ -143,8 +147,15 @@ def variant_keys(grids: Sequence[np.ndarray], tids: np.ndarray, perms: np.ndarra
     return classes[tids] | np.bitwise_or.reduce(new_colours << shifts, axis=1, initial=np.uint64(0))
 
 
+def max_variants(n_aug: int, *, dihedral: bool = True, colour: bool = True) -> int:
+    """The most distinct variants any task can have with these transform kinds, capped at ``n_aug``
+    (colour permutations alone give 9! = 362,880; the dihedral group alone 8)."""
+    return n_aug if colour else min(n_aug, T.NUM_DIHEDRAL if dihedral else 1)
+
+
 def draw_variants(
-    grids: Sequence[np.ndarray], n_aug: int, retries: int, rng: np.random.Generator
+    grids: Sequence[np.ndarray], n_aug: int, retries: int, rng: np.random.Generator,
+    *, dihedral: bool = True, colour: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Up to ``n_aug`` distinct variants of a task: (tids (V,) int8, perms (V, 10) uint8, draws used).
 
@@ -153,10 +164,16 @@ def draw_variants(
     keep-if-new loop over the draws would return, computed with one
     ``np.unique``. Fewer than ``n_aug`` come back when the task has fewer
     distinct variants (e.g. a symmetric task with one colour has at most 72).
+    A kind switched off is the identity in every draw; the generator is still
+    drawn from as usual, so switching one kind off leaves the other's draws as they were.
     """
     n_draw = max(retries * n_aug - 1, 0)
     tids = np.concatenate([[0], rng.integers(0, T.NUM_DIHEDRAL, size=n_draw)]).astype(np.int64)
     perms = np.concatenate([np.arange(T.NUM_COLOURS, dtype=np.uint8)[None], T.random_colour_perms(rng, n_draw)])
+    if not dihedral:
+        tids[:] = 0
+    if not colour:
+        perms[:] = np.arange(T.NUM_COLOURS, dtype=np.uint8)
     keys = variant_keys(grids, tids, perms)
     _, first = np.unique(keys, return_index=True)
     keep = np.sort(first)[:n_aug]
@@ -189,7 +206,10 @@ class _TaskResult:
     rows: dict[str, np.ndarray]
 
 
-def _plan_task(job: _TaskJob, *, n_aug: int, train_aug: int, seed: int, canvas: int, translate: bool, retries: int) -> _TaskResult:
+def _plan_task(
+    job: _TaskJob, *, n_aug: int, train_aug: int, seed: int, canvas: int, translate: bool, retries: int,
+    dihedral: bool = True, colour: bool = True,
+) -> _TaskResult:
     """Variants and rows of one task, from its own generator (so any worker gives the same answer).
 
     Rows: for variants < train_aug, one training row per training pair
@@ -198,7 +218,7 @@ def _plan_task(job: _TaskJob, *, n_aug: int, train_aug: int, seed: int, canvas: 
     (variant, example); the only per-task Python is this function's body.
     """
     rng = task_rng(seed, job.task_id)
-    tids, perms, draws = draw_variants(job.grids, n_aug, retries, rng)
+    tids, perms, draws = draw_variants(job.grids, n_aug, retries, rng, dihedral=dihedral, colour=colour)
     n_var = len(tids)
     ex = job.examples
     part, example = ex[:, 0], ex[:, 1]
@@ -336,6 +356,8 @@ def build_plan(
     canvas: int,
     translate: bool,
     retries: int,
+    dihedral: bool = True,
+    colour: bool = True,
     n_jobs: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray, list[str], dict]:
@@ -359,7 +381,8 @@ def build_plan(
     # so the table's chunks, and with them the parquet bytes, match for any n_jobs.
     size = max(1, math.ceil(len(jobs) / TASK_CHUNKS))
     chunks = [jobs[a : a + size] for a in range(0, len(jobs), size)]
-    kwargs = dict(n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas, translate=translate, retries=retries)
+    kwargs = dict(n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas, translate=translate, retries=retries,
+                  dihedral=dihedral, colour=colour)
     task_ids = [t.id for t, _ in tasks]
     id_series = pl.Series(np.asarray(task_ids, dtype=object), dtype=pl.String)
     split_names = pl.Series(np.asarray(_SPLITS, dtype=object), dtype=pl.String)
@@ -405,7 +428,8 @@ def build_plan(
     perms = np.concatenate([r.perms[: r.n_ids] for r in results]) if results else np.zeros((0, T.NUM_COLOURS), np.uint8)
     identifiers = _identifiers(task_ids, n_ids, tids, perms)
     reached = {r_task.id: len(r.tids) for (r_task, _), r in zip(tasks, results)}
-    short = {k: v for k, v in reached.items() if v < n_aug}
+    possible = max_variants(n_aug, dihedral=dihedral, colour=colour)
+    short = {k: v for k, v in reached.items() if v < possible}
     n_train = int((table.get_column("split") == "train").sum())
     counts = {
         "tasks": len(tasks),
@@ -627,6 +651,8 @@ def augment(
     task_ids: str | Sequence[str] | None = None,
     first: int | None = None,
     translate: bool = True,
+    dihedral: bool = True,
+    colour: bool = True,
     retries: int = 5,
     n_jobs: int = -1,
     root: str | os.PathLike | None = None,
@@ -642,7 +668,10 @@ def augment(
     ``task_ids`` and ``first`` select among the source tasks; ``max_side``
     filters both sets. Only variants ``< train_aug`` (default ``n_aug``) emit
     training rows. Extra tasks whose id is also a source task are left out
-    (the source copy already trains on its demonstrations).
+    (the source copy already trains on its demonstrations). ``dihedral``,
+    ``colour`` and ``translate`` switch the recipe's three kinds of
+    augmentation (all on: the paper's); without colour permutations a task
+    has at most 8 variants (1 with neither), and ``n_aug`` caps at that.
     ``progress(done, total)`` is called as tasks finish (the CLI's bar).
     ``n_jobs`` only changes speed: the plan is identical for any value.
     """
@@ -674,6 +703,8 @@ def augment(
         "translate": bool(translate),
         "retries": retries,
         "materialize": bool(materialize),
+        # Recorded only when switched off (CONFIG_DEFAULTS), so plans built before the switches keep their keys.
+        **{k: False for k, on in (("dihedral", dihedral), ("colour", colour)) if not on},
     }
     inputs = {"tasks": tasks_fingerprint(src_tasks), "extra_train": tasks_fingerprint(extra_tasks) if extra_tasks else "none"}
     total = len(src_tasks) + len(extra_tasks)
@@ -689,7 +720,7 @@ def augment(
 
         table, flat, identifiers, counts = build_plan(
             src_tasks, extra_tasks, n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas,
-            translate=translate, retries=retries, n_jobs=n_jobs, on_progress=tick,
+            translate=translate, retries=retries, dihedral=dihedral, colour=colour, n_jobs=n_jobs, on_progress=tick,
         )  # fmt: skip
         table.write_parquet(work / PLAN_FILE, statistics=False)
         np.save(work / GRIDS_FILE, flat)
@@ -706,7 +737,7 @@ def augment(
         listed = ", ".join(f"{k} ({v})" for k, v in list(short.items())[:8])
         more = f" and {len(short) - 8} more" if len(short) > 8 else ""
         print(
-            f"warning: {len(short)} task(s) have fewer than n_aug={n_aug} distinct variants: {listed}{more}",
+            f"warning: {len(short)} task(s) have fewer than {max_variants(n_aug, dihedral=dihedral, colour=colour)} distinct variants: {listed}{more}",
             file=sys.stderr,
         )
     return stage

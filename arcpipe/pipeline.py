@@ -56,7 +56,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "data": {"source": STR, "extra_train": STR, "max_side": INT, "task_ids": STR_OR_STRS, "first": INT},
     "augment": {
         "n_aug": INT, "train_aug": INT, "canvas": INT, "seed": INT, "translate": BOOL,
-        "retries": INT, "jobs": INT,
+        "dihedral": BOOL, "colour": BOOL, "retries": INT, "jobs": INT,
     },
     "train": {
         "preset": STR, "max_steps": INT, "max_minutes": NUM, "epochs": NUM, "batch_size": INT, "seed": INT,
@@ -85,6 +85,9 @@ SWEEP_ALIASES = {
     "rules": "vote.rule",
     "n_aug": "vote.n_aug",
     "canvas": "augment.canvas",
+    "translate": "augment.translate",
+    "dihedral": "augment.dihedral",
+    "colour": "augment.colour",
     "max_steps": "train.max_steps",
     "epochs": "train.epochs",
     "preset": "train.preset",

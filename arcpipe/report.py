@@ -44,7 +44,9 @@ GALLERY = 4  # solved and failed test inputs shown each
 FACTORS = ("core", "preset", "train_aug", "puzzle_id")
 FACTOR_TITLES = {"core": "model core", "preset": "preset", "train_aug": "training augmentation count",
                  "puzzle_id": "puzzle identifier at inference", "halt_max_steps": "ACT steps (halt_max_steps)",
-                 "H_cycles": "H cycles per ACT step", "L_cycles": "L cycles per H cycle"}
+                 "H_cycles": "H cycles per ACT step", "L_cycles": "L cycles per H cycle",
+                 "dihedral": "dihedral transforms", "colour": "colour permutations",
+                 "translate": "translation of training pairs"}
 #: Any other setting of the augment, train (model and training) or infer config becomes a factor
 #: too when it differs between runs sharing a preset (a swept ``halt_max_steps``, ``H_cycles``,
 #: ``lr``, ``canvas``...), except these: seeds are averaged over, the rest change how a run
@@ -81,8 +83,11 @@ class Run:
         """Every other setting a factor can be, by key: augment, then model, training and infer
         config (first occurrence of a key wins; lists joined into strings, so values hash and plot)."""
         out: dict[str, Any] = {}
+        from arcpipe.augment import CONFIG_DEFAULTS
+
         train = self.train.config if self.train is not None else {}
-        for cfg in (self.augment.config if self.augment is not None else {}, train.get("model") or {},
+        augment = {**CONFIG_DEFAULTS, **self.augment.config} if self.augment is not None else {}
+        for cfg in (augment, train.get("model") or {},
                     train.get("train") or {}, self.infer.config):
             for k, v in cfg.items():
                 if k in NOT_FACTORS or k in FACTORS or k in out or isinstance(v, dict):

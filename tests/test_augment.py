@@ -169,6 +169,43 @@ def test_no_translate(eval_tasks):
     assert (table["dr"] == 0).all() and (table["dc"] == 0).all()
 
 
+def test_transform_kinds_switch_off(eval_tasks):
+    """The recipe's parts ablate one by one: no dihedral = colour permutations only, no colour =
+    at most the 8 dihedral variants (not reported short), neither = the identity alone; each
+    variant still distinct and still inverting exactly (the plan fixture's checks cover that path)."""
+    kw = dict(n_aug=24, train_aug=24, seed=3, canvas=30, translate=True, retries=5, n_jobs=1)
+    identity = np.arange(T.NUM_COLOURS)
+
+    table, _, _, counts = A.build_plan(eval_tasks, [], dihedral=False, **kw)
+    test = table.filter(pl.col("split") == "test")
+    assert (table["dihedral"] == 0).all()
+    assert counts["variants"] == 24 * len(eval_tasks) and not counts["short_tasks"]
+    for tid, rows in test.filter(pl.col("example") == 0).group_by("task_id"):  # one row per variant
+        perms = np.stack(rows["perm"].to_numpy())
+        assert len({p.tobytes() for p in perms}) == len(perms) == 24, tid  # distinct by colour alone
+
+    table, _, _, counts = A.build_plan(eval_tasks, [], colour=False, **kw)
+    assert (np.stack(table["perm"].to_numpy()) == identity).all()
+    for tid, rows in table.filter((pl.col("split") == "test") & (pl.col("example") == 0)).group_by("task_id"):
+        assert rows["dihedral"].n_unique() == len(rows) <= T.NUM_DIHEDRAL, tid
+    assert not counts["short_tasks"]  # fewer than n_aug, but as many as the kind allows
+
+    table, _, ids, counts = A.build_plan(eval_tasks, [], dihedral=False, colour=False, **kw)
+    assert counts["variants"] == len(eval_tasks) and (table["variant"] == 0).all()
+    assert (table.filter(pl.col("split") == "train")["dr"] > 0).any()  # translation is its own switch
+
+
+def test_transform_switches_keep_default_plans_keys(tmp_path):
+    """Plans built before the switches existed keep their cache keys: the config names a kind
+    only when it is off, and the default plan's bytes do not depend on the new code path."""
+    kw = dict(extra_train="none", task_ids=EVAL_IDS[:2], n_aug=6, n_jobs=1, root=tmp_path)
+    default = A.augment("arc1:evaluation", **kw)
+    assert "dihedral" not in default.config and "colour" not in default.config
+    off = A.augment("arc1:evaluation", colour=False, **kw)
+    assert off.config["colour"] is False and "dihedral" not in off.config and off.key != default.key
+    assert A.augment("arc1:evaluation", dihedral=True, colour=True, **kw).key == default.key
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -261,6 +298,11 @@ def test_cli_smoke(tmp_path):
     stage_dir = Path(first.output.split("augment: ")[1].split(" (")[0])
     manifest = json.loads((stage_dir / "manifest.json").read_text())
     assert manifest["config"]["n_aug"] == 4 and manifest["config"]["translate"] is False
+    assert "colour" not in manifest["config"]
+    no_colour = runner.invoke(app, [*args, "--no-colour"])
+    assert no_colour.exit_code == 0 and "built" in no_colour.output, no_colour.output
+    off_dir = Path(no_colour.output.split("augment: ")[1].split(" (")[0])
+    assert json.loads((off_dir / "manifest.json").read_text())["config"]["colour"] is False
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "(cached)" in second.output
     forced = runner.invoke(app, [*args, "--force"])

@@ -42,10 +42,11 @@ class FakeStages:
         return cache.run_stage(name, config, inputs, build, root=root, force=force)
 
     def augment(self, source="arc1:evaluation", *, extra_train="arc1:training", n_aug=1000, train_aug=None, seed=0,
-                canvas=30, max_side=None, task_ids=None, first=None, translate=True, retries=5, n_jobs=-1,
-                root=None, force=False):
+                canvas=30, max_side=None, task_ids=None, first=None, translate=True, dihedral=True, colour=True,
+                retries=5, n_jobs=-1, root=None, force=False):
         cfg = dict(source=source, extra_train=extra_train, n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas,
-                   max_side=max_side, task_ids=task_ids, first=first, translate=translate)
+                   max_side=max_side, task_ids=task_ids, first=first, translate=translate,
+                   **{k: False for k, on in (("dihedral", dihedral), ("colour", colour)) if not on})
         return self._stage("augment", cfg, {"tasks": "fp"}, root, force)
 
     def train(self, dataset=None, *, preset="tiny", overrides=None, max_steps=None, max_minutes=None, epochs=None,
@@ -291,6 +292,23 @@ def test_sweep_tables_are_one_factor_ablations_sharing_the_baseline(fake, tmp_pa
     for node in r.by_stage("infer"):
         if node.settings.get("puzzle_id") in ("blank", "random"):
             assert node.parents["train"] is base_train
+
+
+def test_augmentation_kind_sweeps(fake, tmp_path):
+    """The recipe's parts ablate by short name, one [[sweep]] each around the full recipe: one
+    augment and one training per kind switched off, the baseline (written out) built once."""
+    text = BASE.format(out=tmp_path / "reports").replace("[augment]\n", "[augment]\ndihedral = true\ncolour = true\ntranslate = true\n")
+    p = write(tmp_path, text + "[[sweep]]\ndihedral = [true, false]\n[[sweep]]\ncolour = [true, false]\n"
+                              "[[sweep]]\ntranslate = [true, false]\n")
+    plan = pipeline.plan(p)
+    assert sum(n.stage == "augment" for n in plan.nodes) == 4
+    pipeline.run(p, root=tmp_path / "cache")
+    augments = [cfg for s, cfg in fake.calls if s == "augment"]
+    kinds = sorted((c.get("dihedral", True), c.get("colour", True), c["translate"]) for c in augments)
+    assert kinds == [(False, True, True), (True, False, True), (True, True, False), (True, True, True)]
+    assert fake.count("train") == 4
+    with pytest.raises(ArcpipeError, match=r"augment\.colour must be a boolean"):
+        pipeline.plan(write(tmp_path, text.replace("colour = true", "colour = 0")))
 
 
 def test_set_sweep_crosses_every_sweep_table(fake, tmp_path):

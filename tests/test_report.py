@@ -42,10 +42,11 @@ def write_tasks(folder: Path, n_tasks: int = 8, seed: int = 0) -> Path:
     return folder
 
 
-def make_augment(root: Path, tasks: Path, train_aug: int | None = None):
+def make_augment(root: Path, tasks: Path, train_aug: int | None = None, **kinds):
     from arcpipe.augment import augment
 
-    return augment(str(tasks), extra_train=None, n_aug=N_AUG, train_aug=train_aug, canvas=8, seed=0, n_jobs=1, root=root)
+    return augment(str(tasks), extra_train=None, n_aug=N_AUG, train_aug=train_aug, canvas=8, seed=0, n_jobs=1, root=root,
+                   **kinds)
 
 
 def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, **model_over) -> cache.Stage:
@@ -334,3 +335,20 @@ def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
     assert "## pass@2 by ACT steps (halt_max_steps)" in md and "](by_halt_max_steps.png)" in md
     assert md.count("halt_max_steps=8, seed=") == 2  # the inputs table tells the runs apart
     assert (tmp_path / "outer" / "by_halt_max_steps.png").is_file() and (tmp_path / "outer" / "by_core.png").is_file()
+
+
+def test_augmentation_kinds_are_factors(cached, tmp_path):
+    """A plan built with colour permutations off differs from the full recipe in a setting its
+    manifest only records when off; the report still reads the full recipe's as on and gives
+    the kind its own section."""
+    root, tasks, aug, inf = cached
+    mono = make_augment(root, tasks, colour=False)
+    t_full, t_mono = make_train(root, aug, "tiny"), make_train(root, mono, "tiny")
+    runs = [make_infer(root, aug, skill=0.5, seed=20, train=t_full), make_infer(root, mono, skill=0.2, seed=21, train=t_mono)]
+    resolved = report.resolve_runs(runs, root)
+    assert report.varying_factors(resolved) == ["colour"]
+    assert [r.factor("colour") for r in resolved] == [True, False] and resolved[0].factor("dihedral") is True
+    report.report(runs, name="kinds", out_dir=tmp_path, n_aug_points=[1, 8], seeds=1, rules=["hrm"], root=root)
+    t = pl.read_parquet(tmp_path / "kinds" / "by_colour.parquet")
+    assert sorted(t["colour"].to_list()) == [False, True]
+    assert "## pass@2 by colour permutations" in (tmp_path / "kinds" / "report.md").read_text()

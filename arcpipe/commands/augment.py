@@ -21,6 +21,8 @@ def command(
     task_ids: Optional[str] = typer.Option(None, "--task-ids", help="Comma-separated source task ids to keep."),
     first: Optional[int] = typer.Option(None, "--first", help="Keep the first N source tasks (by id)."),
     no_translate: bool = typer.Option(False, "--no-translate", help="Do not translate training examples on the canvas."),
+    no_dihedral: bool = typer.Option(False, "--no-dihedral", help="No rotations/reflections: colour permutations only (ablation)."),
+    no_colour: bool = typer.Option(False, "--no-colour", help="No colour permutations: at most the 8 dihedral variants per task (ablation)."),
     materialize: bool = typer.Option(False, "--materialize", help="Also write reference-style uint8 token arrays (<split>/inputs.npy, labels.npy, puzzle_identifiers.npy)."),
     jobs: int = typer.Option(-1, "--jobs", help="Worker processes (-1 = all cores); the plan does not depend on it."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a cached plan exists."),
@@ -52,6 +54,8 @@ def command(
             task_ids=task_ids,
             first=first,
             translate=not no_translate,
+            dihedral=not no_dihedral,
+            colour=not no_colour,
             n_jobs=jobs,
             force=force,
             materialize=materialize,
@@ -66,4 +70,4 @@ def command(
         f"{c.get('train_rows', 0)} train rows, {c.get('test_rows', 0)} test rows"
     )
     if c.get("short_tasks"):
-        print(f"  {len(c['short_tasks'])} task(s) below n_aug distinct variants (see manifest counts.short_tasks)")
+        print(f"  {len(c['short_tasks'])} task(s) with fewer distinct variants than asked (see manifest counts.short_tasks)")
