@@ -435,7 +435,11 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
             _write_table(tables[1], work, f"by_{f}_steps")
             plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), tables[0], tables[1], rules, primary)
 
-    # 4. per test input: which rule solves it, and its vote margin (all variants)
+    # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
+    run_scores = run_table(runs, queries, primary, step, top)
+    _write_table(run_scores, work, "runs")
+
+    # 5. per test input: which rule solves it, and its vote margin (all variants)
     per_input = None
     frames = []
     for rule in rules:
@@ -447,13 +451,14 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     per_input = per_input.sort(["task_id", "example"])
     _write_table(per_input, work, "per_task")
 
-    # 5. plots and gallery
+    # 6. plots and gallery
     ranked, _ = q.query(primary, max_n, step, 0, top)
     gallery = _gallery(work, ranked, q.prepared, main, per_input, primary)
     plot_curves(work / "n_aug_curves.png", curves, rules)
     plot_steps(work / "act_steps.png", by_step, rules)
 
-    md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds)
+    md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
+                   run_scores)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -541,6 +546,25 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(step_mats))
     steps = pl.DataFrame(step_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps
+
+
+def run_table(runs: Sequence[Run], queries: Sequence[_Queries], rule: str, step: int | None, top: int) -> Any:
+    """One row per run: its stage keys, the value of every factor, and its own pass@2 / oracle
+    (``rule``, all its variants, ``step`` or its last) over its own scored tasks -- the table to
+    load in polars for any comparison the report's sections do not make."""
+    import polars as pl
+
+    names = list(dict.fromkeys([*FACTORS, *varying_factors(runs)]))
+    rows = []
+    for r, q in zip(runs, queries):
+        info = prepared_info(q.prepared)
+        pt = per_task(q.query(rule, info["n_aug"], step if step in info["steps"] else None, 0, top)[1], info["task_ids"])
+        rows.append({"infer": r.infer.key, "train": r.train.key if r.train else None,
+                     "augment": r.augment.key if r.augment else None,
+                     **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
+                     "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
+                     "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"]})
+    return pl.DataFrame(rows, infer_schema_length=None, strict=False)
 
 
 # --------------------------------------------------------------------------- vote adapters
@@ -691,7 +715,7 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
 
 
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds) -> str:
+              max_n, points, seeds, run_scores) -> str:
     import polars as pl
 
     name = config["name"]
@@ -744,12 +768,14 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         for kind, png, picked in gallery:
             parts += [f"{kind.capitalize()} (rule {primary}): " + ", ".join(f"{t}#{e}" for t, e in picked), "",
                       f"![{kind} test inputs]({png})", ""]
-    parts += ["## Inputs", ""]
+    parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants) and its exact accuracy on "
+                               f"its training pairs at the end of training; table `runs`.", ""]
     rows = []
-    for r in runs:
-        rows.append([r.describe(extra), r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
+    for r, sc in zip(runs, run_scores.iter_rows(named=True)):
+        rows.append([r.describe(extra), _pct(sc["pass@2"]), _fmt(sc["train_exact"], "train_exact"),
+                     r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
-    parts += [_md_table(["run", "augment", "train", "infer", "vote"], rows), "",
-              "Tables: `n_aug_curves`, `act_steps`, `per_task`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
+    parts += [_md_table(["run", "pass@2", "train exact", "augment", "train", "infer", "vote"], rows), "",
+              "Tables: `n_aug_curves`, `act_steps`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

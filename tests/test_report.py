@@ -145,6 +145,7 @@ def test_report_numbers_equal_vote(cached, built):
     assert st.path == out and not st.cached
     for f in ("report.md", "manifest.json", "n_aug_curves.png", "act_steps.png", "gallery_solved.png",
               "gallery_failed.png", "n_aug_curves.csv", "n_aug_curves.parquet", "per_task.csv", "per_task.parquet",
+              "runs.csv", "runs.parquet",
               "act_steps.csv", "act_steps.parquet"):
         assert (out / f).is_file(), f
     curves = pl.read_parquet(out / "n_aug_curves.parquet")
@@ -351,4 +352,13 @@ def test_augmentation_kinds_are_factors(cached, tmp_path):
     report.report(runs, name="kinds", out_dir=tmp_path, n_aug_points=[1, 8], seeds=1, rules=["hrm"], root=root)
     t = pl.read_parquet(tmp_path / "kinds" / "by_colour.parquet")
     assert sorted(t["colour"].to_list()) == [False, True]
+    # every run has its own row, with its factor values and its own score
+    from arcpipe import vote
+
+    table = pl.read_parquet(tmp_path / "kinds" / "runs.parquet")
+    assert table["infer"].to_list() == [r.key for r in runs] and table["colour"].to_list() == [True, False]
+    for st, row in zip(runs, table.iter_rows(named=True)):
+        prepared = vote.prepare(st)
+        sc = vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))
+        assert row["pass@2"] == pytest.approx(sc["per_task"]["pass@2"].mean()) and row["train_exact"] == 0.5
     assert "## pass@2 by colour permutations" in (tmp_path / "kinds" / "report.md").read_text()
