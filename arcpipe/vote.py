@@ -495,7 +495,9 @@ def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", ste
     sel = p.step_rows(int(step))
     if n_aug is not None:
         if int(n_aug) < 1 or int(n_aug) > avail:
-            raise ArcpipeError(f"n_aug={n_aug} is outside the cached variants: 1..{avail} available per task (min {int(p.variants_per_task.min(initial=0))})")
+            fewest = int(p.variants_per_task.min(initial=avail))
+            spread = f" (the fewest any task has: {fewest})" if fewest < avail else ""
+            raise ArcpipeError(f"n_aug={n_aug} is outside the cached variants: 1..{avail} available per task{spread}")
         sel = sel[p.step_variant_rank(int(step), int(seed)) < int(n_aug)]
     # Reduce over the kept rows only (a few thousand for small n_aug). They stay sorted by
     # (test input, answer, step, variant), so a group's first kept row is its smallest voting

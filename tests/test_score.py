@@ -139,7 +139,7 @@ def test_cli_errors_are_one_line(tmp_path):
     truth = random_task_truth(rng, 2)
     write_stages(tmp_path, truth, forward_rows(rng, truth, 4))
     exe = [sys.executable, "-m", "arcpipe.cli", "--cache", str(tmp_path)]
-    for args, msg in ((["vote", "--n-aug", "1000"], "n_aug=1000 is outside the cached variants: 1..4 available"),
+    for args, msg in ((["vote", "--n-aug", "1000"], "n_aug=1000 is outside the cached variants: 1..4 available per task\n"),
                       (["vote", "--rule", "borda"], "known rules: count, hrm, q-mean, q-max, logprob"),
                       (["vote", "--top", "0"], "top must be >= 1")):
         res = subprocess.run(exe + args, capture_output=True, text=True, timeout=120)
