@@ -484,17 +484,43 @@ def _section_value(sections: dict[str, dict], section: str, key: str) -> Any:
     return sections[section].get(key, _UNSET)
 
 
+def _baseline_value(sections: dict[str, dict], section: str, key: str) -> Any:
+    """What a run gets for a setting when no sweep touches it: the section's value, else the stage's
+    own default (its keyword default; a model field's value in the preset in use); ``_UNSET`` when
+    neither is known. So ``colour = [true, false]`` in a [[sweep]] needs no ``colour = true`` line."""
+    own = _section_value(sections, section, key)
+    if own is not _UNSET:
+        return own
+    if key.startswith("model."):
+        import hrm
+
+        try:
+            model = hrm.HRMConfig.preset(sections["train"].get("preset", _kwarg_default("train", "preset")))
+        except (ValueError, TypeError):  # an unknown preset: the train stage will say so
+            return _UNSET
+        return getattr(model, key[len("model."):], _UNSET)
+    return _kwarg_default(STAGE_OF_SECTION[section], _STAGE_ARGS.get((section, key), key))
+
+
+def _kwarg_default(stage: str, name: str) -> Any:
+    """A stage function's keyword default (data keys are augment's), ``_UNSET`` if it has none."""
+    import importlib
+
+    param = inspect.signature(getattr(importlib.import_module(f"arcpipe.{stage}"), stage)).parameters.get(name)
+    return _UNSET if param is None or param.default is inspect.Parameter.empty else param.default
+
+
 def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
     """Parse a pipeline and build its de-duplicated stage DAG (nothing runs)."""
     from arcpipe import __version__
 
     path = Path(path)
     sections, sweeps = load(path, sets)
-    # a point value equal to its section's own value is no change: dropping it lets the shared
+    # a point value equal to its baseline value (the section's, else the stage's default) is no change: dropping it lets the shared
     # baseline of one-factor sweeps collapse to one point (stage nodes are merged regardless)
     points, seen = [], []
     for point in expand(sweeps):
-        change = {(s, k): v for (s, k), v in point.items() if _section_value(sections, s, k) != v}
+        change = {(s, k): v for (s, k), v in point.items() if _baseline_value(sections, s, k) != v}
         if change not in seen:
             seen.append(change)
             points.append(point)

@@ -38,6 +38,9 @@ from arcpipe.figures import draw_grid, plot_curves, plot_factor, plot_steps
 
 METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
+#: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
+#: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
+LAYOUT = 2
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -346,7 +349,7 @@ def report(
     resolved = resolve_runs(runs, croot)
     config = {
         "name": name, "n_aug_points": list(n_aug_points) if n_aug_points else None, "seeds": int(seeds),
-        "rules": rules, "step": step, "top": int(top), "bootstrap": BOOTSTRAP,
+        "rules": rules, "step": step, "top": int(top), "bootstrap": BOOTSTRAP, "layout": LAYOUT,
     }
     inputs: dict[str, str] = {}
     for i, r in enumerate(resolved):

@@ -296,29 +296,29 @@ def test_sweep_tables_are_one_factor_ablations_sharing_the_baseline(fake, tmp_pa
 
 def test_augmentation_kind_sweeps(fake, tmp_path):
     """The recipe's parts ablate by short name, one [[sweep]] each around the full recipe: one
-    augment and one training per kind switched off, the baseline (written out) built once."""
-    text = BASE.format(out=tmp_path / "reports").replace("[augment]\n", "[augment]\ndihedral = true\ncolour = true\ntranslate = true\n")
-    p = write(tmp_path, text + "[[sweep]]\ndihedral = [true, false]\n[[sweep]]\ncolour = [true, false]\n"
-                              "[[sweep]]\ntranslate = [true, false]\n")
+    augment and one training per kind switched off, the baseline built once (the stage's defaults
+    are the baseline's values: nothing needs writing in [augment])."""
+    p = base(tmp_path, "[[sweep]]\ndihedral = [true, false]\n[[sweep]]\ncolour = [true, false]\n"
+                       "[[sweep]]\ntranslate = [true, false]\n")
     plan = pipeline.plan(p)
-    assert sum(n.stage == "augment" for n in plan.nodes) == 4
+    assert len(plan.points) == 4 and sum(n.stage == "augment" for n in plan.nodes) == 4
     pipeline.run(p, root=tmp_path / "cache")
     augments = [cfg for s, cfg in fake.calls if s == "augment"]
     kinds = sorted((c.get("dihedral", True), c.get("colour", True), c["translate"]) for c in augments)
     assert kinds == [(False, True, True), (True, False, True), (True, True, False), (True, True, True)]
     assert fake.count("train") == 4
     with pytest.raises(ArcpipeError, match=r"augment\.colour must be a boolean"):
-        pipeline.plan(write(tmp_path, text.replace("colour = true", "colour = 0")))
+        pipeline.plan(write(tmp_path, BASE.format(out=tmp_path).replace("[augment]\n", "[augment]\ncolour = 0\n")))
 
 
 def test_set_sweep_crosses_every_sweep_table(fake, tmp_path):
     p = base(tmp_path, ONE_AT_A_TIME)
-    assert len(pipeline.plan(p).points) == 7
+    assert len(pipeline.plan(p).points) == 6  # puzzle_id "true" is infer's default: the baseline again
     # an added axis is crossed with each table: every ablation run at two seeds
     crossed = pipeline.plan(p, ["sweep.seeds=[0, 1]"])
-    assert len(crossed.points) == 14 and all(len(t) == 2 for t in crossed.sweeps)
+    assert len(crossed.points) == 12 and all(len(t) == 2 for t in crossed.sweeps)
     # an axis that is swept is replaced where it is swept
-    assert len(pipeline.plan(p, ["sweep.train_aug=[1, 8, 64]"]).points) == 8
+    assert len(pipeline.plan(p, ["sweep.train_aug=[1, 8, 64]"]).points) == 7
     # fixing a swept key drops that axis; a table left empty is the baseline run
     fixed = pipeline.plan(p, ["infer.puzzle_id=blank"])
     assert len(fixed.points) == 4 and fixed.sections["infer"]["puzzle_id"] == "blank"
@@ -330,17 +330,19 @@ def test_model_setting_sweeps(fake, tmp_path):
     p = base(tmp_path, '[train.model]\nhidden_size = 32\nhalt_max_steps = 4\n'
                        '[[sweep]]\n"train.model.halt_max_steps" = [1, 4, 8]\n[[sweep]]\n[sweep.train.model]\nH_cycles = [1, 2]\n')
     plan = pipeline.plan(p)
-    assert len(plan.points) == 5  # 3 + 2: neither table's baseline is a change
+    # 3 + 1: neither table's baseline is a change -- H_cycles 2 is the tiny preset's own value,
+    # so it is the baseline without being written in [train.model] (and is not trained twice)
+    assert len(plan.points) == 4
     r = pipeline.run(p, root=tmp_path / "cache")
     overrides = sorted((c["overrides"]["halt_max_steps"], c["overrides"].get("H_cycles", 0)) for s, c in fake.calls if s == "train")
-    assert overrides == [(1, 0), (4, 0), (4, 1), (4, 2), (8, 0)]
+    assert overrides == [(1, 0), (4, 0), (4, 1), (8, 0)]
     assert all(c["overrides"]["hidden_size"] == 32 for s, c in fake.calls if s == "train")  # section values kept
     assert "train[train.model.halt_max_steps=8]" in [n.label for n in r.by_stage("train")]
     # --set fixes a swept model value (the sweep over it goes), or replaces the swept list
     fixed = pipeline.plan(p, ["train.model.halt_max_steps=2"])
     assert fixed.points == [{("train", "model.H_cycles"): 1}, {("train", "model.H_cycles"): 2}]
     assert fixed.sections["train"]["model"] == {"hidden_size": 32, "halt_max_steps": 2}
-    assert len(pipeline.plan(p, ["sweep.train.model.halt_max_steps=[1, 2, 4, 8, 16]"]).points) == 7
+    assert len(pipeline.plan(p, ["sweep.train.model.halt_max_steps=[1, 2, 4, 8, 16]"]).points) == 6
     # short names for the outer-loop / hierarchy knobs, fixed by --set like any other
     short = base(tmp_path, "[[sweep]]\nhalt_max_steps = [1, 8]\n[[sweep]]\nL_cycles = [1, 4]\n")
     assert len(pipeline.plan(short).points) == 4
