@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 2
+LAYOUT = 3
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -52,10 +52,11 @@ FACTOR_TITLES = {"core": "model core", "preset": "preset", "train_aug": "trainin
                  "translate": "translation of training pairs"}
 #: Any other setting of the augment, train (model and training) or infer config becomes a factor
 #: too when it differs between runs sharing a preset (a swept ``halt_max_steps``, ``H_cycles``,
-#: ``lr``, ``canvas``...), except these: seeds are averaged over, the rest change how a run
-#: executes, not what it computes.
+#: ``lr``, ``canvas``...), except these: seeds are averaged over, ``seq_len`` and
+#: ``num_puzzle_identifiers`` follow the dataset (its canvas, its variant count), the rest change
+#: how a run executes, not what it computes.
 NOT_FACTORS = frozenset({"seed", "device", "deterministic", "compile", "eval_every", "eval_size",
-                         "checkpoint_every", "retries", "materialize", "extra"})
+                         "checkpoint_every", "retries", "materialize", "extra", "seq_len", "num_puzzle_identifiers"})
 
 
 # --------------------------------------------------------------------------- inputs

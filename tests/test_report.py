@@ -339,26 +339,35 @@ def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
 
 
 def test_augmentation_kinds_are_factors(cached, tmp_path):
-    """A plan built with colour permutations off differs from the full recipe in a setting its
-    manifest only records when off; the report still reads the full recipe's as on and gives
-    the kind its own section."""
-    root, tasks, aug, inf = cached
-    mono = make_augment(root, tasks, colour=False)
-    t_full, t_mono = make_train(root, aug, "tiny"), make_train(root, mono, "tiny")
-    runs = [make_infer(root, aug, skill=0.5, seed=20, train=t_full), make_infer(root, mono, skill=0.2, seed=21, train=t_mono)]
-    resolved = report.resolve_runs(runs, root)
-    assert report.varying_factors(resolved) == ["colour"]
-    assert [r.factor("colour") for r in resolved] == [True, False] and resolved[0].factor("dihedral") is True
-    report.report(runs, name="kinds", out_dir=tmp_path, n_aug_points=[1, 8], seeds=1, rules=["hrm"], root=root)
-    t = pl.read_parquet(tmp_path / "kinds" / "by_colour.parquet")
-    assert sorted(t["colour"].to_list()) == [False, True]
-    # every run has its own row, with its factor values and its own score
+    """Plans built with colour permutations (or both kinds) off differ from the full recipe in
+    settings their manifests only record when off; the report reads the full recipe's as on,
+    gives the kind its own section, and is not misled by the model's puzzle-id count (which
+    follows each plan's variant count) into dropping it. Runs off every slice are in `runs`."""
     from arcpipe import vote
+    from arcpipe.augment import Plan
 
+    root, tasks, aug, _ = cached
+    mono, none = make_augment(root, tasks, colour=False), make_augment(root, tasks, colour=False, dihedral=False)
+    plans = (aug, mono, none)
+    # as train does: the model's puzzle-id table is sized by the plan
+    trains = [make_train(root, a, "tiny", num_puzzle_identifiers=Plan.load(a).num_puzzle_identifiers) for a in plans]
+    assert len({t.config["model"]["num_puzzle_identifiers"] for t in trains}) == 3
+    runs = [make_infer(root, a, skill=0.5 - 0.2 * i, seed=20 + i, train=t) for i, (a, t) in enumerate(zip(plans, trains))]
+    resolved = report.resolve_runs(runs, root)
+    assert sorted(report.varying_factors(resolved)) == ["colour", "dihedral"]
+    assert [r.factor("colour") for r in resolved] == [True, False, False]
+    assert [r.factor("dihedral") for r in resolved] == [True, True, False]
+    report.report(runs, name="kinds", out_dir=tmp_path, n_aug_points=[1, 8], seeds=1, rules=["hrm"], root=root)
+    # main run: colour off, dihedral on (the most common value of each); a slice through it per kind
+    assert resolved[report.main_run(resolved)].infer.key == runs[1].key
+    assert pl.read_parquet(tmp_path / "kinds" / "by_colour.parquet")["colour"].to_list() == [False, True]
+    assert pl.read_parquet(tmp_path / "kinds" / "by_dihedral.parquet")["dihedral"].to_list() == [True, False]
+    md = (tmp_path / "kinds" / "report.md").read_text()
+    assert "## pass@2 by colour permutations" in md and "## pass@2 by dihedral transforms" in md
+    # every run has its own row, with its factor values and its own score
     table = pl.read_parquet(tmp_path / "kinds" / "runs.parquet")
-    assert table["infer"].to_list() == [r.key for r in runs] and table["colour"].to_list() == [True, False]
+    assert table["infer"].to_list() == [r.key for r in runs] and table["colour"].to_list() == [True, False, False]
     for st, row in zip(runs, table.iter_rows(named=True)):
         prepared = vote.prepare(st)
         sc = vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))
         assert row["pass@2"] == pytest.approx(sc["per_task"]["pass@2"].mean()) and row["train_exact"] == 0.5
-    assert "## pass@2 by colour permutations" in (tmp_path / "kinds" / "report.md").read_text()
