@@ -703,8 +703,8 @@ def augment(
         "translate": bool(translate),
         "retries": retries,
         "materialize": bool(materialize),
-        # Recorded only when switched off (CONFIG_DEFAULTS), so plans built before the switches keep their keys.
-        **{k: False for k, on in (("dihedral", dihedral), ("colour", colour)) if not on},
+        # Recorded only when not CONFIG_DEFAULTS' value, so plans built before these switches keep their keys.
+        **{k: v for k, v in (("dihedral", bool(dihedral)), ("colour", bool(colour))) if v != CONFIG_DEFAULTS[k]},
     }
     inputs = {"tasks": tasks_fingerprint(src_tasks), "extra_train": tasks_fingerprint(extra_tasks) if extra_tasks else "none"}
     total = len(src_tasks) + len(extra_tasks)

@@ -516,8 +516,9 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
 
     path = Path(path)
     sections, sweeps = load(path, sets)
-    # a point value equal to its baseline value (the section's, else the stage's default) is no change: dropping it lets the shared
-    # baseline of one-factor sweeps collapse to one point (stage nodes are merged regardless)
+    # a point value equal to its baseline value (the section's, else the stage's default) is no
+    # change: dropping it lets the shared baseline of one-factor sweeps collapse to one point
+    # (stage nodes are merged regardless)
     points, seen = [], []
     for point in expand(sweeps):
         change = {(s, k): v for (s, k), v in point.items() if _baseline_value(sections, s, k) != v}

@@ -86,9 +86,9 @@ class Run:
     def settings(self) -> dict[str, Any]:
         """Every other setting a factor can be, by key: augment, then model, training and infer
         config (first occurrence of a key wins; lists joined into strings, so values hash and plot)."""
-        out: dict[str, Any] = {}
         from arcpipe.augment import CONFIG_DEFAULTS
 
+        out: dict[str, Any] = {}
         train = self.train.config if self.train is not None else {}
         augment = {**CONFIG_DEFAULTS, **self.augment.config} if self.augment is not None else {}
         for cfg in (augment, train.get("model") or {},
