@@ -437,15 +437,21 @@ def _source_fingerprint(source: str | None) -> Any:
     return out
 
 
+def _stage_params(stage: str) -> tuple[Any, Any]:
+    """The stage's module and its function's parameters (``arcpipe.<stage>.<stage>``), looked up at
+    call time so a test's stand-in module is the one read."""
+    import importlib
+
+    mod = importlib.import_module(f"arcpipe.{stage}")
+    return mod, inspect.signature(getattr(mod, stage)).parameters
+
+
 def _defaults(stage: str, settings: dict[str, Any]) -> dict[str, str]:
     """What a stage falls back to for settings a pipeline leaves out -- its function's keyword
     defaults, and for train the training and model presets *in use* -- so that a changed default
     makes ``--dry-run`` say "would run" (running is decided by the stages' own keys regardless),
     while an edit to another preset (say ``arc``) leaves a ``tiny`` run's nodes cached."""
-    import importlib
-
-    mod = importlib.import_module(f"arcpipe.{stage}")
-    params = inspect.signature(getattr(mod, stage)).parameters
+    mod, params = _stage_params(stage)
     out = {n: repr(p.default) for n, p in params.items() if p.default is not inspect.Parameter.empty}
     if stage == "train" and hasattr(mod, "TRAIN_PRESETS"):
         from hrm import config as hrm_config
@@ -504,9 +510,7 @@ def _baseline_value(sections: dict[str, dict], section: str, key: str) -> Any:
 
 def _kwarg_default(stage: str, name: str) -> Any:
     """A stage function's keyword default (data keys are augment's), ``_UNSET`` if it has none."""
-    import importlib
-
-    param = inspect.signature(getattr(importlib.import_module(f"arcpipe.{stage}"), stage)).parameters.get(name)
+    param = _stage_params(stage)[1].get(name)
     return _UNSET if param is None or param.default is inspect.Parameter.empty else param.default
 
 
