@@ -266,6 +266,17 @@ class _Queries:
                 self.n_queries += 1
         return self.memo[k]
 
+    @functools.cached_property
+    def info(self) -> dict:
+        return prepared_info(self.prepared)
+
+    def all_variants(self, rule: str, step: int | None, top: int, task_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-task scores voting every cached variant at ACT ``step`` (its last when it did not
+        record that step), over ``task_ids`` (default: its own scored tasks)."""
+        info = self.info
+        s = step if step in info["steps"] else None
+        return per_task(self.query(rule, info["n_aug"], s, 0, top)[1], info["task_ids"] if task_ids is None else task_ids)
+
 
 def _jobs() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
@@ -402,7 +413,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     queries = [_Queries(vote, vote.prepare(r.infer)) for r in runs]
     main_i = main_run(runs)
     main, q = runs[main_i], queries[main_i]
-    info = prepared_info(q.prepared)
+    info = q.info
     task_ids, max_n, steps = info["task_ids"], info["n_aug"], info["steps"]
     step = config["step"]
     if step is not None and step not in steps:
@@ -431,7 +442,8 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...)
     primary = "hrm" if "hrm" in rules else rules[0]
     factors = {}
-    for f in varying_factors(runs):
+    varying = varying_factors(runs)
+    for f in varying:
         tables = factor_tables(runs, queries, main_i, f, rules, step, top, task_ids, primary)
         if tables is not None:
             factors[f] = tables
@@ -440,7 +452,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
             plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), tables[0], tables[1], rules, primary)
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
-    run_scores = run_table(runs, queries, primary, step, top)
+    run_scores = run_table(runs, queries, varying, primary, step, top)
     _write_table(run_scores, work, "runs")
 
     # 5. per test input: which rule solves it, and its vote margin (all variants)
@@ -515,7 +527,7 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     others = [g for g in varying_factors(runs) if g != f]
     main = runs[main_i]
     idx = [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
-           and prepared_info(queries[i].prepared)["task_ids"] == list(task_ids)]
+           and queries[i].info["task_ids"] == list(task_ids)]
     values = list(dict.fromkeys([main.factor(f)] + [runs[i].factor(f) for i in idx]))
     values = [v for v in values if any(runs[i].factor(f) == v for i in idx)]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -525,23 +537,17 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     rows, mats, step_rows, step_mats = [], [], [], []
     for v in values:
         group = [i for i in idx if runs[i].factor(f) == v]
-        infos = {i: prepared_info(queries[i].prepared) for i in group}
         summ = [runs[i].train_summary() for i in group]
         meta = {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
                 for k in ("params", "train_exact", "train_s")}
-
-        def scored(i: int, rule: str, s: int | None) -> dict[str, np.ndarray]:
-            s = s if s in infos[i]["steps"] else None  # a run recording other steps: its last
-            return per_task(queries[i].query(rule, infos[i]["n_aug"], s, 0, top)[1], task_ids)
-
         for rule in rules:
-            pts = [scored(i, rule, step) for i in group]
+            pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
             p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
             rows.append({f: v, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()),
                          "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()), **meta})
             mats.append(p2)
-        for s in sorted({s for i in group for s in infos[i]["steps"]}):
-            pts = [scored(i, primary, s) for i in group if s in infos[i]["steps"]]
+        for s in sorted({s for i in group for s in queries[i].info["steps"]}):
+            pts = [queries[i].all_variants(primary, s, top, task_ids) for i in group if s in queries[i].info["steps"]]
             p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
             step_rows.append({f: v, "step": s, "runs": len(pts), "pass@2": float(p2.mean())})
             step_mats.append(p2)
@@ -552,17 +558,18 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     return table, steps
 
 
-def run_table(runs: Sequence[Run], queries: Sequence[_Queries], rule: str, step: int | None, top: int) -> Any:
-    """One row per run: its stage keys, the value of every factor, and its own pass@2 / oracle
-    (``rule``, all its variants, ``step`` or its last) over its own scored tasks -- the table to
-    load in polars for any comparison the report's sections do not make."""
+def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequence[str], rule: str, step: int | None,
+              top: int) -> Any:
+    """One row per run: its stage keys, the value of every factor (``FACTORS`` and the ``varying``
+    ones), and its own pass@2 / oracle (``rule``, all its variants, ``step`` or its last) over its
+    own scored tasks -- the table to load in polars for any comparison the sections do not make."""
     import polars as pl
 
-    names = list(dict.fromkeys([*FACTORS, *varying_factors(runs)]))
+    names = list(dict.fromkeys([*FACTORS, *varying]))
     rows = []
     for r, q in zip(runs, queries):
-        info = prepared_info(q.prepared)
-        pt = per_task(q.query(rule, info["n_aug"], step if step in info["steps"] else None, 0, top)[1], info["task_ids"])
+        info = q.info
+        pt = q.all_variants(rule, step, top)
         rows.append({"infer": r.infer.key, "train": r.train.key if r.train else None,
                      "augment": r.augment.key if r.augment else None,
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
