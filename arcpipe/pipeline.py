@@ -69,7 +69,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "steps": INT_OR_INTS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
         "device": STR,
     },
-    "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT},
+    "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT, "variants": STR},
     "report": {
         "name": STR, "out_dir": STR, "n_aug_points": INTS, "seeds": INT, "rules": STRS, "step": INT,
         "enabled": BOOL,
@@ -84,6 +84,7 @@ SWEEP_ALIASES = {
     "rule": "vote.rule",
     "rules": "vote.rule",
     "n_aug": "vote.n_aug",
+    "variants": "vote.variants",
     "canvas": "augment.canvas",
     "translate": "augment.translate",
     "dihedral": "augment.dihedral",

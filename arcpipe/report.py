@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 3
+LAYOUT = 4
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -248,7 +248,7 @@ def default_points(max_n: int) -> list[int]:
 
 
 class _Queries:
-    """Per-task scores of vote queries on one prepared inference, memoised by (rule, n_aug, step, seed)."""
+    """Per-task scores of vote queries on one prepared inference, memoised by (rule, n_aug, step, seed, top, variants)."""
 
     def __init__(self, vote: Any, prepared: Any):
         self.vote, self.prepared = vote, prepared
@@ -256,10 +256,10 @@ class _Queries:
         self.n_queries = 0
         self.lock = threading.Lock()
 
-    def query(self, rule: str, n_aug: int, step: int | None, seed: int, top: int = 2) -> tuple[Any, dict]:
-        k = (rule, n_aug, step, seed, top)
+    def query(self, rule: str, n_aug: int | None, step: int | None, seed: int, top: int = 2, variants: str = "all") -> tuple[Any, dict]:
+        k = (rule, n_aug, step, seed, top, variants)
         if k not in self.memo:
-            ranked = self.vote.rank(self.prepared, n_aug=n_aug, rule=rule, step=step, seed=seed, top=top)
+            ranked = self.vote.rank(self.prepared, n_aug=n_aug, rule=rule, step=step, seed=seed, top=top, variants=variants)
             sc = self.vote.scores(ranked, self.prepared, ks=(1, 2))
             with self.lock:
                 self.memo[k] = (ranked, sc)
@@ -308,6 +308,35 @@ def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n
             v = np.mean([pt[m] for pt in pts], axis=0)
             rows.append({"rule": rule, "n_aug": n, "metric": m, "mean": float(v.mean()), "subsamples": len(pts)})
             mats.append(v)
+    lo, hi = bootstrap_ci(np.stack(mats))
+    return pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+
+
+def variant_pools(q: _Queries, rules: Sequence[str], step: int | None, top: int, task_ids: Sequence[str], seeds: int) -> Any:
+    """Voting only the variants whose puzzle identifier was trained, only the others, or all;
+    plus the untrained pool subsampled to the trained pool's size (mean over ``seeds`` subsamples),
+    so the two kinds are compared at an equal count. One row per (pool, rule): pass@2 with its
+    bootstrap CI, and the oracle. None when every cached variant was trained (or none was):
+    the reference recipe, where the question does not arise."""
+    import polars as pl
+
+    p = q.prepared
+    if getattr(p, "train_aug", None) is None:
+        return None
+    n_tr, n_un = int(p.pool_sizes("trained").max(initial=0)), int(p.pool_sizes("untrained").max(initial=0))
+    if n_tr == 0 or n_un == 0:
+        return None
+    specs = [("all", q.info["n_aug"], range(1)), ("trained", n_tr, range(1)), ("untrained", n_un, range(1))]
+    if n_un > n_tr:
+        specs.append(("untrained", n_tr, range(seeds)))
+    rows, mats = [], []
+    for pool, n, subsamples in specs:
+        for rule in rules:
+            pts = [per_task(q.query(rule, n, step, s, top, variants=pool)[1], task_ids) for s in subsamples]
+            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
+            rows.append({"variants": pool, "n_aug": n, "rule": rule, "pass@2": float(p2.mean()),
+                         "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()), "subsamples": len(pts)})
+            mats.append(p2)
     lo, hi = bootstrap_ci(np.stack(mats))
     return pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
 
@@ -428,6 +457,11 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     curves = n_aug_curves(q, rules, points, max_n, seeds, step, top, task_ids)
     _write_table(curves, work, "n_aug_curves")
 
+    # 1b. trained vs untrained variants (only when the plan voted variants it never trained)
+    pools = variant_pools(q, rules, step, top, task_ids, seeds)
+    if pools is not None:
+        _write_table(pools, work, "variant_pools")
+
     # 2. pass@2 vs the ACT step used at inference (all variants)
     rows, mats = [], []
     for rule in rules:
@@ -474,7 +508,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores)
+                   run_scores, pools)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -725,8 +759,24 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
     return parts
 
 
+def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
+    import polars as pl
+
+    names = {"all": "all", "trained": "trained identifier", "untrained": "untrained identifier"}
+    parts = ["## Trained vs untrained variants", "",
+             "The plan voted variants whose puzzle identifier never received a gradient (variant ≥ train_aug: "
+             "a zero embedding). pass@2 [95% CI] voting each pool alone (`arcpipe vote --variants`); the last row "
+             f"draws as many untrained variants as there are trained ones (mean over {seeds} subsamples). Table `variant_pools`.", ""]
+    rows = []
+    for (pool, n), d in pools.group_by(["variants", "n_aug"], maintain_order=True):
+        get = {r["rule"]: r for r in d.iter_rows(named=True)}
+        rows.append([names[pool], n] + [f"{_pct(get[r]['pass@2'])} [{_pct(get[r]['ci_low'])}, {_pct(get[r]['ci_high'])}]" for r in rules]
+                    + [_pct(get[rules[0]]["oracle"])])
+    return parts + [_md_table(["variants", "per task"] + rules + ["oracle"], rows), ""]
+
+
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds, run_scores) -> str:
+              max_n, points, seeds, run_scores, pools=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -761,6 +811,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         rows.append(row)
     parts.append("pass@2 by rule (mean over subsamples):")
     parts += ["", _md_table(["n_aug"] + rules + ["oracle"], rows), ""]
+    if pools is not None:
+        parts += _pools_markdown(pools, rules, seeds)
     parts += ["## pass@2 vs ACT step", "", "![pass@2 vs ACT step](act_steps.png)", ""]
     rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
             for s in info["steps"]]

@@ -62,6 +62,15 @@ _X = (_HASH_RNG.integers(0, 2**63, size=transforms.NUM_COLOURS, dtype=np.int64).
 _Y = _HASH_RNG.integers(0, 2**63, size=(transforms.MAX_SIDE + 1) ** 2, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
 _CHUNK_CELLS = 1 << 18
 
+#: Which cached variants may vote. The reference recipe trains every variant it votes on; a
+#: plan with train_aug < n_aug votes variants whose puzzle identifier never received a gradient
+#: (its embedding is still the zero init), and these pools tell the two kinds apart.
+VARIANT_POOLS = {
+    "all": "every cached variant",
+    "trained": "variants whose puzzle identifier was trained (variant < train_aug)",
+    "untrained": "only the others (an untrained, zero puzzle embedding)",
+}
+
 
 def _position_table(tid: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(U, 900) float64: for variant-frame cell a*w+b of a (h, w) prediction made under
@@ -219,7 +228,10 @@ class Prepared:
     group: np.ndarray = field(default=None, repr=False)  # group index of each (sorted) prediction
     _seed_ranks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _step_rows: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-    _step_seed_ranks: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _step_seed_ranks: dict[tuple[int, int, str], np.ndarray] = field(default_factory=dict, repr=False)
+    #: Variants per task whose puzzle identifier the checkpoint was trained on (variant < train_aug);
+    #: None when the stage does not say (a bare predictions table).
+    train_aug: int | None = None
 
     def step_rows(self, step: int) -> np.ndarray:
         """Sorted-row indices of the non-empty predictions of one ACT step (cached)."""
@@ -227,11 +239,46 @@ class Prepared:
             self._step_rows[step] = np.flatnonzero(self.valid & (self.step == step))
         return self._step_rows[step]
 
-    def step_variant_rank(self, step: int, seed: int) -> np.ndarray:
-        """``variant_rank(seed)`` of each row of ``step_rows(step)`` (cached: a query is then one compare)."""
-        if (step, seed) not in self._step_seed_ranks:
-            self._step_seed_ranks[(step, seed)] = self.variant_rank(seed)[self.tv[self.step_rows(step)]].astype(np.int32)
-        return self._step_seed_ranks[(step, seed)]
+    def step_variant_rank(self, step: int, seed: int, variants: str = "all") -> np.ndarray:
+        """Each row of ``step_rows(step)``: its variant's rank within the ``variants`` pool
+        (``pool_rank``); rows outside the pool get a rank no n_aug reaches. Cached: a query is then one compare."""
+        k = (step, seed, variants)
+        if k not in self._step_seed_ranks:
+            self._step_seed_ranks[k] = self.pool_rank(seed, variants)[self.tv[self.step_rows(step)]]
+        return self._step_seed_ranks[k]
+
+    def in_pool(self, variants: str) -> np.ndarray:
+        """Mask over (task, variant): which variants the ``variants`` pool lets vote (see VARIANT_POOLS)."""
+        if variants not in VARIANT_POOLS:
+            raise ArcpipeError(f"unknown variant pool '{variants}'; known: {', '.join(VARIANT_POOLS)}")
+        if variants == "all":
+            return np.ones(len(self.tv_variant), dtype=bool)
+        if self.train_aug is None:
+            raise ArcpipeError(f"variants='{variants}' needs the number of trained variants, but these predictions' "
+                               "augment stage records no train_aug")
+        trained = self.tv_variant < self.train_aug
+        return trained if variants == "trained" else ~trained
+
+    def pool_sizes(self, variants: str = "all") -> np.ndarray:
+        """Variants per task in the ``variants`` pool (cached ones only)."""
+        if variants == "all":
+            return self.variants_per_task
+        return np.bincount(self.tv_task[self.in_pool(variants)], minlength=len(self.variants_per_task))
+
+    def pool_rank(self, seed: int, variants: str = "all") -> np.ndarray:
+        """Rank of every (task, variant) among its task's ``variants`` pool in the ``variant_rank(seed)``
+        order (so pools keep the nested-subset property); int32 max outside the pool."""
+        rank = self.variant_rank(seed)
+        if variants == "all":
+            return rank.astype(np.int32)
+        inp = self.in_pool(variants)
+        order = np.lexsort((rank, self.tv_task))  # by task, then seeded rank
+        m = inp[order].astype(np.int64)
+        before = np.cumsum(m) - m  # pool members ahead of each entry, over all tasks
+        task_start = np.searchsorted(self.tv_task[order], np.arange(len(self.variants_per_task)))
+        out = np.full(len(rank), np.iinfo(np.int32).max, dtype=np.int32)
+        out[order] = np.where(m > 0, before - before[task_start[self.tv_task[order]]], np.iinfo(np.int32).max)
+        return out
 
     def variant_rank(self, seed: int) -> np.ndarray:
         """Rank of every (task, variant) in a seeded random order within its task, variant 0 first.
@@ -344,7 +391,22 @@ def prepare(infer_stage_or_path: cache.Stage | str | os.PathLike) -> Prepared:
         evaluated = set(plan["task_id"].unique().to_list())
         truth = {t: v for t, v in truth.items() if t in evaluated}
     perm = _perm_matrix(df["perm"], str(ppath))
-    return _prepare_arrays(stage, df, np.asarray(preds), perm, truth, str(ppath), plan=plan, plan_where=str(aug.path / "plan.parquet"))
+    prepared = _prepare_arrays(stage, df, np.asarray(preds), perm, truth, str(ppath), plan=plan, plan_where=str(aug.path / "plan.parquet"))
+    prepared.train_aug = _trained_variants(stage, aug)
+    return prepared
+
+
+def _trained_variants(stage: cache.Stage, aug: cache.Stage) -> int | None:
+    """How many variants per task had training rows for the checkpoint behind ``stage``: the
+    train_aug of the augment stage it was trained on (which may differ from the one inferred
+    on, with the same identifiers), else of the one inferred on."""
+    root = stage.path.parent.parent
+    train = cache.find("train", str(stage.inputs.get("train", "")), root) if stage.inputs.get("train") else None
+    trained_on = cache.find("augment", str(train.inputs.get("augment", "")), root) if train and train.inputs.get("augment") else None
+    for a in (trained_on, aug):
+        if a is not None and a.config.get("train_aug") is not None:
+            return int(a.config["train_aug"])
+    return None
 
 
 def _prepare_arrays(
@@ -472,12 +534,14 @@ def _check_rule(rule: str) -> Rule:
     return RULES[rule]
 
 
-def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", step: int | None = None, seed: int = 0, top: int = 2) -> pl.DataFrame:
+def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", step: int | None = None, seed: int = 0, top: int = 2,
+         variants: str = "all") -> pl.DataFrame:
     """Ranked answers per test input for one query: the top ``top`` rows of each.
 
-    ``n_aug`` uses that many cached variants per task (variant 0 always, the rest
-    a ``seed``ed random subset; tasks that have fewer distinct variants use all of
-    theirs); ``None`` = all. ``step`` = ACT step (default: the last recorded one).
+    ``variants`` picks the pool that may vote (VARIANT_POOLS). ``n_aug`` uses that
+    many of the pool's cached variants per task (variant 0 first when it is in the
+    pool, the rest a ``seed``ed random subset; tasks that have fewer use all of
+    theirs); ``None`` = the whole pool. ``step`` = ACT step (default: the last recorded one).
     Columns: task_id, example, tex, rank (1-based), answer, count, q_mean, q_max,
     logprob, first_variant, correct (null when the truth is unknown), oracle (any
     voted variant right), n_answers, n_votes, pred_row (a predictions.parquet row
@@ -491,14 +555,20 @@ def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", ste
         step = p.steps[-1] if p.steps else 1
     elif int(step) not in p.steps:
         raise ArcpipeError(f"step {step} was not recorded; recorded ACT steps: {', '.join(map(str, p.steps))}")
-    avail = int(p.variants_per_task.max(initial=0))
+    sizes = p.pool_sizes(variants)
+    avail = int(sizes.max(initial=0))
+    if variants != "all" and avail == 0:
+        raise ArcpipeError(f"variants='{variants}': no cached variant is in that pool "
+                           f"(train_aug={p.train_aug}, {int(p.variants_per_task.max(initial=0))} variants cached per task)")
     sel = p.step_rows(int(step))
-    if n_aug is not None:
-        if int(n_aug) < 1 or int(n_aug) > avail:
-            fewest = int(p.variants_per_task.min(initial=avail))
+    if n_aug is not None or variants != "all":
+        limit = avail if n_aug is None else int(n_aug)
+        if limit < 1 or limit > avail:
+            fewest = int(sizes.min(initial=avail))
             spread = f" (the fewest any task has: {fewest})" if fewest < avail else ""
-            raise ArcpipeError(f"n_aug={n_aug} is outside the cached variants: 1..{avail} available per task{spread}")
-        sel = sel[p.step_variant_rank(int(step), int(seed)) < int(n_aug)]
+            pool = "" if variants == "all" else f" {variants}"
+            raise ArcpipeError(f"n_aug={n_aug} is outside the cached{pool} variants: 1..{avail} available per task{spread}")
+        sel = sel[p.step_variant_rank(int(step), int(seed), variants) < limit]
     # Reduce over the kept rows only (a few thousand for small n_aug). They stay sorted by
     # (test input, answer, step, variant), so a group's first kept row is its smallest voting
     # variant (the tie-break key) and a representative prediction of the answer.
@@ -681,23 +751,29 @@ def vote(
     rule: str = "hrm",
     step: int | None = None,
     seed: int = 0,
+    variants: str = "all",
     root: str | os.PathLike | None = None,
     force: bool = False,
 ) -> cache.Stage:
     """The vote stage: answers.parquet, scores.json, submission.json for one infer stage.
 
-    ``predictions=None`` votes the newest infer stage in the cache.
+    ``predictions=None`` votes the newest infer stage in the cache; ``variants``
+    restricts the voters to the trained or untrained variants (VARIANT_POOLS).
     """
     _check_rule(rule)
     if int(top) < 1:
         raise ArcpipeError(f"top must be >= 1, got {top}")
+    if variants not in VARIANT_POOLS:
+        raise ArcpipeError(f"unknown variant pool '{variants}'; known: {', '.join(VARIANT_POOLS)}")
     src = resolve_infer(predictions, root)
     ks = sorted({1, 2, int(top)} & set(range(1, int(top) + 1)))
     config = {"n_aug": n_aug, "top": int(top), "rule": rule, "step": step, "seed": int(seed)}
+    if variants != "all":  # recorded only when restricted, so every vote cached before keeps its key
+        config["variants"] = variants
 
     def build(work: Path) -> dict:
         prepared = prepare(src)
-        ranked = rank(prepared, n_aug=n_aug, rule=rule, step=step, seed=seed, top=top)
+        ranked = rank(prepared, n_aug=n_aug, rule=rule, step=step, seed=seed, top=top, variants=variants)
         sc = scores(ranked, prepared, ks)
         grids = answer_grids(prepared, ranked)
         _verify_correct(prepared, ranked, grids)

@@ -75,7 +75,8 @@ def test_kaggle_test_file_without_solutions_end_to_end(tmp_path):
         tasks[f.stem] = {"train": t["train"], "test": [{"input": p["input"]} for p in t["test"]]}
     (tmp_path / "arc-agi_test_challenges.json").write_text(json.dumps(tasks))
     steps = [
-        ("augment", "arc-agi_test_challenges.json", "--extra-train", "none", "--n-aug", "4", "--canvas", "8", "--jobs", "1"),
+        ("augment", "arc-agi_test_challenges.json", "--extra-train", "none", "--n-aug", "4", "--train-aug", "2", "--canvas", "8",
+         "--jobs", "1"),
         ("train", "--preset", "tiny", "--max-steps", "3"),
         ("infer",),
         ("vote", "--top", "2"),
@@ -92,3 +93,9 @@ def test_kaggle_test_file_without_solutions_end_to_end(tmp_path):
         for attempt in sub[tid]:
             assert set(attempt) == {"attempt_1", "attempt_2"}
             assert all(isinstance(row, list) and row for row in attempt["attempt_1"])
+    # the pools of `--variants` vote the same cached predictions; a typo is one line, exit 2
+    r = _cli("vote", "--variants", "trained", cwd=tmp_path)
+    assert r.returncode == 0 and "nothing scored" in r.stdout
+    assert len(list((tmp_path / "cache" / "vote").glob("*/submission.json"))) == 2
+    r = _cli("vote", "--variants", "trainde", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown variant pool 'trainde'" in r.stderr and len(r.stderr.strip().splitlines()) == 1

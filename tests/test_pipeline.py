@@ -60,8 +60,8 @@ class FakeStages:
         cfg = dict(steps=steps, puzzle_id=puzzle_id, seed=seed)
         return self._stage("infer", cfg, {"train": checkpoint.key, "augment": dataset.key}, root, force)
 
-    def vote(self, predictions=None, *, n_aug=None, top=2, rule="hrm", step=None, seed=0, root=None, force=False):
-        cfg = dict(n_aug=n_aug, top=top, rule=rule, step=step, seed=seed)
+    def vote(self, predictions=None, *, n_aug=None, top=2, rule="hrm", step=None, seed=0, variants="all", root=None, force=False):
+        cfg = dict(n_aug=n_aug, top=top, rule=rule, step=step, seed=seed) | ({} if variants == "all" else {"variants": variants})
         return self._stage("vote", cfg, {"infer": predictions.key}, root, force)
 
     def report(self, runs=None, *, name="latest", out_dir="reports", n_aug_points=None, seeds=20, rules=None,
@@ -249,6 +249,15 @@ def test_sweep_nested_table_and_vote_rule_list(fake, tmp_path):
     assert len(plan.points) == 6 and plan.report is None
     assert sum(1 for n in plan.nodes if n.stage == "augment") == 2
     assert sum(1 for n in plan.nodes if n.stage == "infer") == 2
+
+
+def test_vote_variant_pool_sweep_shares_one_inference(fake, tmp_path):
+    p = base(tmp_path, '[sweep]\nvariants = ["all", "trained", "untrained"]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 3 and sum(n.stage == "infer" for n in plan.nodes) == 1
+    pipeline.run(p, root=tmp_path / "cache")
+    assert fake.count("train") == 1 and fake.count("vote") == 3
+    assert sorted(cfg.get("variants", "all") for s, cfg in fake.calls if s == "vote") == ["all", "trained", "untrained"]
 
 
 def test_set_overrides_sweep(fake, tmp_path):

@@ -213,6 +213,29 @@ def test_train_aug_sweep_section(cached, tmp_path):
     assert f"main run (infer {inf.key[:8]}, train_aug={N_AUG}" in md  # the largest train_aug is the main run
 
 
+def test_variant_pools_section(cached, built, tmp_path):
+    """A plan that votes untrained variants gets the pools table; its numbers are vote's, pool by pool."""
+    from arcpipe import vote
+
+    root, tasks, _, _ = cached
+    assert not (built[0] / "r" / "variant_pools.csv").exists()  # every variant trained: no section
+    aug = make_augment(root, tasks, train_aug=3)
+    inf = make_infer(root, aug, seed=2)
+    report.report([inf], name="p", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=4, rules=["hrm", "q-max"], root=root)
+    t = pl.read_parquet(tmp_path / "p" / "variant_pools.parquet")
+    assert t.select("variants", "n_aug").unique(maintain_order=True).rows() == [
+        ("all", N_AUG), ("trained", 3), ("untrained", N_AUG - 3), ("untrained", 3)]
+    p = vote.prepare(inf)
+    for r in t.iter_rows(named=True):
+        seeds = range(4) if (r["variants"], r["n_aug"]) == ("untrained", 3) else range(1)
+        want = np.mean([vote.scores(vote.rank(p, rule=r["rule"], n_aug=r["n_aug"], variants=r["variants"], seed=s), p)["pass@2"]
+                        for s in seeds])
+        assert r["pass@2"] == pytest.approx(want, abs=1e-12) and r["subsamples"] == len(seeds)
+        assert r["ci_low"] <= r["pass@2"] <= r["ci_high"]
+    md = (tmp_path / "p" / "report.md").read_text()
+    assert "## Trained vs untrained variants" in md and "| untrained identifier | 3 |" in md
+
+
 def test_one_factor_ablation_sections(cached, tmp_path):
     """A core sweep and a puzzle-id sweep sharing a baseline: one section each, each a one-factor
     slice through the baseline, numbers equal to scoring that run alone."""

@@ -24,12 +24,14 @@ from arcpipe.vote import RULES, answer_grids, answer_ids, prepare, rank, scores,
 IDENT = np.arange(10, dtype=np.uint8)
 
 
-def write_stages(root: Path, truth: dict[str, list], rows: list[dict], *, plan_rows: list[dict] | None = None, tag: str = "") -> cache.Stage:
+def write_stages(root: Path, truth: dict[str, list], rows: list[dict], *, plan_rows: list[dict] | None = None, tag: str = "",
+                 train_aug: int | None = None, train_key: str | None = None) -> cache.Stage:
     """Augment-like stage (tasks.json with ``truth`` as test outputs, plan.parquet) + infer stage.
 
     ``rows``: dicts with task_id, example, variant, dihedral, perm, grid (variant frame,
     may be 0x0), and optional step, q_halt, logprob_sum. The plan gets each row's
-    (task, variant) transform unless ``plan_rows`` overrides it.
+    (task, variant) transform unless ``plan_rows`` overrides it. ``train_aug`` is recorded
+    in the augment config as ``arcpipe augment`` does; ``train_key`` names the infer's train stage.
     """
     tasks = {t: {"train": [], "test": [{"input": [[0]], "output": None if g is None else np.asarray(g).tolist()} for g in outs]} for t, outs in truth.items()}
     plan_src = plan_rows if plan_rows is not None else rows
@@ -43,7 +45,8 @@ def write_stages(root: Path, truth: dict[str, list], rows: list[dict], *, plan_r
         plan.write_parquet(work / "plan.parquet")
         return {}
 
-    aug = cache.run_stage("augment", {"synthetic": tag, "tasks": tasks}, {}, build_aug, root=root)
+    aug_cfg = {"synthetic": tag, "tasks": tasks} | ({} if train_aug is None else {"train_aug": train_aug})
+    aug = cache.run_stage("augment", aug_cfg, {}, build_aug, root=root)
     grids = [np.asarray(r["grid"], dtype=np.uint8).reshape(np.shape(r["grid"]) if np.size(r["grid"]) else (0, 0)) for r in rows]
     sizes = np.array([g.size for g in grids], dtype=np.int64)
     table = pl.DataFrame({
@@ -63,7 +66,7 @@ def write_stages(root: Path, truth: dict[str, list], rows: list[dict], *, plan_r
         np.save(work / "preds.npy", flat)
         return {"rows": len(table)}
 
-    return cache.run_stage("infer", {"synthetic": tag, "n": len(rows), "h": int(sizes.sum())}, {"train": "t" + tag, "augment": aug.key}, build_inf, root=root)
+    return cache.run_stage("infer", {"synthetic": tag, "n": len(rows), "h": int(sizes.sum())}, {"train": train_key or "t" + tag, "augment": aug.key}, build_inf, root=root)
 
 
 def random_task_truth(rng: np.random.Generator, n_tasks: int, max_tests: int = 2) -> dict[str, list[np.ndarray]]:
@@ -275,6 +278,80 @@ def test_n_aug_subsets_are_seeded_nested_and_include_identity(tmp_path):
     a, b = rank(p, n_aug=4, seed=5, top=100), rank(p, n_aug=4, seed=5, top=100)
     assert a.equals(b)
     assert (a.group_by("tex").agg(pl.col("count").sum())["count"] == 4).all()
+
+
+def pool_rows(n_tasks: int, n_var: int, n_trained: int) -> tuple[dict, list[dict]]:
+    """Trained variants (v < n_trained) answer right, the others agree on one wrong answer."""
+    truth = {f"t{i}": [np.array([[1, 2], [3, i % 10]], dtype=np.uint8)] for i in range(n_tasks)}
+    rows = [{"task_id": t, "example": 0, "variant": v, "dihedral": 0, "perm": IDENT,
+             "grid": y[0] if v < n_trained else np.array([[9]]), "q_halt": 0.0}
+            for t, y in truth.items() for v in range(n_var)]
+    return truth, rows
+
+
+def test_variant_pools_split_trained_from_untrained(tmp_path):
+    truth, rows = pool_rows(3, 10, 4)
+    p = prepare(write_stages(tmp_path, truth, rows, train_aug=4))
+    assert p.train_aug == 4
+    assert p.pool_sizes("trained").tolist() == [4, 4, 4] and p.pool_sizes("untrained").tolist() == [6, 6, 6]
+    # six untrained votes outvote four trained ones; each pool alone scores its own answer
+    assert scores(rank(p, rule="count"), p)["pass@1"] == 0.0
+    assert scores(rank(p, rule="count", variants="trained"), p)["pass@1"] == 1.0
+    sc = scores(rank(p, rule="count", variants="untrained"), p)
+    assert sc["pass@2"] == 0.0 and sc["oracle"] == 0.0
+    # a pool's n_aug counts that pool's variants: nested, the identity first in the trained pool, never in the untrained
+    for pool, lo in (("trained", 0), ("untrained", 4)):
+        prev: set = set()
+        for n in range(1, int(p.pool_sizes(pool).max()) + 1):
+            r = rank(p, rule="count", variants=pool, n_aug=n, seed=3, top=10)
+            assert (r.group_by("tex").agg(pl.col("count").sum())["count"] == n).all()
+            ranks = p.pool_rank(3, pool)
+            got = {(int(t), int(v)) for t, v, k in zip(p.tv_task, p.tv_variant, ranks) if k < n}
+            assert prev < got and all(v >= lo and (v < 4) == (pool == "trained") for _, v in got)
+            if pool == "trained":
+                assert all((t, 0) in got for t in range(3))
+            prev = got
+    with pytest.raises(ArcpipeError, match=r"n_aug=5 is outside the cached trained variants: 1\.\.4"):
+        rank(p, variants="trained", n_aug=5)
+    with pytest.raises(ArcpipeError, match="unknown variant pool 'some'"):
+        rank(p, variants="some")
+
+
+def test_variant_pools_need_train_aug_and_a_nonempty_pool(tmp_path):
+    truth, rows = pool_rows(2, 3, 3)
+    bare = prepare(write_stages(tmp_path, truth, rows, tag="bare"))
+    assert bare.train_aug is None and scores(rank(bare), bare)["pass@1"] == 1.0
+    with pytest.raises(ArcpipeError, match="records no train_aug"):
+        rank(bare, variants="trained")
+    full = prepare(write_stages(tmp_path, truth, rows, tag="full", train_aug=3))
+    with pytest.raises(ArcpipeError, match="variants='untrained': no cached variant is in that pool"):
+        rank(full, variants="untrained")
+
+
+def test_trained_variants_follow_the_checkpoints_augment_stage(tmp_path):
+    """Inferred on a dataset with the same identifiers but another train_aug: the checkpoint's own
+    augment stage says which identifiers it trained."""
+    truth, rows = pool_rows(2, 6, 2)
+    trained_on = cache.run_stage("augment", {"other": 1, "train_aug": 2}, {}, lambda w: {}, root=tmp_path)
+    train = cache.run_stage("train", {"t": 1}, {"augment": trained_on.key}, lambda w: {}, root=tmp_path)
+    p = prepare(write_stages(tmp_path, truth, rows, train_aug=6, train_key=train.key))
+    assert p.train_aug == 2
+    assert scores(rank(p, rule="count", variants="trained"), p)["pass@1"] == 1.0
+
+
+def test_vote_stage_variants_key(tmp_path):
+    truth, rows = pool_rows(2, 5, 2)
+    infer = write_stages(tmp_path, truth, rows, train_aug=2)
+    plain = vote(infer, root=tmp_path, rule="count")
+    assert "variants" not in plain.config  # every vote cached before the option keeps its key
+    assert vote(infer, root=tmp_path, rule="count", variants="all").key == plain.key
+    tr = vote(infer, root=tmp_path, rule="count", variants="trained")
+    assert tr.key != plain.key and tr.config["variants"] == "trained"
+    sc = json.loads((tr.path / "scores.json").read_text())
+    assert sc["pass@1"] == 1.0 and sc["query"]["variants"] == "trained"
+    assert json.loads((plain.path / "scores.json").read_text())["pass@1"] == 0.0
+    with pytest.raises(ArcpipeError, match="unknown variant pool"):
+        vote(infer, root=tmp_path, variants="bogus")
 
 
 def test_steps_select_rows(tmp_path):

@@ -19,6 +19,10 @@ def command(
     ),
     step: Optional[int] = typer.Option(None, "--step", help="ACT step whose predictions vote (default: the last recorded)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the variant subset."),
+    variants: str = typer.Option(
+        "all", "--variants",
+        help="Which variants may vote: all | trained (puzzle identifier trained: variant < train_aug) | untrained (the others).",
+    ),
     force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
 ) -> None:
     """Vote the cached predictions (no re-inference) and score them against known outputs."""
@@ -32,10 +36,11 @@ def command(
     src = resolve_infer(predictions)
     if predictions is None:
         console.print(f"voting the newest predictions: {src.path}", soft_wrap=True)
-    stage = vote(src, n_aug=n_aug, top=top, rule=rule, step=step, seed=seed, force=force)
+    stage = vote(src, n_aug=n_aug, top=top, rule=rule, step=step, seed=seed, variants=variants, force=force)
     sc = json.loads((stage.path / "scores.json").read_text())
     if sc["n_test_inputs"]:
-        console.print(scores_table(sc, f"{rule}, n_aug={n_aug or 'all'}, top={top}"))
+        pool = "" if variants == "all" else f" of the {variants} variants"
+        console.print(scores_table(sc, f"{rule}, n_aug={n_aug or 'all'}{pool}, top={top}"))
     else:  # e.g. a Kaggle test file: a table of zeros would read as a score
         console.print(f"nothing scored: none of the {sc.get('n_unknown', 0)} test inputs has a known output")
     console.print(f"vote stage: {stage.path}{' (cached)' if stage.cached else ''}", soft_wrap=True)
