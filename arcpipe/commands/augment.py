@@ -69,5 +69,4 @@ def command(
         f"{c.get('variants', 0)} variants, {c.get('puzzle_identifiers', 0)} puzzle ids, "
         f"{c.get('train_rows', 0)} train rows, {c.get('test_rows', 0)} test rows"
     )
-    if c.get("short_tasks"):
-        print(f"  {len(c['short_tasks'])} task(s) with fewer distinct variants than asked (see manifest counts.short_tasks)")
+    # tasks short of distinct variants: augment() itself warns, naming them, on stderr
