@@ -315,23 +315,23 @@ def _resolve_config(
     return model_cfg, tc
 
 
-# The rate a reference GPU reaches, for the dry run's wall-clock hint: an H100's dense bf16
-# datasheet peak at 40% MFU (issue 8's training target; benchmarks/gpu.py measures the real one).
-_HINT_FLOP_PER_S = 0.4 * 989e12
+# The dry run's wall-clock hint assumes an H100 at 40% MFU (issue 8's training target;
+# benchmarks/gpu.py measures the real rate).
+_HINT_MFU = 0.4
 
 
 def compute_estimate(model_cfg: Any, tc: TrainConfig, stage: cache.Stage) -> dict[str, Any]:
     """What a run will cost before it starts: optimiser steps (from the augment stage's training
     rows; with ``holdout`` a few rows fewer), model FLOPs (:mod:`hrm.flops`, matmuls only) and
     the hours one H100 would take at 40% MFU (None for a time-only budget)."""
-    from hrm.flops import step_flops
+    from hrm.flops import datasheet_peak, step_flops
 
     rows = int(stage.manifest.get("counts", {}).get("train_rows", 0))
     steps = total_steps_for(tc, rows) if rows else None
     per_step = step_flops(model_cfg, tc.global_batch_size).train
     total = steps * per_step if steps is not None else None
     return {"train_rows": rows, "steps": steps, "flops_per_step": per_step, "flops": total,
-            "h100_hours_at_40pct_mfu": total / _HINT_FLOP_PER_S / 3600 if total is not None else None}
+            "h100_hours_at_40pct_mfu": total / (_HINT_MFU * datasheet_peak("H100")) / 3600 if total is not None else None}
 
 
 # --------------------------------------------------------------------------- outputs

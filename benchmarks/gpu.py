@@ -48,12 +48,7 @@ from rich.table import Table
 
 import hrm
 from arcpipe.errors import is_out_of_memory
-from hrm.flops import rollout_flops, step_flops
-
-# Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' datasheets; matched
-# against torch.cuda.get_device_name in this order.
-DATASHEET_BF16 = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
-                  ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12), ("4090", 165e12)]
+from hrm.flops import datasheet_peak, rollout_flops, step_flops
 
 # The paper's full runs as arcpipe plans them (pipelines/arc1.toml, arc2.toml): training rows and
 # test rows of the augment stage at n_aug 1000, canvas 30, seed 0 (read off the stage manifests'
@@ -73,10 +68,6 @@ SDPA_KERNELS = {
 
 app = typer.Typer(add_completion=False)
 console = Console(width=160)
-
-
-def datasheet_peak(name: str) -> float | None:
-    return next((v for k, v in DATASHEET_BF16 if k in name), None)
 
 
 def _sync(device: torch.device) -> None:

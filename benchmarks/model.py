@@ -20,10 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 import hrm
-from hrm.flops import step_flops
+from hrm.flops import datasheet_peak, step_flops
 
 # Peak dense bf16 tensor-core FLOP/s by device-name fragment (vendor datasheets, no sparsity).
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "4090": 165e12}
 
 app = typer.Typer(add_completion=False)
 console = Console(width=140)
@@ -69,7 +68,7 @@ def bench_one(preset: str, device: torch.device, batch: int, seq_len: int, iters
     }
     if device.type == "cuda":
         name = res["device_name"]
-        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+        peak = datasheet_peak(name)
         res["peak_bf16_flop_per_s"] = peak
         res["mfu"] = flops["total"] / dt / peak if peak else None
     return res

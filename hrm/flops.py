@@ -54,6 +54,19 @@ class StepFlops:
         return self.forward
 
 
+
+#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' datasheets: the MFU
+#: denominator. Matched as substrings of ``torch.cuda.get_device_name`` in this order, so the
+#: more specific names ("H100 PCIe") come before the ones they contain ("H100").
+DATASHEET_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("H200", 989e12),
+                  ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12), ("4090", 165e12))
+
+
+def datasheet_peak(device_name: str) -> float | None:
+    """The datasheet bf16 peak of a GPU by its name (None if unknown: no MFU is claimed then)."""
+    return next((v for k, v in DATASHEET_BF16 if k in device_name), None)
+
+
 def block_counts(config: HRMConfig) -> tuple[int, int]:
     """``(blocks applied per ACT-step forward, blocks on the gradient path)``."""
     c = config

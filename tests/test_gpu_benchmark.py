@@ -68,10 +68,15 @@ def test_paper_run_estimates_follow_from_flops(gpu_bench) -> None:
     assert eight["ARC-AGI-2"]["train_hours"] == pytest.approx(one["ARC-AGI-2"]["train_hours"] / 8)
 
 
-def test_datasheet_peak_names(gpu_bench) -> None:
-    assert gpu_bench.datasheet_peak("NVIDIA H100 80GB HBM3") == 989e12
-    assert gpu_bench.datasheet_peak("NVIDIA H100 PCIe") == 756e12
-    assert gpu_bench.datasheet_peak("cpu") is None
+def test_datasheet_peak_names() -> None:
+    """One table (hrm.flops) for the benchmarks' MFU and train's dry-run hint; specific names first."""
+    from hrm.flops import datasheet_peak
+
+    assert datasheet_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert datasheet_peak("NVIDIA H100 PCIe") == 756e12
+    assert datasheet_peak("NVIDIA GH200 480GB") == datasheet_peak("NVIDIA H200") == 989e12
+    assert datasheet_peak("NVIDIA B200") == 2250e12
+    assert datasheet_peak("cpu") is None
 
 
 @pytest.mark.slow

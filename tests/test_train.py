@@ -372,3 +372,24 @@ def test_arc_preset_budget_is_the_reference_epochs_in_arcpipe_epochs():
     tc = TrainConfig(**arc)
     assert arc["epochs"] == 100.0
     assert total_steps_for(tc, 2_809_254) == 365_789
+
+
+def test_compute_estimate_counts_steps_and_h100_hours():
+    """The dry run's budget: epochs over the stage's rows (capped by max_steps), model FLOPs per
+    step, and hours on one H100 at 40% MFU of its datasheet peak (hrm.flops.DATASHEET_BF16)."""
+    import dataclasses
+
+    import hrm
+    from arcpipe.train import TrainConfig, compute_estimate
+    from hrm.flops import step_flops
+
+    cfg = hrm.HRMConfig.preset("tiny", seq_len=49, num_puzzle_identifiers=10)
+    base = dict(global_batch_size=768, lr=1e-4, lr_min_ratio=1.0, warmup_steps=10, beta1=0.9, beta2=0.95, weight_decay=0.1,
+                puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1, eval_every=100, eval_size=64, checkpoint_every=100)
+    stage = cache.Stage("augment", "k", Path("."), {"counts": {"train_rows": 76_800}})
+    est = compute_estimate(cfg, TrainConfig(**base, epochs=2.5), stage)
+    assert est["steps"] == 250 and est["flops"] == 250 * step_flops(cfg, 768).train
+    assert est["h100_hours_at_40pct_mfu"] == pytest.approx(est["flops"] / (0.4 * 989e12) / 3600)
+    assert compute_estimate(cfg, TrainConfig(**base, epochs=2.5, max_steps=7), stage)["steps"] == 7
+    timed = compute_estimate(cfg, dataclasses.replace(TrainConfig(**base), max_minutes=5.0), stage)
+    assert timed["steps"] is None and timed["h100_hours_at_40pct_mfu"] is None
