@@ -119,7 +119,8 @@ def _check_value(kind: str, value: Any, where: str) -> Any:
     """Validate one value against its kind; return it normalised (e.g. ints for integral floats never)."""
 
     def bad() -> ArcpipeError:
-        return ArcpipeError(f"{where} must be a {kind}, got {type(value).__name__} {value!r}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        return ArcpipeError(f"{where} must be {article} {kind}, got {type(value).__name__} {value!r}")
 
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if kind == INT:

@@ -393,6 +393,11 @@ def test_shipped_pipelines_parse():
     models = [n.settings["model"] for n in outer.nodes if n.stage == "train"]
     assert len(models) == 8 and {"halt_max_steps": 4, "H_cycles": 2, "L_cycles": 2} in models
     assert sorted(m["halt_max_steps"] for m in models) == [1, 2, 4, 4, 4, 4, 4, 8]
+    # variant count: train_aug left out follows n_aug, so each arm trains and votes all its variants
+    count = pipeline.plan(REPO / "pipelines" / "aug-count.toml")
+    augs = [n.settings for n in count.nodes if n.stage == "augment"]
+    assert sorted(a["n_aug"] for a in augs) == [8, 32, 128, 512] and not any("train_aug" in a for a in augs)
+    assert sum(n.stage == "train" for n in count.nodes) == 4 and "n_aug" not in count.sections["vote"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -404,14 +409,14 @@ def test_shipped_pipelines_parse():
         ("[data\nsource = 1\n", r"p\.toml: invalid TOML: .*line 1"),
         ("[model]\nx = 1\n", r"unknown section \[model\]; known sections: pipeline, data, augment"),
         ("[augment]\nnaug = 3\n", r"unknown key 'naug' in \[augment\]; known keys: n_aug, train_aug"),
-        ("[augment]\nn_aug = \"ten\"\n", r"augment\.n_aug must be a integer, got str"),
+        ("[augment]\nn_aug = \"ten\"\n", r"augment\.n_aug must be an integer, got str"),
         ("[augment]\ntranslate = 1\n", r"augment\.translate must be a boolean"),
-        ("[augment]\nn_aug = true\n", r"augment\.n_aug must be a integer, got bool"),
+        ("[augment]\nn_aug = true\n", r"augment\.n_aug must be an integer, got bool"),
         ("[report]\nn_aug_points = [1, \"x\"]\n", r"report\.n_aug_points must be a list of integers"),
         ("[sweep]\nbogus = [1]\n", r"unknown sweep key 'bogus'"),
         ("[sweep]\n\"report.seeds\" = [1]\n", r"cannot sweep 'report\.seeds'"),
         ("[sweep]\ntrain_aug = 8\n", r"sweep\.train_aug must be a non-empty list"),
-        ("[sweep]\ntrain_aug = [1, \"a\"]\n", r"sweep\.train_aug\[1\] must be a integer"),
+        ("[sweep]\ntrain_aug = [1, \"a\"]\n", r"sweep\.train_aug\[1\] must be an integer"),
         ("[vote]\nrule = [\"hrm\"]\n[sweep]\nrule = [\"count\"]\n", r"both a list in \[vote\] and swept"),
         ("data = 3\n", r"'data' must be a \[data\] table"),
         ("[train.model]\nhidden_size = [1]\n", r"train\.model\.hidden_size must be a scalar"),
@@ -430,9 +435,9 @@ def test_toml_errors(tmp_path, text, match):
         ("rule=count", r"key must be section\.key"),
         ("votes.rule=count", r"unknown section 'votes'"),
         ("vote.rules=count", r"unknown key 'rules' in \[vote\]"),
-        ("vote.top=two", r"vote\.top must be a integer, got str"),
+        ("vote.top=two", r"vote\.top must be an integer, got str"),
         ("vote.top=[1, 2", r"cannot parse value"),
-        ("augment.n_aug=1.5", r"augment\.n_aug must be a integer, got float"),
+        ("augment.n_aug=1.5", r"augment\.n_aug must be an integer, got float"),
     ],
 )
 def test_set_errors(tmp_path, item, match):
