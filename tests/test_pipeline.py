@@ -397,7 +397,9 @@ def test_shipped_pipelines_parse():
     count = pipeline.plan(REPO / "pipelines" / "aug-count.toml")
     augs = [n.settings for n in count.nodes if n.stage == "augment"]
     assert sorted(a["n_aug"] for a in augs) == [8, 32, 128, 512] and not any("train_aug" in a for a in augs)
-    assert sum(n.stage == "train" for n in count.nodes) == 4 and "n_aug" not in count.sections["vote"]
+    trains = sorted((n.parents["augment"].settings["n_aug"], n.settings["max_steps"]) for n in count.nodes if n.stage == "train")
+    assert trains == [(8, 3000), (32, 3000), (128, 3000), (128, 12000), (512, 3000)]  # + 128 at 4x the budget
+    assert "n_aug" not in count.sections["vote"]
 
 
 # --------------------------------------------------------------------------- errors
