@@ -228,6 +228,7 @@ CHECKPOINT_CASES: dict[str, tuple[Callable[[dict, Path], bytes], tuple[str, ...]
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the hostile pickles are the point of the test
 def test_infer_refuses_bad_checkpoint(case: str, base, tmp_path: Path, capsys, monkeypatch) -> None:
     make, needles = CHECKPOINT_CASES[case]
     ckpt = tmp_path / "bad-train"
