@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 4
+LAYOUT = 5
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -485,6 +485,11 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
             _write_table(tables[1], work, f"by_{f}_steps")
             plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), tables[0], tables[1], rules, primary)
 
+    # 3b. two settings crossed in a full grid (variants x budget): the interaction one-factor slices miss
+    grids = factor_grids(runs, queries, main_i, varying, primary, step, top, task_ids)
+    for f, g, grid in grids:
+        _write_table(grid, work, f"grid_{f}_{g}")
+
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     run_scores = run_table(runs, queries, varying, primary, step, top)
     _write_table(run_scores, work, "runs")
@@ -508,7 +513,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores, pools)
+                   run_scores, pools, grids)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -562,10 +567,7 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     main = runs[main_i]
     idx = [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
            and queries[i].info["task_ids"] == list(task_ids)]
-    values = list(dict.fromkeys([main.factor(f)] + [runs[i].factor(f) for i in idx]))
-    values = [v for v in values if any(runs[i].factor(f) == v for i in idx)]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        values.sort()
+    values = _ordered(main.factor(f), [runs[i].factor(f) for i in idx])
     if len(values) < 2:
         return None
     rows, mats, step_rows, step_mats = [], [], [], []
@@ -590,6 +592,57 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(step_mats))
     steps = pl.DataFrame(step_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps
+
+
+def _ordered(first: Any, values: Sequence[Any]) -> list[Any]:
+    """A factor's distinct values in table order: ascending when all are numbers, else the main
+    run's value (``first``, kept only when present) followed by the others as they come."""
+    out = list(dict.fromkeys([first, *values]))
+    if first not in values:
+        out.remove(first)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in out):
+        out.sort()
+    return out
+
+
+def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
+                 step: int | None, top: int, task_ids: Sequence[str]) -> list[tuple[str, str, Any]]:
+    """pass@2 over each pair of varying factors that the runs cross completely (every combination
+    of their values present among the runs matching the main run in all other factors).
+
+    One-factor sections read such a grid only along the two lines through the main run; a grid
+    also holds the far corner, which is what tells an interaction (more variants *and* more steps)
+    from two separate effects. Training seeds averaged per task; every cached variant voted; one
+    rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle and train exact."""
+    import itertools
+
+    import polars as pl
+
+    main = runs[main_i]
+    out = []
+    for f, g in itertools.combinations(varying, 2):
+        others = [h for h in varying if h not in (f, g)]
+        cells: dict[tuple, list[int]] = {}
+        for i, r in enumerate(runs):
+            if all(r.factor(h) == main.factor(h) for h in others) and queries[i].info["task_ids"] == list(task_ids):
+                cells.setdefault((r.factor(f), r.factor(g)), []).append(i)
+        fv = _ordered(main.factor(f), [a for a, _ in cells])
+        gv = _ordered(main.factor(g), [b for _, b in cells])
+        if len(fv) < 2 or len(gv) < 2 or len(cells) != len(fv) * len(gv):
+            continue
+        rows, mats = [], []
+        for a, b in itertools.product(fv, gv):
+            group = cells[(a, b)]
+            pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
+            exact = [runs[i].train_summary()["train_exact"] for i in group]
+            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
+            rows.append({f: a, g: b, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()),
+                         "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()),
+                         "train_exact": float(np.mean(exact)) if None not in exact else None})
+            mats.append(p2)
+        lo, hi = bootstrap_ci(np.stack(mats))
+        out.append((f, g, pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))))
+    return out
 
 
 def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequence[str], rule: str, step: int | None,
@@ -775,8 +828,31 @@ def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
     return parts + [_md_table(["variants", "per task"] + rules + ["oracle"], rows), ""]
 
 
+def _grid_markdown(f: str, g: str, grid: Any, runs: Sequence[Run], main: Run) -> list[str]:
+    import polars as pl
+
+    tf, tg = FACTOR_TITLES.get(f, f), FACTOR_TITLES.get(g, g)
+    others = [h for h in dict.fromkeys([*FACTORS, *varying_factors(runs)]) if h not in (f, g) and main.factor(h) is not None
+              and not _same_partition([r.factor(f) for r in runs], [r.factor(h) for r in runs])
+              and not _same_partition([r.factor(g) for r in runs], [r.factor(h) for r in runs])]
+    fixed = ", ".join(f"{h}={main.factor(h)}" for h in others) or "nothing else fixed"
+    rule = grid["rule"][0]
+    fv, gv = list(dict.fromkeys(grid[f].to_list())), list(dict.fromkeys(grid[g].to_list()))
+
+    def matrix(cell) -> str:
+        rows = [[a] + [cell(grid.filter((pl.col(f) == a) & (pl.col(g) == b)).row(0, named=True)) for b in gv] for a in fv]
+        return _md_table([f"{f} \\ {g}"] + [str(b) for b in gv], rows)
+
+    return [f"## pass@2 by {tf} × {tg}", "",
+            f"Every combination of `{f}` and `{g}` was run ({fixed}); training seeds averaged per task; rule {rule}, "
+            f"every cached variant voted. Table `grid_{f}_{g}`.", "",
+            "pass@2 [95% CI]:", "", matrix(lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"), "",
+            "oracle (any variant right) · train exact (end of training):", "",
+            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), ""]
+
+
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds, run_scores, pools=None) -> str:
+              max_n, points, seeds, run_scores, pools=None, grids=()) -> str:
     import polars as pl
 
     name = config["name"]
@@ -819,6 +895,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     parts += [_md_table(["step"] + rules, rows), ""]
     for f, (table, steps) in factors.items():
         parts += _factor_markdown(f, table, steps, runs, main, rules, primary)
+    for f, g, grid in grids:
+        parts += _grid_markdown(f, g, grid, runs, main)
     parts += ["## Per test input (all variants)", "",
               "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
     header = ["task", "test"] + rules + [f"margin ({primary})"]
@@ -840,5 +918,6 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
                      ", ".join(v.key for v in r.votes) or "-"])
     parts += [_md_table(["run", "pass@2", "train exact", "augment", "train", "infer", "vote"], rows), "",
               "Tables: `n_aug_curves`, `act_steps`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
+              + "".join(f", `grid_{f}_{g}`" for f, g, _ in grids)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

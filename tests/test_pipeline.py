@@ -398,8 +398,14 @@ def test_shipped_pipelines_parse():
     augs = [n.settings for n in count.nodes if n.stage == "augment"]
     assert sorted(a["n_aug"] for a in augs) == [8, 32, 128, 512] and not any("train_aug" in a for a in augs)
     trains = sorted((n.parents["augment"].settings["n_aug"], n.settings["max_steps"]) for n in count.nodes if n.stage == "train")
-    assert trains == [(8, 3000), (32, 3000), (128, 3000), (128, 12000), (512, 3000)]  # + 128 at 4x the budget
+    assert trains == [(8, 3000), (32, 3000), (128, 3000), (512, 3000)]
     assert "n_aug" not in count.sections["vote"]
+    # variants x budget: a 2 x 2 grid whose 3000-step arms are aug-count's runs (same keys -> cache hits)
+    budget = pipeline.plan(REPO / "pipelines" / "aug-budget.toml")
+    grid = {(n.parents["augment"].settings["n_aug"], n.settings["max_steps"]): n.pkey for n in budget.nodes if n.stage == "train"}
+    assert sorted(grid) == [(32, 3000), (32, 12000), (128, 3000), (128, 12000)]
+    shared = {(n.parents["augment"].settings["n_aug"], n.settings["max_steps"]): n.pkey for n in count.nodes if n.stage == "train"}
+    assert grid[(32, 3000)] == shared[(32, 3000)] and grid[(128, 3000)] == shared[(128, 3000)]
 
 
 # --------------------------------------------------------------------------- errors

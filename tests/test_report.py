@@ -394,3 +394,34 @@ def test_augmentation_kinds_are_factors(cached, tmp_path):
         prepared = vote.prepare(st)
         sc = vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))
         assert row["pass@2"] == pytest.approx(sc["per_task"]["pass@2"].mean()) and row["train_exact"] == 0.5
+
+
+def test_full_grid_of_two_settings(cached, tmp_path):
+    """Two settings run in every combination (variants x budget, here halt_max_steps x L_cycles)
+    get a grid beside their one-factor sections, corner included; each cell is its runs' own
+    vote score, seeds averaged. Without the far corner there is no grid, only the slices."""
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    runs = {}
+    for i, (h, l, seed) in enumerate(((4, 2, 0), (4, 2, 1), (8, 2, 0), (4, 1, 0), (8, 1, 0))):
+        t = make_train(root, aug, "tiny", seed=seed, halt_max_steps=h, L_cycles=l)
+        runs[(h, l, seed)] = make_infer(root, aug, skill=0.15 * (i + 1), seed=40 + i, train=t)
+    report.report(list(runs.values()), name="grid", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    out = tmp_path / "grid"
+    grid = pl.read_parquet(out / "grid_L_cycles_halt_max_steps.parquet")  # factors in the model config's order
+    assert list(zip(grid["L_cycles"], grid["halt_max_steps"], grid["runs"])) == [(1, 4, 1), (1, 8, 1), (2, 4, 2), (2, 8, 1)]
+
+    def own(st):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    assert grid["pass@2"][1] == pytest.approx(own(runs[(8, 1, 0)]).mean())  # the corner no slice holds
+    assert grid["pass@2"][2] == pytest.approx(((own(runs[(4, 2, 0)]) + own(runs[(4, 2, 1)])) / 2).mean())
+    assert (grid["ci_low"] <= grid["pass@2"]).all() and (grid["pass@2"] <= grid["ci_high"]).all()
+    md = (out / "report.md").read_text()
+    assert "## pass@2 by L cycles per H cycle × ACT steps (halt_max_steps)" in md and "`grid_L_cycles_halt_max_steps`" in md
+    assert (out / "by_halt_max_steps.parquet").is_file() and (out / "by_L_cycles.parquet").is_file()
+    del runs[(8, 1, 0)]
+    report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    assert not list((tmp_path / "slices").glob("grid_*")) and "×" not in (tmp_path / "slices" / "report.md").read_text()
