@@ -33,7 +33,8 @@ def command(
 ) -> None:
     """Write pass@1/pass@2/oracle vs n_aug per rule, pass@2 vs ACT step, per-task table, gallery; given several runs,
     a section per setting they differ in (core, train_aug, puzzle-id mode, or any model/training/augment/infer setting
-    swept within a preset, e.g. halt_max_steps, colour); training seeds are averaged; each run's own score in runs.csv."""
+    swept within a preset, e.g. halt_max_steps, colour), and a two-way table for two settings run in every combination;
+    training seeds are averaged; each run's own score in runs.csv."""
     from rich.console import Console
 
     from arcpipe import report
