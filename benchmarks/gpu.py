@@ -278,6 +278,26 @@ def main(
     results: list[dict] = []
     notes: list[str] = []
     ladder: list[dict] = []
+    estimates: list[dict] = []
+
+    def save() -> None:
+        # Written after every row, not only at the end: a device call cut off at its time limit
+        # still brings back every figure measured until then.
+        for r in results:
+            r["mfu"] = r["flop_per_s"] / peak if peak else None
+            r["of_measured_matmul"] = r["flop_per_s"] / measured if measured else None
+        if out:
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "preset": preset,
+                                       "config": cfg.to_dict(), "datasheet_peak": peak, "measured_matmul_peak": measured,
+                                       "results": results, "train_ooms": ladder, "notes": notes, "estimates": estimates}, indent=2))
+            tmp.replace(out)
+
+    def done(r: dict) -> None:
+        results.append(r)
+        save()
+        console.print(f"  {r['kind']} compile={'on' if r['compile'] else 'off'} batch {r['batch']}: {r['s_per_iter']:.3f} s/iter, "
+                      f"{r['flop_per_s'] / 1e12:.3g} TFLOP/s" + (f", MFU {r['mfu']:.1%}" if r["mfu"] is not None else ""))
     train_batch: int | None = None
     infer_batch: int | None = None
     for comp in modes:
@@ -299,7 +319,7 @@ def main(
                 notes.append(f"train compile={label}: batch {train_batch} (largest eager) out of memory")
             else:
                 r["largest_fitting"], r["first_oom"] = True, first_oom
-                results.append(r)
+                done(r)
         console.print(f"infer, compile={label}")
         # Eager: every batch of the list (throughput vs batch); compiled: the best eager batch only.
         for b in _ladder(infer_batches) if infer_batch is None else [infer_batch]:
@@ -308,7 +328,7 @@ def main(
             if r is None:
                 notes.append(f"infer compile={label}: batch {b} out of memory")
                 break
-            results.append(r)
+            done(r)
         eager_infers = [r for r in results if r["kind"] == "infer"]
         if infer_batch is None and eager_infers:
             infer_batch = max(eager_infers, key=lambda r: r["flop_per_s"])["batch"]
@@ -317,8 +337,6 @@ def main(
     for col in ("kind", "compile", "batch", "s/iter", "tokens/s", "seq/s", "TFLOP/s", "MFU (datasheet)", "of measured matmul", "peak GiB", "SDPA"):
         table.add_column(col, justify="right" if col not in ("kind", "SDPA") else "left")
     for r in results:
-        r["mfu"] = r["flop_per_s"] / peak if peak else None
-        r["of_measured_matmul"] = r["flop_per_s"] / measured if measured else None
         oom = f" (OOM at {r['first_oom']})" if r.get("first_oom") else (" (largest tried)" if r.get("largest_fitting") else "")
         table.add_row(
             r["kind"], "on" if r["compile"] else "off", f"{r['batch']}{oom}", f"{r['s_per_iter']:.3f}", f"{r['tokens_per_s']:,.0f}",
@@ -330,12 +348,11 @@ def main(
     for n in notes:
         console.print(f"note: {n}")
 
-    estimates: list[dict] = []
     trains = [r for r in results if r["kind"] == "train"]
     infers = [r for r in results if r["kind"] == "infer"]
     if trains and infers and preset == "arc" and not seq_len:
         tr, inf = max(trains, key=lambda r: r["flop_per_s"]), max(infers, key=lambda r: r["flop_per_s"])
-        estimates = paper_run_estimates(cfg, tr["flop_per_s"], inf["flop_per_s"])
+        estimates[:] = paper_run_estimates(cfg, tr["flop_per_s"], inf["flop_per_s"])
         est = Table(title=f"Paper runs at the best measured rates (train {tr['flop_per_s'] / 1e12:.0f}, infer {inf['flop_per_s'] / 1e12:.0f} TFLOP/s per GPU)")
         for col in ("run", "GPUs", "train steps", "train EFLOP", "train h", "infer EFLOP", "infer h"):
             est.add_column(col, justify="right")
@@ -343,10 +360,8 @@ def main(
             est.add_row(e["run"], str(e["gpus"]), f"{e['steps']:,}", f"{e['train_flops'] / 1e18:.0f}", f"{e['train_hours']:.1f}",
                         f"{e['infer_flops'] / 1e18:.2f}", f"{e['infer_hours']:.2f}")
         console.print(est)
+    save()
     if out:
-        out.write_text(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "preset": preset,
-                                   "config": cfg.to_dict(), "datasheet_peak": peak, "measured_matmul_peak": measured,
-                                   "results": results, "train_ooms": ladder, "notes": notes, "estimates": estimates}, indent=2))
         console.print(f"wrote {out}")
 
 
