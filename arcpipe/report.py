@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 5
+LAYOUT = 6
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -236,6 +236,19 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0, 
     reps = values @ weights  # (C, B)
     lo, hi = np.quantile(reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
     return lo, hi
+
+
+def paired_effects(diffs: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean per-task difference between two settings scored on the same tasks, for each row of
+    ``diffs`` (C, T), with a paired percentile bootstrap interval and how many tasks moved each way.
+
+    The per-setting intervals are wide mostly because tasks differ in difficulty; resampling the
+    tasks *together* cancels that, so a difference whose unpaired intervals overlap can still be
+    resolved (and one that is not, is shown as such)."""
+    diffs = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
+    lo, hi = bootstrap_ci(diffs)
+    return {"delta": diffs.mean(axis=1), "delta_ci_low": lo, "delta_ci_high": hi,
+            "better": (diffs > 0).sum(axis=1), "worse": (diffs < 0).sum(axis=1)}
 
 
 def default_points(max_n: int) -> list[int]:
@@ -487,8 +500,9 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
 
     # 3b. two settings crossed in a full grid (variants x budget): the interaction one-factor slices miss
     grids = factor_grids(runs, queries, main_i, varying, primary, step, top, task_ids)
-    for f, g, grid in grids:
+    for f, g, grid, effects in grids:
         _write_table(grid, work, f"grid_{f}_{g}")
+        _write_table(effects, work, f"grid_{f}_{g}_effects")
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     run_scores = run_table(runs, queries, varying, primary, step, top)
@@ -560,7 +574,8 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
                   step: int | None, top: int, task_ids: Sequence[str], primary: str) -> tuple[Any, Any] | None:
     """pass@2 by the values of factor ``f`` over the runs that match the main run in every other
     varying factor (a one-factor slice; training seeds averaged per task), every rule at all variants;
-    and pass@2 by ACT step for the primary rule. Runs scored on other tasks are left out."""
+    and pass@2 by ACT step for the primary rule. Runs scored on other tasks are left out. Each row
+    also holds its paired difference from the main run's value (``paired_effects``)."""
     import polars as pl
 
     others = [g for g in varying_factors(runs) if g != f]
@@ -588,7 +603,10 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
             step_rows.append({f: v, "step": s, "runs": len(pts), "pass@2": float(p2.mean())})
             step_mats.append(p2)
     lo, hi = bootstrap_ci(np.stack(mats))
-    table = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+    base = {r["rule"]: m for r, m in zip(rows, mats) if r[f] == main.factor(f)}
+    effects = paired_effects(np.stack([m - base[r["rule"]] for r, m in zip(rows, mats)]))
+    table = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi),
+                                            **{k: pl.Series(v) for k, v in effects.items()})
     lo, hi = bootstrap_ci(np.stack(step_mats))
     steps = pl.DataFrame(step_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps
@@ -606,14 +624,16 @@ def _ordered(first: Any, values: Sequence[Any]) -> list[Any]:
 
 
 def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
-                 step: int | None, top: int, task_ids: Sequence[str]) -> list[tuple[str, str, Any]]:
+                 step: int | None, top: int, task_ids: Sequence[str]) -> list[tuple[str, str, Any, Any]]:
     """pass@2 over each pair of varying factors that the runs cross completely (every combination
     of their values present among the runs matching the main run in all other factors).
 
     One-factor sections read such a grid only along the two lines through the main run; a grid
     also holds the far corner, which is what tells an interaction (more variants *and* more steps)
     from two separate effects. Training seeds averaged per task; every cached variant voted; one
-    rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle and train exact."""
+    rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle and train exact; and
+    the effects: each factor's later values against its first, at every value of the other, as
+    paired differences (``paired_effects``)."""
     import itertools
 
     import polars as pl
@@ -630,7 +650,7 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
         gv = _ordered(main.factor(g), [b for _, b in cells])
         if len(fv) < 2 or len(gv) < 2 or len(cells) != len(fv) * len(gv):
             continue
-        rows, mats = [], []
+        rows, mats, p2s = [], [], {}
         for a, b in itertools.product(fv, gv):
             group = cells[(a, b)]
             pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
@@ -640,8 +660,23 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
                          "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()),
                          "train_exact": float(np.mean(exact)) if None not in exact else None})
             mats.append(p2)
+            p2s[(a, b)] = p2
         lo, hi = bootstrap_ci(np.stack(mats))
-        out.append((f, g, pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))))
+        grid = pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+        # one factor moved from its first value, the other held at each of its values
+        moves, diffs = [], []
+        for a in fv:
+            for b in gv[1:]:
+                moves.append((g, gv[0], b, f"{f}={a}"))
+                diffs.append(p2s[(a, b)] - p2s[(a, gv[0])])
+        for b in gv:
+            for a in fv[1:]:
+                moves.append((f, fv[0], a, f"{g}={b}"))
+                diffs.append(p2s[(a, b)] - p2s[(fv[0], b)])
+        effects = pl.DataFrame({"factor": [m[0] for m in moves], "from": [str(m[1]) for m in moves],
+                                "to": [str(m[2]) for m in moves], "at": [m[3] for m in moves], "rule": rule,
+                                **paired_effects(np.stack(diffs))})
+        out.append((f, g, grid, effects))
     return out
 
 
@@ -785,7 +820,9 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
     parts = [f"## pass@2 by {title}", "",
              f"Runs that differ from the main run only in `{f}` ({', '.join(fixed) or 'nothing else fixed'}); "
              f"training seeds averaged per task; every cached variant voted. Rule columns: pass@2 [95% CI]. "
-             f"Train exact = exact accuracy on the training pairs at the end of training.", "",
+             f"Train exact = exact accuracy on the training pairs at the end of training. Last column: the "
+             f"difference from `{f}={main.factor(f)}` on the same tasks, pass@2 points ({primary}), with a paired "
+             f"bootstrap interval (tasks that gained ↑ / lost ↓).", "",
              f"![pass@2 by {title}](by_{f}.png)", ""]
     values = list(dict.fromkeys(table[f].to_list()))
     rows = []
@@ -796,9 +833,12 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
         for rule in rules:
             r = d.filter(pl.col("rule") == rule).row(0, named=True)
             cells.append(f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+        prim = d.filter(pl.col("rule") == primary).row(0, named=True)
         rows.append([v, first["runs"], _fmt(first["params"], "params"), _fmt(first["train_exact"], "train_exact"),
-                     _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"])])
-    parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle"], rows), ""]
+                     _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"]),
+                                                                  "—" if v == main.factor(f) else _delta(prim)])
+    parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
+                        rows), ""]
     all_steps = sorted(set(steps["step"].to_list()))
     rows = []
     for s in all_steps:
@@ -828,7 +868,12 @@ def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
     return parts + [_md_table(["variants", "per task"] + rules + ["oracle"], rows), ""]
 
 
-def _grid_markdown(f: str, g: str, grid: Any, runs: Sequence[Run], main: Run) -> list[str]:
+def _delta(r: dict) -> str:
+    return (f"{100 * r['delta']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}] "
+            f"({r['better']}↑ {r['worse']}↓)")
+
+
+def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run], main: Run) -> list[str]:
     import polars as pl
 
     tf, tg = FACTOR_TITLES.get(f, f), FACTOR_TITLES.get(g, g)
@@ -848,7 +893,11 @@ def _grid_markdown(f: str, g: str, grid: Any, runs: Sequence[Run], main: Run) ->
             f"every cached variant voted. Table `grid_{f}_{g}`.", "",
             "pass@2 [95% CI]:", "", matrix(lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"), "",
             "oracle (any variant right) · train exact (end of training):", "",
-            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), ""]
+            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), "",
+            "Effects, paired over tasks: pass@2 points [95% paired bootstrap CI] (tasks that gained ↑ / lost ↓). "
+            f"Table `grid_{f}_{g}_effects`.", "",
+            _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],
+                      [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r)] for r in effects.iter_rows(named=True)]), ""]
 
 
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
@@ -895,8 +944,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     parts += [_md_table(["step"] + rules, rows), ""]
     for f, (table, steps) in factors.items():
         parts += _factor_markdown(f, table, steps, runs, main, rules, primary)
-    for f, g, grid in grids:
-        parts += _grid_markdown(f, g, grid, runs, main)
+    for f, g, grid, effects in grids:
+        parts += _grid_markdown(f, g, grid, effects, runs, main)
     parts += ["## Per test input (all variants)", "",
               "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
     header = ["task", "test"] + rules + [f"margin ({primary})"]
@@ -918,6 +967,6 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
                      ", ".join(v.key for v in r.votes) or "-"])
     parts += [_md_table(["run", "pass@2", "train exact", "augment", "train", "infer", "vote"], rows), "",
               "Tables: `n_aug_curves`, `act_steps`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
-              + "".join(f", `grid_{f}_{g}`" for f, g, _ in grids)
+              + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

@@ -263,6 +263,11 @@ def test_one_factor_ablation_sections(cached, tmp_path):
         sc = vote.scores(vote.rank(vote.prepare(st), n_aug=N_AUG, rule="count", top=2), vote.prepare(st), ks=(2,))
         row = table.filter((pl.col(col) == val) & (pl.col("rule") == "count"))
         assert row["pass@2"][0] == pytest.approx(sc["per_task"]["pass@2"].mean())
+    # paired differences from the main run's value (hrm rule, the primary): 0 for itself
+    hrm_rows = cores.filter(pl.col("rule") == "hrm")
+    assert hrm_rows["delta"].to_list()[0] == 0 and hrm_rows["delta_ci_low"][0] == hrm_rows["delta_ci_high"][0] == 0
+    assert hrm_rows["delta"][1] == pytest.approx(hrm_rows["pass@2"][1] - hrm_rows["pass@2"][0])
+    assert (hrm_rows["better"] + hrm_rows["worse"] <= len(set(pl.read_parquet(out / "per_task.parquet")["task_id"]))).all()
     # dense parameters are counted from each run's model config: the cores are size-matched
     assert cores["params"].n_unique() == 1 and cores["params"][0] > 0
     steps = pl.read_parquet(out / "by_core_steps.parquet")
@@ -285,6 +290,22 @@ def test_bootstrap_ci():
     assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.01)
     assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.01)
     assert np.all(lo < v.mean(1)) and np.all(v.mean(1) < hi)
+
+
+def test_paired_effects_cancel_task_difficulty():
+    """Two settings on tasks of very different difficulty, one a steady 10 points better: the
+    unpaired intervals overlap, the paired one excludes zero; a pure shift has a zero-width interval."""
+    rng = np.random.default_rng(2)
+    hard = rng.uniform(0, 0.9, size=30)
+    a, b = hard, np.clip(hard + 0.1 + rng.normal(0, 0.02, size=30), 0, 1)
+    lo, hi = report.bootstrap_ci(np.stack([a, b]))
+    assert hi[0] > lo[1]  # unpaired: overlapping
+    e = report.paired_effects(b - a)
+    assert e["delta_ci_low"][0] > 0.05 and e["delta"][0] == pytest.approx((b - a).mean())
+    assert e["better"][0] + e["worse"][0] <= 30
+    shift = report.paired_effects(np.full((1, 30), -0.2))
+    assert shift["delta_ci_low"][0] == pytest.approx(-0.2) and shift["delta_ci_high"][0] == pytest.approx(-0.2)
+    assert (shift["better"][0], shift["worse"][0]) == (0, 30)
 
 
 def test_default_points():
@@ -419,8 +440,19 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     assert grid["pass@2"][1] == pytest.approx(own(runs[(8, 1, 0)]).mean())  # the corner no slice holds
     assert grid["pass@2"][2] == pytest.approx(((own(runs[(4, 2, 0)]) + own(runs[(4, 2, 1)])) / 2).mean())
     assert (grid["ci_low"] <= grid["pass@2"]).all() and (grid["pass@2"] <= grid["ci_high"]).all()
+    # effects: each setting moved from its first value with the other held, paired over the same tasks
+    eff = pl.read_parquet(out / "grid_L_cycles_halt_max_steps_effects.parquet")
+    assert list(zip(eff["factor"], eff["from"], eff["to"], eff["at"])) == [
+        ("halt_max_steps", "4", "8", "L_cycles=1"), ("halt_max_steps", "4", "8", "L_cycles=2"),
+        ("L_cycles", "1", "2", "halt_max_steps=4"), ("L_cycles", "1", "2", "halt_max_steps=8")]
+    assert eff["delta"][0] == pytest.approx(grid["pass@2"][1] - grid["pass@2"][0])
+    assert eff["delta"][3] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][1])
+    assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
+    d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
+    assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
     md = (out / "report.md").read_text()
     assert "## pass@2 by L cycles per H cycle × ACT steps (halt_max_steps)" in md and "`grid_L_cycles_halt_max_steps`" in md
+    assert "| `halt_max_steps` 4 → 8 | L_cycles=1 |" in md
     assert (out / "by_halt_max_steps.parquet").is_file() and (out / "by_L_cycles.parquet").is_file()
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
