@@ -406,6 +406,10 @@ def test_shipped_pipelines_parse():
     assert sorted(grid) == [(32, 3000), (32, 12000), (128, 3000), (128, 12000)]
     shared = {(n.parents["augment"].settings["n_aug"], n.settings["max_steps"]): n.pkey for n in count.nodes if n.stage == "train"}
     assert grid[(32, 3000)] == shared[(32, 3000)] and grid[(128, 3000)] == shared[(128, 3000)]
+    # cores at 12000 steps: the HRM arm is aug-budget's 32-variant 12000-step run
+    cores = pipeline.plan(REPO / "pipelines" / "cores.toml")
+    by_preset = {n.settings["preset"]: n.pkey for n in cores.nodes if n.stage == "train"}
+    assert sorted(by_preset) == ["tiny", "transformer-tiny", "trm-tiny"] and by_preset["tiny"] == grid[(32, 12000)]
 
 
 # --------------------------------------------------------------------------- errors
