@@ -570,6 +570,27 @@ def varying_factors(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+def _slice(runs: Sequence[Run], queries: Sequence[_Queries], main: Run, others: Sequence[str], task_ids: Sequence[str]) -> list[int]:
+    """Indices of the runs equal to ``main`` in every factor of ``others`` and scored on ``task_ids``."""
+    return [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
+            and queries[i].info["task_ids"] == list(task_ids)]
+
+
+def _seed_mean(queries: Sequence[_Queries], group: Sequence[int], rule: str, step: int | None, top: int,
+               task_ids: Sequence[str]) -> tuple[np.ndarray, float]:
+    """Per-task pass@2 of the ``group`` runs (one setting, several training seeds) averaged over the
+    seeds, and their mean oracle; every cached variant voted."""
+    pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
+    return np.mean([pt["pass@2"] for pt in pts], axis=0), float(np.mean([pt["oracle"] for pt in pts], axis=0).mean())
+
+
+def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float | None]:
+    """``Run.train_summary`` averaged over the ``group`` runs (None when a run lacks a figure)."""
+    summ = [runs[i].train_summary() for i in group]
+    return {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
+            for k in ("params", "train_exact", "train_s")}
+
+
 def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, rules: Sequence[str],
                   step: int | None, top: int, task_ids: Sequence[str], primary: str) -> tuple[Any, Any] | None:
     """pass@2 by the values of factor ``f`` over the runs that match the main run in every other
@@ -578,24 +599,18 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     also holds its paired difference from the main run's value (``paired_effects``)."""
     import polars as pl
 
-    others = [g for g in varying_factors(runs) if g != f]
     main = runs[main_i]
-    idx = [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
-           and queries[i].info["task_ids"] == list(task_ids)]
+    idx = _slice(runs, queries, main, [g for g in varying_factors(runs) if g != f], task_ids)
     values = _ordered(main.factor(f), [runs[i].factor(f) for i in idx])
     if len(values) < 2:
         return None
     rows, mats, step_rows, step_mats = [], [], [], []
     for v in values:
         group = [i for i in idx if runs[i].factor(f) == v]
-        summ = [runs[i].train_summary() for i in group]
-        meta = {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
-                for k in ("params", "train_exact", "train_s")}
+        meta = _train_means(runs, group)
         for rule in rules:
-            pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
-            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
-            rows.append({f: v, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()),
-                         "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()), **meta})
+            p2, oracle = _seed_mean(queries, group, rule, step, top, task_ids)
+            rows.append({f: v, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()), "oracle": oracle, **meta})
             mats.append(p2)
         for s in sorted({s for i in group for s in queries[i].info["steps"]}):
             pts = [queries[i].all_variants(primary, s, top, task_ids) for i in group if s in queries[i].info["steps"]]
@@ -615,9 +630,7 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
 def _ordered(first: Any, values: Sequence[Any]) -> list[Any]:
     """A factor's distinct values in table order: ascending when all are numbers, else the main
     run's value (``first``, kept only when present) followed by the others as they come."""
-    out = list(dict.fromkeys([first, *values]))
-    if first not in values:
-        out.remove(first)
+    out = list(dict.fromkeys([first, *values] if first in values else values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in out):
         out.sort()
     return out
@@ -641,27 +654,20 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     main = runs[main_i]
     out = []
     for f, g in itertools.combinations(varying, 2):
-        others = [h for h in varying if h not in (f, g)]
         cells: dict[tuple, list[int]] = {}
-        for i, r in enumerate(runs):
-            if all(r.factor(h) == main.factor(h) for h in others) and queries[i].info["task_ids"] == list(task_ids):
-                cells.setdefault((r.factor(f), r.factor(g)), []).append(i)
+        for i in _slice(runs, queries, main, [h for h in varying if h not in (f, g)], task_ids):
+            cells.setdefault((runs[i].factor(f), runs[i].factor(g)), []).append(i)
         fv = _ordered(main.factor(f), [a for a, _ in cells])
         gv = _ordered(main.factor(g), [b for _, b in cells])
         if len(fv) < 2 or len(gv) < 2 or len(cells) != len(fv) * len(gv):
             continue
-        rows, mats, p2s = [], [], {}
+        rows, p2s = [], {}
         for a, b in itertools.product(fv, gv):
             group = cells[(a, b)]
-            pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
-            exact = [runs[i].train_summary()["train_exact"] for i in group]
-            p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
-            rows.append({f: a, g: b, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()),
-                         "oracle": float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()),
-                         "train_exact": float(np.mean(exact)) if None not in exact else None})
-            mats.append(p2)
-            p2s[(a, b)] = p2
-        lo, hi = bootstrap_ci(np.stack(mats))
+            p2s[(a, b)], oracle = _seed_mean(queries, group, rule, step, top, task_ids)
+            rows.append({f: a, g: b, "rule": rule, "runs": len(group), "pass@2": float(p2s[(a, b)].mean()),
+                         "oracle": oracle, "train_exact": _train_means(runs, group)["train_exact"]})
+        lo, hi = bootstrap_ci(np.stack(list(p2s.values())))
         grid = pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
         # one factor moved from its first value, the other held at each of its values
         moves, diffs = [], []
@@ -810,15 +816,21 @@ def _fmt(v: Any, kind: str) -> str:
             "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min"}[kind](v)
 
 
+def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
+    """The main run's other settings, as a section states them: every factor but the ``moved``
+    ones and those that only restate one of them (preset for core)."""
+    vals = {h: [r.factor(h) for r in runs] for h in dict.fromkeys([*FACTORS, *varying_factors(runs)])}
+    held = [f"{h}={main.factor(h)}" for h in vals if h not in moved and main.factor(h) is not None
+            and not any(_same_partition(vals[m], vals[h]) for m in moved)]
+    return ", ".join(held) or "nothing else fixed"
+
+
 def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str) -> list[str]:
     import polars as pl
 
     title = FACTOR_TITLES.get(f, f)
-    shown = dict.fromkeys([*FACTORS, *varying_factors(runs)])
-    fixed = [f"{g}={main.factor(g)}" for g in shown if g != f and main.factor(g) is not None
-             and not _same_partition([r.factor(f) for r in runs], [r.factor(g) for r in runs])]
     parts = [f"## pass@2 by {title}", "",
-             f"Runs that differ from the main run only in `{f}` ({', '.join(fixed) or 'nothing else fixed'}); "
+             f"Runs that differ from the main run only in `{f}` ({_held(runs, main, [f])}); "
              f"training seeds averaged per task; every cached variant voted. Rule columns: pass@2 [95% CI]. "
              f"Train exact = exact accuracy on the training pairs at the end of training. Last column: the "
              f"difference from `{f}={main.factor(f)}` on the same tasks, pass@2 points ({primary}), with a paired "
@@ -877,10 +889,6 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
     import polars as pl
 
     tf, tg = FACTOR_TITLES.get(f, f), FACTOR_TITLES.get(g, g)
-    others = [h for h in dict.fromkeys([*FACTORS, *varying_factors(runs)]) if h not in (f, g) and main.factor(h) is not None
-              and not _same_partition([r.factor(f) for r in runs], [r.factor(h) for r in runs])
-              and not _same_partition([r.factor(g) for r in runs], [r.factor(h) for r in runs])]
-    fixed = ", ".join(f"{h}={main.factor(h)}" for h in others) or "nothing else fixed"
     rule = grid["rule"][0]
     fv, gv = list(dict.fromkeys(grid[f].to_list())), list(dict.fromkeys(grid[g].to_list()))
 
@@ -889,7 +897,7 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
         return _md_table([f"{f} \\ {g}"] + [str(b) for b in gv], rows)
 
     return [f"## pass@2 by {tf} × {tg}", "",
-            f"Every combination of `{f}` and `{g}` was run ({fixed}); training seeds averaged per task; rule {rule}, "
+            f"Every combination of `{f}` and `{g}` was run ({_held(runs, main, [f, g])}); training seeds averaged per task; rule {rule}, "
             f"every cached variant voted. Table `grid_{f}_{g}`.", "",
             "pass@2 [95% CI]:", "", matrix(lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"), "",
             "oracle (any variant right) · train exact (end of training):", "",
