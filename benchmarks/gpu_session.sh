@@ -27,6 +27,12 @@ export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || echo "no nvidia-smi"; } | tee "$OUT/nvidia-smi.txt"
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/nvidia-smi.txt"
 
+export ARCPIPE_CACHE=/tmp/arcpipe-cache
+pack_report() {  # the ARC run's report folder (+ its training metrics) as one file under $OUT
+    cp "$(ls -d "$ARCPIPE_CACHE"/train/*/ | head -1)metrics.parquet" reports/arc1-small-gpu/train_metrics.parquet 2>/dev/null || true
+    tar czf "$OUT/report.tgz" reports/arc1-small-gpu
+}
+
 case "${1:-bench}" in
     bench)
         python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_hrm_model.py tests/test_augment.py 2>&1 | tee "$OUT/gpu-tests.log"
@@ -43,21 +49,17 @@ case "${1:-bench}" in
         # what is left, less ~150 s for augment, 1000-variant inference, vote and report
         minutes=$(python3 -c "print(round(max(1.0, ($(left) - 150) / 60), 1))")
         echo "training budget: $minutes min ($(left) s of $budget left)" | tee "$OUT/run.log"
-        export ARCPIPE_CACHE=/tmp/arcpipe-cache
         start=$(date +%s)
         timeout $(( $(left) > 60 ? $(left) : 60 )) python3 -m arcpipe.cli run pipelines/arc1-small-gpu.toml \
             --set "train.max_minutes=$minutes" 2>&1 | tee -a "$OUT/run.log"
         echo "wall: $(( $(date +%s) - start )) s, session $(( $(date +%s) - t0 )) s" | tee -a "$OUT/run.log"
-        cp "$(ls -d "$ARCPIPE_CACHE"/train/*/ | head -1)metrics.parquet" reports/arc1-small-gpu/train_metrics.parquet 2>/dev/null
-        tar czf "$OUT/report.tgz" reports/arc1-small-gpu 2>/dev/null || echo "no report folder: the run did not finish"
+        pack_report 2>/dev/null || echo "no report folder: the run did not finish"
         ;;
     run)
-        export ARCPIPE_CACHE=/tmp/arcpipe-cache
         start=$(date +%s)
         python3 -m arcpipe.cli run pipelines/arc1-small-gpu.toml 2>&1 | tee "$OUT/run.log"
         echo "wall: $(( $(date +%s) - start )) s" | tee -a "$OUT/run.log"
-        cp "$(ls -d "$ARCPIPE_CACHE"/train/*/ | head -1)metrics.parquet" reports/arc1-small-gpu/train_metrics.parquet 2>/dev/null || true
-        tar czf "$OUT/report.tgz" reports/arc1-small-gpu
+        pack_report
         ;;
     *)
         echo "usage: bash benchmarks/gpu_session.sh quick|bench|run" >&2
