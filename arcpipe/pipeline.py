@@ -500,20 +500,44 @@ def _baseline_value(sections: dict[str, dict], section: str, key: str) -> Any:
     if own is not _UNSET:
         return own
     if key.startswith("model."):
-        import hrm
-
-        try:
-            model = hrm.HRMConfig.preset(sections["train"].get("preset", _kwarg_default("train", "preset")))
-        except (ValueError, TypeError):  # an unknown preset: the train stage will say so
-            return _UNSET
-        return getattr(model, key[len("model."):], _UNSET)
+        return _model_default(sections["train"].get("preset", _kwarg_default("train", "preset")), key[len("model."):])
     return _kwarg_default(STAGE_OF_SECTION[section], _STAGE_ARGS.get((section, key), key))
+
+
+def _model_default(preset: Any, field: str) -> Any:
+    """A model field's value in a model preset, ``_UNSET`` if unknown."""
+    import hrm
+
+    try:
+        return getattr(hrm.HRMConfig.preset(preset), field, _UNSET)
+    except (ValueError, TypeError):  # an unknown preset: the train stage will say so
+        return _UNSET
 
 
 def _kwarg_default(stage: str, name: str) -> Any:
     """A stage function's keyword default (data keys are augment's), ``_UNSET`` if it has none."""
     param = _stage_params(stage)[1].get(name)
     return _UNSET if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that name a stage node: those equal to what the stage uses when they are left
+    out (its keyword default; for train's model table, the preset's value) are dropped, since
+    writing a default out is the same run -- so ``--dry-run`` finds it cached either way (the
+    stages' own content keys already agree)."""
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if stage == "train" and k == "model":
+            preset = settings.get("preset", _kwarg_default("train", "preset"))
+            model = {f: x for f, x in v.items() if _model_default(preset, f) != x}
+            if model:
+                out[k] = model
+            continue
+        name = k.split(".", 1)[1] if k.startswith("data.") else _STAGE_ARGS.get((stage, k), k)
+        default = _kwarg_default(stage, name)
+        if default is _UNSET or default != v or type(default) is not type(v):
+            out[k] = v
+    return out
 
 
 def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
@@ -544,7 +568,7 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
             dkey = (stage, repr(settings.get("preset")) if stage == "train" else "")
             if dkey not in defaults:
                 defaults[dkey] = cache.content_key(_defaults(stage, settings))
-            ident = {"stage": stage, "settings": settings, "parents": {n: p.pkey for n, p in parents.items()},
+            ident = {"stage": stage, "settings": _identity(stage, settings), "parents": {n: p.pkey for n, p in parents.items()},
                      "arcpipe": __version__, "defaults": defaults[dkey]}
             if stage == "augment":
                 ident["data"] = _source_fingerprint(settings.get("data.source"))

@@ -410,6 +410,36 @@ def test_shipped_pipelines_parse():
     cores = pipeline.plan(REPO / "pipelines" / "cores.toml")
     by_preset = {n.settings["preset"]: n.pkey for n in cores.nodes if n.stage == "train"}
     assert sorted(by_preset) == ["tiny", "transformer-tiny", "trm-tiny"] and by_preset["tiny"] == grid[(32, 12000)]
+    # defaults written out are the same runs: outer-loop.toml spells out tiny's model values and
+    # leaves puzzle_id out, ablations.toml the reverse -> one baseline training and inference
+    def baseline(plan, train_ok):
+        train = next(n for n in plan.nodes if n.stage == "train" and train_ok(n))
+        infer = [n for n in plan.nodes if n.stage == "infer" and n.parents["train"] is train
+                 and n.settings.get("puzzle_id", "true") == "true"]
+        return train.pkey, [n.pkey for n in infer]
+
+    tiny = {"halt_max_steps": 4, "H_cycles": 2, "L_cycles": 2}
+    tiny_model = lambda n: all(tiny[k] == v for k, v in n.settings.get("model", {}).items())  # noqa: E731
+    abl_base = baseline(abl, lambda n: n.settings["preset"] == "tiny" and n.parents["augment"].settings["train_aug"] == 32)
+    assert baseline(outer, tiny_model) == abl_base
+    outer12 = pipeline.plan(REPO / "pipelines" / "outer-loop-12k.toml")
+    assert baseline(outer12, tiny_model) == baseline(cores, lambda n: n.settings["preset"] == "tiny")
+
+
+def test_settings_equal_to_defaults_name_the_same_stage(fake, tmp_path):
+    """Writing out a stage's default (keyword default, or the model preset's value) is no new
+    run: same pipeline keys, so --dry-run of the one finds the other's stages cached."""
+    text = BASE.format(out=tmp_path / "reports")
+    spelled = text.replace("batch_size = 64", 'batch_size = 64\npuzzle_id = "true"') + "[train.model]\nhalt_max_steps = 4\n"
+    changed = text + "[train.model]\nhalt_max_steps = 8\n"
+    keys = {name: [n.pkey for n in pipeline.plan(write(tmp_path, t, f"{name}.toml")).nodes]
+            for name, t in (("plain", text), ("spelled", spelled), ("changed", changed))}
+    assert keys["spelled"][:4] == keys["plain"][:4]
+    assert keys["changed"][0] == keys["plain"][0] and keys["changed"][1] != keys["plain"][1]
+    root = tmp_path / "cache"
+    pipeline.run(tmp_path / "plain.toml", root=root)
+    dry = pipeline.run(tmp_path / "spelled.toml", root=root, dry_run=True)
+    assert [n.status for n in dry if n.stage != "report"] == ["cached"] * 4
 
 
 # --------------------------------------------------------------------------- errors
