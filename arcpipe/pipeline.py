@@ -499,8 +499,14 @@ def _baseline_value(sections: dict[str, dict], section: str, key: str) -> Any:
     own = _section_value(sections, section, key)
     if own is not _UNSET:
         return own
+    return _default(section, key, sections["train"].get("preset", _kwarg_default("train", "preset")))
+
+
+def _default(section: str, key: str, preset: Any) -> Any:
+    """What a stage uses for a setting left out: its function's keyword default (data keys are
+    augment's), or for a model field (``model.X``) its value in ``preset``; ``_UNSET`` if unknown."""
     if key.startswith("model."):
-        return _model_default(sections["train"].get("preset", _kwarg_default("train", "preset")), key[len("model."):])
+        return _model_default(preset, key[len("model."):])
     return _kwarg_default(STAGE_OF_SECTION[section], _STAGE_ARGS.get((section, key), key))
 
 
@@ -525,17 +531,19 @@ def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
     out (its keyword default; for train's model table, the preset's value) are dropped, since
     writing a default out is the same run -- so ``--dry-run`` finds it cached either way (the
     stages' own content keys already agree)."""
+    preset = settings.get("preset", _kwarg_default("train", "preset")) if stage == "train" else None
+
+    def is_default(section: str, key: str, value: Any) -> bool:
+        d = _default(section, key, preset)
+        return d is not _UNSET and d == value and type(d) is type(value)
+
     out: dict[str, Any] = {}
     for k, v in settings.items():
         if stage == "train" and k == "model":
-            preset = settings.get("preset", _kwarg_default("train", "preset"))
-            model = {f: x for f, x in v.items() if _model_default(preset, f) != x}
+            model = {f: x for f, x in v.items() if not is_default("train", f"model.{f}", x)}
             if model:
                 out[k] = model
-            continue
-        name = k.split(".", 1)[1] if k.startswith("data.") else _STAGE_ARGS.get((stage, k), k)
-        default = _kwarg_default(stage, name)
-        if default is _UNSET or default != v or type(default) is not type(v):
+        elif not is_default(*(k.split(".", 1) if k.startswith("data.") else (stage, k)), v):
             out[k] = v
     return out
 

@@ -418,8 +418,10 @@ def test_shipped_pipelines_parse():
                  and n.settings.get("puzzle_id", "true") == "true"]
         return train.pkey, [n.pkey for n in infer]
 
-    tiny = {"halt_max_steps": 4, "H_cycles": 2, "L_cycles": 2}
-    tiny_model = lambda n: all(tiny[k] == v for k, v in n.settings.get("model", {}).items())  # noqa: E731
+    def tiny_model(n) -> bool:
+        tiny = {"halt_max_steps": 4, "H_cycles": 2, "L_cycles": 2}
+        return all(tiny[k] == v for k, v in n.settings.get("model", {}).items())
+
     abl_base = baseline(abl, lambda n: n.settings["preset"] == "tiny" and n.parents["augment"].settings["train_aug"] == 32)
     assert baseline(outer, tiny_model) == abl_base
     outer12 = pipeline.plan(REPO / "pipelines" / "outer-loop-12k.toml")
