@@ -127,9 +127,10 @@ def plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
     plt.close(fig)
 
 
-def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, rules: list[str], primary: str) -> None:
+def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: Any, rules: list[str], primary: str) -> None:
     """Left: pass@2 by factor value for every rule (lines on a log axis for counts, grouped bars
-    otherwise); right: pass@2 vs ACT step for each value (primary rule). 95% bootstrap CIs."""
+    otherwise); middle: pass@2 vs ACT step for each value; right: pass@2 vs the number of variants
+    voted for each value (primary rule both). 95% bootstrap CIs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +138,7 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, rules: l
 
     values = list(dict.fromkeys(table[f].to_list()))
     numeric = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.0), sharey=True)
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 5.0), sharey=True)
     width = 0.8 / max(1, len(rules))
     for j, rule in enumerate(rules):
         d = table.filter(table["rule"] == rule)
@@ -170,9 +171,20 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, rules: l
     ax2.set_xlabel("ACT step used at inference")
     ax2.set_title(f"pass@2 vs ACT step (rule {primary})")
     ax2.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
-    top = max(float(table["ci_high"].max() or 0.0), float(table["oracle"].max() or 0.0), float(steps["ci_high"].max() or 0.0))
+    for v in values:
+        d = voted.filter(voted[f] == v).sort("n_aug")
+        y = d["pass@2"].to_numpy()
+        ax3.errorbar(d["n_aug"].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
+                     marker="o", ms=3, capsize=2, label=str(v))
+    ax3.set_xscale("log", base=2)
+    _plain_ticks(ax3, sorted(set(voted["n_aug"].to_list())))
+    ax3.set_xlabel("inference variants voted (n_aug)")
+    ax3.set_title(f"pass@2 vs variants voted (rule {primary})")
+    ax3.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    top = max(float(table["ci_high"].max() or 0.0), float(table["oracle"].max() or 0.0), float(steps["ci_high"].max() or 0.0),
+              float(voted["ci_high"].max() or 0.0))
     ax.set_ylim(0, max(0.05, min(1.0, top * 1.1)))
-    for a in (ax, ax2):
+    for a in (ax, ax2, ax3):
         a.grid(alpha=0.3)
     fig.suptitle("95% bootstrap CI over tasks; training seeds averaged", fontsize=9)
     fig.tight_layout()

@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 6
+LAYOUT = 7
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -295,16 +295,15 @@ def _jobs() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
 
-def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
-                 top: int, task_ids: Sequence[str]) -> Any:
-    """The n_aug sweep: one row per (rule, n_aug, metric) with the seed-mean score and its bootstrap CI.
+def _subsample_scores(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
+                      top: int, task_ids: Sequence[str]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per-task scores (an array per metric, and the number of ``subsamples``) at each
+    (rule, n_aug), averaged over ``seeds`` seeded subsamples of the variants; at n_aug = ``max_n`` every seed draws the same subsample (all
+    variants), so that point is queried once.
 
-    Queries run on a small thread pool: ``vote.rank``'s numpy reductions and
-    polars sorts release the GIL, so on 2 cores this is close to 2x. At
-    n_aug = max every seed draws the same subsample (all variants), so that
-    point is queried once.
+    Queries run on a small thread pool: ``vote.rank``'s numpy reductions and polars sorts release
+    the GIL, so on 2 cores this is close to 2x.
     """
-    import polars as pl
     from concurrent.futures import ThreadPoolExecutor
 
     specs = [(rule, n, s) for rule in rules for n in points for s in (range(seeds) if n < max_n else range(1))]
@@ -315,12 +314,20 @@ def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n
     acc: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {}
     for (rule, n, _), pt in zip(specs, results):
         acc.setdefault((rule, n), []).append(pt)
+    return {k: {m: np.mean([pt[m] for pt in pts], axis=0) for m in METRICS} | {"subsamples": len(pts)}
+            for k, pts in acc.items()}
+
+
+def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
+                 top: int, task_ids: Sequence[str]) -> Any:
+    """The n_aug sweep: one row per (rule, n_aug, metric) with the seed-mean score and its bootstrap CI."""
+    import polars as pl
+
     rows, mats = [], []
-    for (rule, n), pts in acc.items():
+    for (rule, n), sc in _subsample_scores(q, rules, points, max_n, seeds, step, top, task_ids).items():
         for m in METRICS:
-            v = np.mean([pt[m] for pt in pts], axis=0)
-            rows.append({"rule": rule, "n_aug": n, "metric": m, "mean": float(v.mean()), "subsamples": len(pts)})
-            mats.append(v)
+            rows.append({"rule": rule, "n_aug": n, "metric": m, "mean": float(sc[m].mean()), "subsamples": sc["subsamples"]})
+            mats.append(sc[m])
     lo, hi = bootstrap_ci(np.stack(mats))
     return pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
 
@@ -491,12 +498,13 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     factors = {}
     varying = varying_factors(runs)
     for f in varying:
-        tables = factor_tables(runs, queries, main_i, f, rules, step, top, task_ids, primary)
+        tables = factor_tables(runs, queries, main_i, f, rules, step, top, task_ids, primary, config["n_aug_points"], seeds)
         if tables is not None:
             factors[f] = tables
             _write_table(tables[0], work, f"by_{f}")
             _write_table(tables[1], work, f"by_{f}_steps")
-            plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), tables[0], tables[1], rules, primary)
+            _write_table(tables[2], work, f"by_{f}_n_aug")
+            plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), *tables, rules, primary)
 
     # 3b. two settings crossed in a full grid (variants x budget): the interaction one-factor slices miss
     grids = factor_grids(runs, queries, main_i, varying, primary, step, top, task_ids)
@@ -592,11 +600,18 @@ def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float |
 
 
 def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, rules: Sequence[str],
-                  step: int | None, top: int, task_ids: Sequence[str], primary: str) -> tuple[Any, Any] | None:
+                  step: int | None, top: int, task_ids: Sequence[str], primary: str,
+                  points: Sequence[int] | None = None, seeds: int = 1) -> tuple[Any, Any, Any] | None:
     """pass@2 by the values of factor ``f`` over the runs that match the main run in every other
     varying factor (a one-factor slice; training seeds averaged per task), every rule at all variants;
-    and pass@2 by ACT step for the primary rule. Runs scored on other tasks are left out. Each row
-    also holds its paired difference from the main run's value (``paired_effects``)."""
+    pass@2 by ACT step, and by the number of variants voted, for the primary rule. Runs scored on
+    other tasks are left out. Each row of the first table also holds its paired difference from the
+    main run's value (``paired_effects``).
+
+    The vote-count curve asks whether an arm needs its variants at inference as well as in
+    training: each point is the mean over ``seeds`` seeded subsamples (the identity kept) and the
+    training seeds, at ``points`` (default 1, 2, 4, ... up to the arm's variant count, which is
+    always a point; points above it are skipped)."""
     import polars as pl
 
     main = runs[main_i]
@@ -604,7 +619,7 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     values = _ordered(main.factor(f), [runs[i].factor(f) for i in idx])
     if len(values) < 2:
         return None
-    rows, mats, step_rows, step_mats = [], [], [], []
+    rows, mats, step_rows, step_mats, vote_rows, vote_mats = [], [], [], [], [], []
     for v in values:
         group = [i for i in idx if runs[i].factor(f) == v]
         meta = _train_means(runs, group)
@@ -617,6 +632,19 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
             p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
             step_rows.append({f: v, "step": s, "runs": len(pts), "pass@2": float(p2.mean())})
             step_mats.append(p2)
+        n_max = min(queries[i].info["n_aug"] for i in group)
+        ns = sorted({p for p in (points or default_points(n_max)) if p < n_max} | {n_max})
+        per_run = []
+        for i in group:
+            info = queries[i].info
+            s = step if step in info["steps"] else None
+            per_run.append(_subsample_scores(queries[i], [primary], ns, info["n_aug"], seeds, s, top, task_ids))
+        for n in ns:
+            p2 = np.mean([sc[(primary, n)]["pass@2"] for sc in per_run], axis=0)
+            oracle = np.mean([sc[(primary, n)]["oracle"] for sc in per_run], axis=0)
+            vote_rows.append({f: v, "n_aug": n, "runs": len(group), "pass@2": float(p2.mean()), "oracle": float(oracle.mean()),
+                              "subsamples": per_run[0][(primary, n)]["subsamples"]})
+            vote_mats.append(p2)
     lo, hi = bootstrap_ci(np.stack(mats))
     base = {r["rule"]: m for r, m in zip(rows, mats) if r[f] == main.factor(f)}
     effects = paired_effects(np.stack([m - base[r["rule"]] for r, m in zip(rows, mats)]))
@@ -624,7 +652,9 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
                                             **{k: pl.Series(v) for k, v in effects.items()})
     lo, hi = bootstrap_ci(np.stack(step_mats))
     steps = pl.DataFrame(step_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
-    return table, steps
+    lo, hi = bootstrap_ci(np.stack(vote_mats))
+    voted = pl.DataFrame(vote_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
+    return table, steps, voted
 
 
 def _ordered(first: Any, values: Sequence[Any]) -> list[Any]:
@@ -825,7 +855,8 @@ def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
     return ", ".join(held) or "nothing else fixed"
 
 
-def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str) -> list[str]:
+def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str,
+                     seeds: int) -> list[str]:
     import polars as pl
 
     title = FACTOR_TITLES.get(f, f)
@@ -861,6 +892,16 @@ def _factor_markdown(f: str, table: Any, steps: Any, runs: Sequence[Run], main: 
         rows.append(row)
     parts += [f"pass@2 by ACT step used at inference (rule {primary}):", "",
               _md_table(["step"] + [str(v) for v in values], rows), ""]
+    rows = []
+    for n in sorted(set(voted["n_aug"].to_list())):
+        row = [n]
+        for v in values:
+            d = voted.filter((pl.col(f) == v) & (pl.col("n_aug") == n))
+            row.append(f"{_pct(d['pass@2'][0])} · {_pct(d['oracle'][0])}" if d.height else "-")
+        rows.append(row)
+    parts += [f"pass@2 · oracle by inference variants voted (rule {primary}; below an arm's variant count, the "
+              f"mean over {seeds} seeded subsamples, identity kept; training seeds averaged):", "",
+              _md_table(["n_aug"] + [str(v) for v in values], rows), ""]
     return parts
 
 
@@ -950,8 +991,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
             for s in info["steps"]]
     parts += [_md_table(["step"] + rules, rows), ""]
-    for f, (table, steps) in factors.items():
-        parts += _factor_markdown(f, table, steps, runs, main, rules, primary)
+    for f, (table, steps, voted) in factors.items():
+        parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds)
     for f, g, grid, effects in grids:
         parts += _grid_markdown(f, g, grid, effects, runs, main)
     parts += ["## Per test input (all variants)", "",

@@ -457,3 +457,39 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
     assert not list((tmp_path / "slices").glob("grid_*")) and "×" not in (tmp_path / "slices" / "report.md").read_text()
+
+
+def test_factor_sections_vote_count_curves(cached, tmp_path):
+    """Each one-factor section also gives pass@2 against the number of variants voted, per arm:
+    below the arm's count the mean over seeded subsamples, at it every variant once, and the
+    training seeds averaged; each point equals the runs' own vote queries."""
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    runs = {}
+    for i, (h, seed) in enumerate(((4, 0), (4, 1), (8, 0))):
+        t = make_train(root, aug, "tiny", seed=seed, halt_max_steps=h)
+        runs[(h, seed)] = make_infer(root, aug, skill=0.2 * (i + 1), seed=60 + i, train=t)
+    report.report(list(runs.values()), name="votes", out_dir=tmp_path, n_aug_points=[1, 4, N_AUG], seeds=3, rules=["hrm"],
+                  root=root)
+    out = tmp_path / "votes"
+    t = pl.read_parquet(out / "by_halt_max_steps_n_aug.parquet")
+    assert list(zip(t["halt_max_steps"], t["n_aug"], t["runs"], t["subsamples"])) == [
+        (4, 1, 2, 3), (4, 4, 2, 3), (4, N_AUG, 2, 1), (8, 1, 1, 3), (8, 4, 1, 3), (8, N_AUG, 1, 1)]
+
+    def own(st, n, seeds):
+        prepared = vote.prepare(st)
+        return np.mean([vote.scores(vote.rank(prepared, rule="hrm", n_aug=n, seed=s, top=2), prepared, ks=(2,))
+                        ["per_task"]["pass@2"].mean() for s in seeds])
+
+    want = (own(runs[(4, 0)], 4, range(3)) + own(runs[(4, 1)], 4, range(3))) / 2
+    assert t["pass@2"][1] == pytest.approx(want)
+    assert t["pass@2"][5] == pytest.approx(own(runs[(8, 0)], N_AUG, [0]))
+    # all variants voted: the same number as the section's main table
+    main = pl.read_parquet(out / "by_halt_max_steps.parquet").filter(pl.col("rule") == "hrm")
+    assert t.filter(pl.col("n_aug") == N_AUG)["pass@2"].to_list() == pytest.approx(main["pass@2"].to_list())
+    assert t["pass@2"][0] != t["pass@2"][2]  # one variant and thirty-two do not vote alike here
+    assert ((t["ci_low"] <= t["pass@2"] + 1e-12) & (t["pass@2"] <= t["ci_high"] + 1e-12)).all()
+    md = (out / "report.md").read_text()
+    assert "pass@2 · oracle by inference variants voted (rule hrm; below an arm's variant count, the mean over 3" in md
+    assert "| n_aug | 4 | 8 |" in md
