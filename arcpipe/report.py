@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 7
+LAYOUT = 8
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -493,8 +493,12 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     by_step = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
     _write_table(by_step, work, "act_steps")
 
-    # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...)
+    # 2b. the rules against each other on the main arm, paired over tasks
     primary = "hrm" if "hrm" in rules else rules[0]
+    by_rule = rule_effects(runs, queries, main_i, rules, step, top, task_ids, primary)
+    _write_table(by_rule, work, "rules")
+
+    # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...)
     factors = {}
     varying = varying_factors(runs)
     for f in varying:
@@ -535,7 +539,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores, pools, grids)
+                   run_scores, pools, grids, by_rule)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -655,6 +659,23 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(vote_mats))
     voted = pl.DataFrame(vote_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps, voted
+
+
+def rule_effects(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, rules: Sequence[str], step: int | None,
+                 top: int, task_ids: Sequence[str], primary: str) -> Any:
+    """pass@2 of every voting rule on the main run's arm (the runs equal to it in every varying
+    factor: its training seeds, averaged per task), every cached variant voted, with the paired
+    difference from the ``primary`` rule over the same tasks: whether a rule's lead survives the
+    task-to-task spread that the per-rule intervals mostly measure."""
+    import polars as pl
+
+    group = _slice(runs, queries, runs[main_i], varying_factors(runs), task_ids)
+    mats = {rule: _seed_mean(queries, group, rule, step, top, task_ids) for rule in rules}
+    p2 = np.stack([mats[r][0] for r in rules])
+    lo, hi = bootstrap_ci(p2)
+    effects = paired_effects(p2 - mats[primary][0])
+    return pl.DataFrame({"rule": list(rules), "runs": len(group), "pass@2": p2.mean(axis=1), "oracle": [mats[r][1] for r in rules],
+                         "ci_low": lo, "ci_high": hi, **effects})
 
 
 def _ordered(first: Any, values: Sequence[Any]) -> list[Any]:
@@ -950,7 +971,7 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
 
 
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds, run_scores, pools=None, grids=()) -> str:
+              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -974,6 +995,15 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         get = {r["metric"]: r for r in d.iter_rows(named=True)}
         rows.append([rule] + [f"{_pct(get[m]['mean'])} [{_pct(get[m]['ci_low'])}, {_pct(get[m]['ci_high'])}]" for m in METRICS])
     parts.append(_md_table(["rule", "pass@1", "pass@2", "oracle"], rows))
+    if by_rule is not None and by_rule.height > 1:
+        n = by_rule["runs"][0]
+        parts += ["", "## Voting rules compared", "",
+                  f"The main run's arm ({n} run{'s, training seeds averaged per task' if n > 1 else ''}), every cached "
+                  f"variant voted: pass@2 [95% CI], and the paired difference from `{primary}` over the same tasks "
+                  f"(tasks that gained ↑ / lost ↓). Table `rules`.", ""]
+        rows = [[r["rule"], f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", _pct(r["oracle"]),
+                 "—" if r["rule"] == primary else _delta(r)] for r in by_rule.iter_rows(named=True)]
+        parts.append(_md_table(["rule", "pass@2", "oracle", f"Δ vs {primary}"], rows))
     parts += ["", "## Scores vs inference n_aug", "", "![pass@1 and pass@2 vs n_aug](n_aug_curves.png)", ""]
     rows = []
     for n in points:

@@ -493,3 +493,31 @@ def test_factor_sections_vote_count_curves(cached, tmp_path):
     md = (out / "report.md").read_text()
     assert "pass@2 · oracle by inference variants voted (rule hrm; below an arm's variant count, the mean over 3" in md
     assert "| n_aug | 4 | 8 |" in md
+
+
+def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
+    """The rules section: each rule's pass@2 on the main arm (training seeds averaged), and its
+    paired difference from the primary rule equal to the per-task difference of the runs' own votes."""
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    arm = [make_infer(root, aug, skill=0.5, seed=70 + s, train=make_train(root, aug, "tiny", seed=s, H_cycles=3)) for s in (0, 1)]
+    other = make_infer(root, aug, skill=0.5, seed=72, train=make_train(root, aug, "tiny", seed=0, H_cycles=1))
+    report.report([*arm, other], name="rules", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm", "q-max", "count"],
+                  root=root)
+    t = pl.read_parquet(tmp_path / "rules" / "rules.parquet")
+    assert t["rule"].to_list() == ["hrm", "q-max", "count"] and set(t["runs"]) == {2}
+
+    def own(st, rule):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule=rule, top=2), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    main = {r: (own(arm[0], r) + own(arm[1], r)) / 2 for r in ("hrm", "q-max")}
+    d = main["q-max"] - main["hrm"]
+    row = t.row(1, named=True)
+    assert row["pass@2"] == pytest.approx(main["q-max"].mean()) and row["delta"] == pytest.approx(d.mean())
+    assert (row["better"], row["worse"]) == (int((d > 0).sum()), int((d < 0).sum()))
+    assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"]
+    assert t.row(0, named=True)["delta"] == 0
+    md = (tmp_path / "rules" / "report.md").read_text()
+    assert "## Voting rules compared" in md and "(2 runs, training seeds averaged per task)" in md and "| rule | pass@2 | oracle | Δ vs hrm |" in md
