@@ -298,8 +298,8 @@ def _jobs() -> int:
 def _subsample_scores(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
                       top: int, task_ids: Sequence[str]) -> dict[tuple[str, int], dict[str, Any]]:
     """Per-task scores (an array per metric, and the number of ``subsamples``) at each
-    (rule, n_aug), averaged over ``seeds`` seeded subsamples of the variants; at n_aug = ``max_n`` every seed draws the same subsample (all
-    variants), so that point is queried once.
+    (rule, n_aug), averaged over ``seeds`` seeded subsamples of the variants; at n_aug = ``max_n``
+    every seed draws the same subsample (all variants), so that point is queried once.
 
     Queries run on a small thread pool: ``vote.rank``'s numpy reductions and polars sorts release
     the GIL, so on 2 cores this is close to 2x.
