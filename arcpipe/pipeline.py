@@ -528,7 +528,8 @@ def _kwarg_default(stage: str, name: str) -> Any:
 
 def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that name a stage node: those equal to what the stage uses when they are left
-    out (its keyword default; for train's model table, the preset's value) are dropped, since
+    out (its keyword default; for train's model table, the preset's value; augment's train_aug
+    equal to n_aug) are dropped, since
     writing a default out is the same run -- so ``--dry-run`` finds it cached either way (the
     stages' own content keys already agree)."""
     preset = settings.get("preset", _kwarg_default("train", "preset")) if stage == "train" else None
@@ -545,6 +546,11 @@ def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
                 out[k] = model
         elif not is_default(*(k.split(".", 1) if k.startswith("data.") else (stage, k)), v):
             out[k] = v
+    # augment's train_aug defaults to n_aug (every variant trained): written out equal, no change
+    if stage == "augment" and "train_aug" in out:
+        n_aug = settings.get("n_aug", _kwarg_default("augment", "n_aug"))
+        if type(out["train_aug"]) is type(n_aug) and out["train_aug"] == n_aug:
+            del out["train_aug"]
     return out
 
 

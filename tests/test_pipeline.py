@@ -438,6 +438,10 @@ def test_settings_equal_to_defaults_name_the_same_stage(fake, tmp_path):
             for name, t in (("plain", text), ("spelled", spelled), ("changed", changed))}
     assert keys["spelled"][:4] == keys["plain"][:4]
     assert keys["changed"][0] == keys["plain"][0] and keys["changed"][1] != keys["plain"][1]
+    # train_aug left out follows n_aug: writing it out equal to n_aug is the same augment node
+    follows, equal = text.replace("train_aug = 8\n", ""), text.replace("train_aug = 8", "train_aug = 50")
+    aug = {name: pipeline.plan(write(tmp_path, t, f"{name}.toml")).nodes[0] for name, t in (("follows", follows), ("equal", equal))}
+    assert aug["follows"].stage == "augment" and aug["follows"].pkey == aug["equal"].pkey != keys["plain"][0]
     root = tmp_path / "cache"
     pipeline.run(tmp_path / "plain.toml", root=root)
     dry = pipeline.run(tmp_path / "spelled.toml", root=root, dry_run=True)
