@@ -127,6 +127,15 @@ def plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
     plt.close(fig)
 
 
+def _lines_per_value(ax: Any, frame: Any, f: str, values: list[Any], x: str) -> None:
+    """One pass@2 line per value of factor ``f`` against column ``x``, with its 95% CI bars."""
+    for v in values:
+        d = frame.filter(frame[f] == v).sort(x)
+        y = d["pass@2"].to_numpy()
+        ax.errorbar(d[x].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
+                    marker="o", ms=3, capsize=2, label=str(v))
+
+
 def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: Any, rules: list[str], primary: str) -> None:
     """Left: pass@2 by factor value for every rule (lines on a log axis for counts, grouped bars
     otherwise); middle: pass@2 vs ACT step for each value; right: pass@2 vs the number of variants
@@ -162,25 +171,17 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: A
     ax.set_ylabel("pass@2 (fraction of tasks)")
     ax.set_title(f"pass@2 by {title} (all variants)")
     ax.legend(title="voting rule", fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
-    for v in values:
-        d = steps.filter(steps[f] == v).sort("step")
-        y = d["pass@2"].to_numpy()
-        ax2.errorbar(d["step"].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
-                     marker="o", ms=3, capsize=2, label=str(v))
+    _lines_per_value(ax2, steps, f, values, "step")
     ax2.set_xticks(sorted(set(steps["step"].to_list())))
     ax2.set_xlabel("ACT step used at inference")
     ax2.set_title(f"pass@2 vs ACT step (rule {primary})")
-    ax2.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
-    for v in values:
-        d = voted.filter(voted[f] == v).sort("n_aug")
-        y = d["pass@2"].to_numpy()
-        ax3.errorbar(d["n_aug"].to_numpy(), y, yerr=[y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y],
-                     marker="o", ms=3, capsize=2, label=str(v))
+    _lines_per_value(ax3, voted, f, values, "n_aug")
     ax3.set_xscale("log", base=2)
     _plain_ticks(ax3, sorted(set(voted["n_aug"].to_list())))
     ax3.set_xlabel("inference variants voted (n_aug)")
     ax3.set_title(f"pass@2 vs variants voted (rule {primary})")
-    ax3.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    for a in (ax2, ax3):
+        a.legend(title=f, fontsize=7, title_fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     top = max(float(table["ci_high"].max() or 0.0), float(table["oracle"].max() or 0.0), float(steps["ci_high"].max() or 0.0),
               float(voted["ci_high"].max() or 0.0))
     ax.set_ylim(0, max(0.05, min(1.0, top * 1.1)))

@@ -287,8 +287,12 @@ class _Queries:
         """Per-task scores voting every cached variant at ACT ``step`` (its last when it did not
         record that step), over ``task_ids`` (default: its own scored tasks)."""
         info = self.info
-        s = step if step in info["steps"] else None
-        return per_task(self.query(rule, info["n_aug"], s, 0, top)[1], info["task_ids"] if task_ids is None else task_ids)
+        return per_task(self.query(rule, info["n_aug"], self.own_step(step), 0, top)[1],
+                        info["task_ids"] if task_ids is None else task_ids)
+
+    def own_step(self, step: int | None) -> int | None:
+        """``step`` when this inference recorded it, else None (its last)."""
+        return step if step in self.info["steps"] else None
 
 
 def _jobs() -> int:
@@ -638,11 +642,8 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
             step_mats.append(p2)
         n_max = min(queries[i].info["n_aug"] for i in group)
         ns = sorted({p for p in (points or default_points(n_max)) if p < n_max} | {n_max})
-        per_run = []
-        for i in group:
-            info = queries[i].info
-            s = step if step in info["steps"] else None
-            per_run.append(_subsample_scores(queries[i], [primary], ns, info["n_aug"], seeds, s, top, task_ids))
+        per_run = [_subsample_scores(queries[i], [primary], ns, queries[i].info["n_aug"], seeds, queries[i].own_step(step), top,
+                                     task_ids) for i in group]
         for n in ns:
             p2 = np.mean([sc[(primary, n)]["pass@2"] for sc in per_run], axis=0)
             oracle = np.mean([sc[(primary, n)]["oracle"] for sc in per_run], axis=0)
@@ -903,27 +904,24 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
                                                                   "—" if v == main.factor(f) else _delta(prim)])
     parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
                         rows), ""]
-    all_steps = sorted(set(steps["step"].to_list()))
-    rows = []
-    for s in all_steps:
-        row = [s]
-        for v in values:
-            d = steps.filter((pl.col(f) == v) & (pl.col("step") == s))
-            row.append(_pct(d["pass@2"][0]) if d.height else "-")
-        rows.append(row)
     parts += [f"pass@2 by ACT step used at inference (rule {primary}):", "",
-              _md_table(["step"] + [str(v) for v in values], rows), ""]
-    rows = []
-    for n in sorted(set(voted["n_aug"].to_list())):
-        row = [n]
-        for v in values:
-            d = voted.filter((pl.col(f) == v) & (pl.col("n_aug") == n))
-            row.append(f"{_pct(d['pass@2'][0])} · {_pct(d['oracle'][0])}" if d.height else "-")
-        rows.append(row)
+              _by_value_table(steps, f, values, "step", lambda r: _pct(r["pass@2"])), ""]
     parts += [f"pass@2 · oracle by inference variants voted (rule {primary}; below an arm's variant count, the "
               f"mean over {seeds} seeded subsamples, identity kept; training seeds averaged):", "",
-              _md_table(["n_aug"] + [str(v) for v in values], rows), ""]
+              _by_value_table(voted, f, values, "n_aug", lambda r: f"{_pct(r['pass@2'])} · {_pct(r['oracle'])}"), ""]
     return parts
+
+
+def _by_value_table(frame: Any, f: str, values: list[Any], x: str, cell: Any) -> str:
+    """A markdown table with a row per value of column ``x`` and a column per value of factor
+    ``f``: ``cell(row)`` where the frame has that pair, "-" where it does not."""
+    import polars as pl
+
+    rows = []
+    for n in sorted(set(frame[x].to_list())):
+        d = {r[f]: r for r in frame.filter(pl.col(x) == n).iter_rows(named=True)}
+        rows.append([n] + [cell(d[v]) if v in d else "-" for v in values])
+    return _md_table([x] + [str(v) for v in values], rows)
 
 
 def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
