@@ -492,21 +492,33 @@ def _section_value(sections: dict[str, dict], section: str, key: str) -> Any:
     return sections[section].get(key, _UNSET)
 
 
-def _baseline_value(sections: dict[str, dict], section: str, key: str) -> Any:
+def _baseline_value(sections: dict[str, dict], section: str, key: str, point: dict | None = None) -> Any:
     """What a run gets for a setting when no sweep touches it: the section's value, else the stage's
-    own default (its keyword default; a model field's value in the preset in use); ``_UNSET`` when
-    neither is known. So ``colour = [true, false]`` in a [[sweep]] needs no ``colour = true`` line."""
+    own default (its keyword default; a model field's value in the preset in use; train_aug the
+    n_aug in effect at ``point``); ``_UNSET`` when neither is known. So ``colour = [true, false]``
+    in a [[sweep]] needs no ``colour = true`` line, and ``n_aug = [32]`` with ``train_aug = [32]``
+    is the same point as ``n_aug = [32]`` alone when the pipeline leaves train_aug out."""
     own = _section_value(sections, section, key)
     if own is not _UNSET:
         return own
-    return _default(section, key, sections["train"].get("preset", _kwarg_default("train", "preset")))
+    point = point or {}
+
+    def given(s: str, k: str) -> Any:
+        return point[(s, k)] if (s, k) in point else _baseline_value(sections, s, k)
+
+    return _default(section, key, sections["train"].get("preset", _kwarg_default("train", "preset")), given)
 
 
-def _default(section: str, key: str, preset: Any) -> Any:
+def _default(section: str, key: str, preset: Any, given: Callable[[str, str], Any] | None = None) -> Any:
     """What a stage uses for a setting left out: its function's keyword default (data keys are
-    augment's), or for a model field (``model.X``) its value in ``preset``; ``_UNSET`` if unknown."""
+    augment's), or for a model field (``model.X``) its value in ``preset``; ``_UNSET`` if unknown.
+    A default that follows another setting reads that one through ``given(section, key)``: augment's
+    train_aug is n_aug (every variant trained), which is why the stage's keyword default is None."""
     if key.startswith("model."):
         return _model_default(preset, key[len("model."):])
+    if (section, key) == ("augment", "train_aug"):
+        n_aug = given("augment", "n_aug") if given else _UNSET
+        return _kwarg_default("augment", "n_aug") if n_aug is _UNSET else n_aug
     return _kwarg_default(STAGE_OF_SECTION[section], _STAGE_ARGS.get((section, key), key))
 
 
@@ -528,14 +540,15 @@ def _kwarg_default(stage: str, name: str) -> Any:
 
 def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that name a stage node: those equal to what the stage uses when they are left
-    out (its keyword default; for train's model table, the preset's value; augment's train_aug
-    equal to n_aug) are dropped, since
-    writing a default out is the same run -- so ``--dry-run`` finds it cached either way (the
-    stages' own content keys already agree)."""
+    out (see ``_default``) are dropped, since writing a default out is the same run -- so
+    ``--dry-run`` finds it cached either way (the stages' own content keys already agree)."""
     preset = settings.get("preset", _kwarg_default("train", "preset")) if stage == "train" else None
 
+    def given(section: str, key: str) -> Any:
+        return settings.get(f"data.{key}" if section == "data" else key, _UNSET) if STAGE_OF_SECTION[section] == stage else _UNSET
+
     def is_default(section: str, key: str, value: Any) -> bool:
-        d = _default(section, key, preset)
+        d = _default(section, key, preset, given)
         return d is not _UNSET and d == value and type(d) is type(value)
 
     out: dict[str, Any] = {}
@@ -546,11 +559,6 @@ def _identity(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
                 out[k] = model
         elif not is_default(*(k.split(".", 1) if k.startswith("data.") else (stage, k)), v):
             out[k] = v
-    # augment's train_aug defaults to n_aug (every variant trained): written out equal, no change
-    if stage == "augment" and "train_aug" in out:
-        n_aug = settings.get("n_aug", _kwarg_default("augment", "n_aug"))
-        if type(out["train_aug"]) is type(n_aug) and out["train_aug"] == n_aug:
-            del out["train_aug"]
     return out
 
 
@@ -565,7 +573,7 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
     # (stage nodes are merged regardless)
     points, seen = [], []
     for point in expand(sweeps):
-        change = {(s, k): v for (s, k), v in point.items() if _baseline_value(sections, s, k) != v}
+        change = {(s, k): v for (s, k), v in point.items() if _baseline_value(sections, s, k, point) != v}
         if change not in seen:
             seen.append(change)
             points.append(point)

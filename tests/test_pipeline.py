@@ -590,3 +590,20 @@ def test_every_shipped_pipeline_validates_and_plans(path):
     validate against the stage signatures and expand into a plan."""
     plan = pipeline.plan(path)
     assert plan.nodes and {n.stage for n in plan.nodes} >= {"augment", "train", "infer", "vote"}
+
+
+def test_train_aug_following_n_aug_is_no_new_sweep_point(fake, tmp_path):
+    """train_aug left out follows n_aug, at the baseline and at a sweep point that changes n_aug:
+    a point writing it out equal to that n_aug is the same arm, not a second one with the same runs."""
+    text = BASE.format(out=tmp_path / "reports").replace("train_aug = 8\n", "")
+    p = write(tmp_path, text + '[[sweep]]\ntrain_aug = [8, 50]\n[[sweep]]\n"vote.rule" = ["hrm", "count"]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 3 and sum(n.stage == "augment" for n in plan.nodes) == 2
+    assert sum(n.stage == "vote" for n in plan.nodes) == 3
+    p = write(tmp_path, text + '[[sweep]]\n"augment.n_aug" = [32]\ntrain_aug = [32]\n[[sweep]]\n"augment.n_aug" = [32]\n[[sweep]]\n"augment.n_aug" = [32]\ntrain_aug = [8]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 2 and sum(n.stage == "train" for n in plan.nodes) == 2
+    # a pipeline that writes train_aug out keeps it where a sweep changes n_aug alone
+    p = write(tmp_path, BASE.format(out=tmp_path / "reports") + '[[sweep]]\n"augment.n_aug" = [32]\n[[sweep]]\n"augment.n_aug" = [32]\ntrain_aug = [32]\n')
+    plan = pipeline.plan(p)
+    assert len(plan.points) == 2 and sum(n.stage == "augment" for n in plan.nodes) == 2
