@@ -24,6 +24,11 @@ class AdamAtan2(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """One update of every parameter with a gradient, as multi-tensor (``_foreach``) ops: a
+        handful of kernels per group instead of ~8 per parameter, which is what a GPU step of the
+        ~100-tensor ``arc`` model pays in launches. Only ``atan2`` has no foreach form and runs per
+        tensor. Element for element the same arithmetic as the per-parameter formula above, so
+        results are bit-identical to it (tested)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -31,24 +36,29 @@ class AdamAtan2(torch.optim.Optimizer):
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                g = p.grad
-                p.mul_(1.0 - lr * wd)
-                m.lerp_(g, 1.0 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-                m_hat = m / (1.0 - beta1 ** t)
-                v_hat_sqrt = v.sqrt() / math.sqrt(1.0 - beta2 ** t)
-                p.add_(torch.atan2(m_hat, v_hat_sqrt), alpha=-lr)
+                state["step"] += 1  # per parameter: one without a gradient on some step lags behind
+            grads = [p.grad for p in params]
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+            torch._foreach_lerp_(m, grads, 1.0 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)
+            m_hat = torch._foreach_div(m, [1.0 - beta1 ** s["step"] for s in states])
+            v_hat_sqrt = torch._foreach_sqrt(v)
+            torch._foreach_div_(v_hat_sqrt, [math.sqrt(1.0 - beta2 ** s["step"]) for s in states])
+            for num, den in zip(m_hat, v_hat_sqrt):
+                torch.atan2(num, den, out=num)
+            torch._foreach_add_(params, m_hat, alpha=-lr)
         return loss
 
 

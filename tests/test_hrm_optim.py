@@ -151,3 +151,27 @@ def test_lr_schedule_warmup_then_cosine():
     assert hrm.lr_at(60, 1.0, 10, 110, min_ratio=0.2) == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert hrm.lr_at(110, 1.0, 10, 110, min_ratio=0.2) == pytest.approx(0.2)
     assert hrm.lr_at(500, 1.0, 10, 110, min_ratio=0.2) == pytest.approx(0.2)
+
+
+def test_adam_atan2_multi_tensor_step_equals_one_optimizer_per_parameter():
+    """The foreach step over a group is bit-identical to stepping each parameter alone, including
+    a parameter that gets no gradient on some steps (its own step count, so its own bias
+    correction) and mixed shapes and dtypes."""
+    torch.manual_seed(1)
+    shapes = [(4, 3), (7,), (2, 2, 5), (1,)]
+    dtypes = [torch.float32, torch.float32, torch.float64, torch.float32]
+    together = [torch.nn.Parameter(torch.randn(s, dtype=d)) for s, d in zip(shapes, dtypes)]
+    alone = [torch.nn.Parameter(p.detach().clone()) for p in together]
+    kw = dict(lr=3e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = hrm.AdamAtan2(together, **kw)
+    opts = [hrm.AdamAtan2([p], **kw) for p in alone]
+    for t in range(6):
+        for i, (a, b) in enumerate(zip(together, alone)):
+            g = None if (i == 1 and t in (0, 3)) else torch.randn_like(a)
+            a.grad, b.grad = g, (None if g is None else g.clone())
+        opt.step()
+        for o in opts:
+            o.step()
+        for a, b in zip(together, alone):
+            assert torch.equal(a.detach(), b.detach())
+    assert opt.state[together[1]]["step"] == 4 and opt.state[together[0]]["step"] == 6
