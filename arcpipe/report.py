@@ -925,8 +925,6 @@ def _by_value_table(frame: Any, f: str, values: list[Any], x: str, cell: Any) ->
 
 
 def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
-    import polars as pl
-
     names = {"all": "all", "trained": "trained identifier", "untrained": "untrained identifier"}
     parts = ["## Trained vs untrained variants", "",
              "The plan voted variants whose puzzle identifier never received a gradient (variant ≥ train_aug: "

@@ -90,10 +90,6 @@ class GroupSampler:
         self.n = int(groups.size)
         self._cache: dict[int, np.ndarray] = {}
 
-    @property
-    def num_groups(self) -> int:
-        return int(self.counts.size)
-
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Row indices of epoch ``epoch`` (vectorised: repeat each group's start, add offsets)."""
         if epoch not in self._cache:
