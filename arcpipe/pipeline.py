@@ -519,7 +519,26 @@ def _default(section: str, key: str, preset: Any, given: Callable[[str, str], An
     if (section, key) == ("augment", "train_aug"):
         n_aug = given("augment", "n_aug") if given else _UNSET
         return _kwarg_default("augment", "n_aug") if n_aug is _UNSET else n_aug
+    if section == "train":
+        value = _train_preset_default(preset, key)
+        if value is not _UNSET:
+            return value
     return _kwarg_default(STAGE_OF_SECTION[section], _STAGE_ARGS.get((section, key), key))
+
+
+def _train_preset_default(preset: Any, key: str) -> Any:
+    """A training setting's value in the training preset ``train`` uses for ``preset`` (its keyword
+    default is None: "the preset's"), ``_UNSET`` if the preset does not set it. Budgets are left out:
+    writing one replaces all of the preset's budgets, so it is never the same as leaving it out."""
+    mod = _stage_params("train")[0]
+    pick = getattr(mod, "_train_defaults", None)
+    name = "global_batch_size" if key == "batch_size" else key
+    if pick is None or name in getattr(mod, "_BUDGETS", ()):
+        return _UNSET
+    try:
+        return pick(preset).get(name, _UNSET)
+    except (AttributeError, KeyError, TypeError):  # an unknown preset: the train stage will say so
+        return _UNSET
 
 
 def _model_default(preset: Any, field: str) -> Any:

@@ -607,3 +607,26 @@ def test_train_aug_following_n_aug_is_no_new_sweep_point(fake, tmp_path):
     p = write(tmp_path, BASE.format(out=tmp_path / "reports") + '[[sweep]]\n"augment.n_aug" = [32]\n[[sweep]]\n"augment.n_aug" = [32]\ntrain_aug = [32]\n')
     plan = pipeline.plan(p)
     assert len(plan.points) == 2 and sum(n.stage == "augment" for n in plan.nodes) == 2
+
+
+def test_training_settings_equal_to_the_preset_name_the_same_stage(tmp_path):
+    """A training setting written equal to its preset's value (trm-tiny's lr 1e-3 and warmup 100,
+    tiny's batch 32) is the run that leaves it out, as the train stage's own key already says; a
+    budget is never dropped (writing one replaces all of the preset's budgets)."""
+    text = BASE.format(out=tmp_path / "reports").replace('preset = "tiny"', 'preset = "trm-tiny"')
+
+    def train_key(t: str, name: str) -> str:
+        return next(n.pkey for n in pipeline.plan(write(tmp_path, t, name)).nodes if n.stage == "train")
+
+    plain = train_key(text, "plain.toml")
+    assert train_key(text.replace("max_steps = 10", "max_steps = 10\nlr = 0.001\nwarmup_steps = 100\nbatch_size = 32"),
+                     "spelled.toml") == plain
+    assert train_key(text.replace("max_steps = 10", "max_steps = 10\nlr = 0.003"), "lr.toml") != plain
+    tiny = text.replace('preset = "trm-tiny"', 'preset = "tiny"')
+    assert train_key(tiny.replace("max_steps = 10", "max_steps = 10\nlr = 0.001\nwarmup_steps = 100"), "tiny-lr.toml") \
+        != train_key(tiny, "tiny.toml") == train_key(tiny.replace("max_steps = 10", "max_steps = 10\nlr = 0.003"), "tiny-3.toml")
+    # a swept lr equal to the preset's is the shared baseline of one-factor sweeps, not a third point
+    sweeps = '[[sweep]]\n"train.lr" = [0.001]\n[[sweep]]\n"train.lr" = [0.003]\n[[sweep]]\nseeds = [0]\n'
+    assert len(pipeline.plan(write(tmp_path, tiny + sweeps, "sweep.toml")).points) == 2
+    arc = text.replace('preset = "trm-tiny"', 'preset = "arc"').replace("max_steps = 10\n", "")
+    assert train_key(arc + "", "arc.toml") != train_key(arc.replace('preset = "arc"', 'preset = "arc"\nepochs = 100.0'), "arc-epochs.toml")
