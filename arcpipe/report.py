@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from arcpipe import cache
+from arcpipe import cache, signals
 from arcpipe.errors import ArcpipeError
 from arcpipe.figures import draw_grid, plot_curves, plot_factor, plot_steps
 
@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 8
+LAYOUT = 9
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -497,6 +497,12 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     by_step = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
     _write_table(by_step, work, "act_steps")
 
+    # 2a. do sigmoid(q_halt) and the log-probability tell right predictions from wrong ones?
+    sig = signals.signal_quality(q.prepared, n_boot=BOOTSTRAP)
+    cal = signals.calibration(q.prepared, step if step is not None else steps[-1])
+    _write_table(sig, work, "signals")
+    _write_table(cal, work, "calibration")
+
     # 2b. the rules against each other on the main arm, paired over tasks
     primary = "hrm" if "hrm" in rules else rules[0]
     by_rule = rule_effects(runs, queries, main_i, rules, step, top, task_ids, primary)
@@ -543,7 +549,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores, pools, grids, by_rule)
+                   run_scores, pools, grids, by_rule, (sig, cal))
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -754,8 +760,17 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                      "augment": r.augment.key if r.augment else None,
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
-                     "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"]})
+                     "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"],
+                     **_run_signals(q, step)})
     return pl.DataFrame(rows, infer_schema_length=None, strict=False)
+
+
+def _run_signals(q: _Queries, step: int | None) -> dict[str, float]:
+    """A run's AUROC of each signal for right vs wrong predictions at ``step`` (its last when it did
+    not record that one), all variants, no interval (the runs table is one number per run)."""
+    s = q.own_step(step)
+    sig = signals.signal_quality(q.prepared, [q.info["steps"][-1] if s is None else s], n_boot=0)
+    return {f"{r['signal']}_auroc".replace("q_halt", "q"): r["auroc"] for r in sig.iter_rows(named=True)}
 
 
 # --------------------------------------------------------------------------- vote adapters
@@ -938,6 +953,42 @@ def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
     return parts + [_md_table(["variants", "per task"] + rules + ["oracle"], rows), ""]
 
 
+def _auroc_text(v: float | None, lo: float | None = None, hi: float | None = None) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{v:.2f}"
+    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _signals_markdown(sig: Any, cal: Any) -> list[str]:
+    """The "do the signals know" section: AUROC per ACT step and signal, then q_halt's calibration."""
+    import polars as pl
+
+    parts = ["## Do the signals know when a prediction is right?", "",
+             "Every prediction of the main run (one per test input, variant and ACT step, inverse-transformed) is "
+             "right or wrong. The Q head was trained (BCE) to tell which, the halting decision and the rules other than "
+             "`count` rank by sigmoid(q_halt), and `logprob` by the summed token log-probability. AUROC = the chance a "
+             "right prediction scores above a wrong one (0.50: no information; 1: perfect), [95% bootstrap over tasks]; "
+             "then the mean signal on right / wrong predictions. Table `signals`.", ""]
+    rows = []
+    for s in sig["step"].unique(maintain_order=True).to_list():
+        get = {r["signal"]: r for r in sig.filter(pl.col("step") == s).iter_rows(named=True)}
+        qh, lp = get["q_halt"], get["logprob"]
+        rows.append([s, qh["predictions"], _pct(qh["right"]), _auroc_text(qh["auroc"], qh["ci_low"], qh["ci_high"]),
+                     f"{qh['mean_right']:.3f} / {qh['mean_wrong']:.3f}", _auroc_text(lp["auroc"], lp["ci_low"], lp["ci_high"]),
+                     f"{lp['mean_right']:.2f} / {lp['mean_wrong']:.2f}"])
+    parts += [_md_table(["step", "predictions", "right", "sigmoid(q_halt) AUROC", "mean right / wrong",
+                         "logprob AUROC", "mean right / wrong"], rows), ""]
+    if cal.height:
+        parts += [f"Calibration of sigmoid(q_halt) at step {cal['step'][0]}: the predictions in {cal.height} equal-count "
+                  "bins, lowest first; a calibrated head has each bin's share right near its mean sigmoid. Table `calibration`.", ""]
+        rows = [[r["bin"] + 1, f"{r['q_low']:.4f}–{r['q_high']:.4f}", r["predictions"], f"{r['mean_q']:.4f}", _pct(r["right"])]
+                for r in cal.iter_rows(named=True)]
+        parts += [_md_table(["bin", "sigmoid(q_halt)", "predictions", "mean sigmoid", "right"], rows), ""]
+    return parts
+
+
 def _delta(r: dict) -> str:
     return (f"{100 * r['delta']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}] "
             f"({r['better']}↑ {r['worse']}↓)")
@@ -967,7 +1018,7 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
 
 
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None) -> str:
+              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -1017,6 +1068,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
             for s in info["steps"]]
     parts += [_md_table(["step"] + rules, rows), ""]
+    if signal_tables is not None:
+        parts += _signals_markdown(*signal_tables)
     for f, (table, steps, voted) in factors.items():
         parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds)
     for f, g, grid, effects in grids:
@@ -1033,15 +1086,16 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         for kind, png, picked in gallery:
             parts += [f"{kind.capitalize()} (rule {primary}): " + ", ".join(f"{t}#{e}" for t, e in picked), "",
                       f"![{kind} test inputs]({png})", ""]
-    parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants) and its exact accuracy on "
+    parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants), the AUROC of its sigmoid(q_halt) "
+                               f"for right vs wrong predictions (its last ACT step, all variants) and its exact accuracy on "
                                f"its training pairs at the end of training; table `runs`.", ""]
     rows = []
     for r, sc in zip(runs, run_scores.iter_rows(named=True)):
-        rows.append([r.describe(extra), _pct(sc["pass@2"]), _fmt(sc["train_exact"], "train_exact"),
+        rows.append([r.describe(extra), _pct(sc["pass@2"]), _auroc_text(sc["q_auroc"]), _fmt(sc["train_exact"], "train_exact"),
                      r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
-    parts += [_md_table(["run", "pass@2", "train exact", "augment", "train", "infer", "vote"], rows), "",
-              "Tables: `n_aug_curves`, `act_steps`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
+    parts += [_md_table(["run", "pass@2", "q AUROC", "train exact", "augment", "train", "infer", "vote"], rows), "",
+              "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

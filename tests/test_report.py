@@ -521,3 +521,34 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
     assert t.row(0, named=True)["delta"] == 0
     md = (tmp_path / "rules" / "report.md").read_text()
     assert "## Voting rules compared" in md and "(2 runs, training seeds averaged per task)" in md and "| rule | pass@2 | oracle | Δ vs hrm |" in md
+
+
+def test_signals_section(cached, built):
+    """The signals table: per step, the AUROC of sigmoid(q_halt) equals a brute-force count over the
+    step's (right, wrong) prediction pairs, its interval holds it, calibration bins partition the
+    predictions; the fixture gives right predictions higher q_halt, so the head reads as informative."""
+    from arcpipe import vote
+
+    _, _, _, inf = cached
+    out = built[0] / "r"
+    sig = pl.read_parquet(out / "signals.parquet")
+    cal = pl.read_parquet(out / "calibration.parquet")
+    p = vote.prepare(inf)
+    for s in STEPS:
+        rows = np.flatnonzero(p.valid & (p.step == s) & p.g_known[p.group])
+        right = p.g_correct[p.group[rows]]
+        for name, x in (("q_halt", p.q[rows]), ("logprob", p.logprob[rows])):
+            d = x[right][:, None] - x[~right][None, :]
+            want = ((d > 0) + 0.5 * (d == 0)).mean()
+            r = sig.filter((pl.col("step") == s) & (pl.col("signal") == name)).row(0, named=True)
+            assert r["auroc"] == pytest.approx(want, abs=1e-12) and r["predictions"] == len(rows)
+            assert r["ci_low"] <= r["auroc"] <= r["ci_high"] and r["right"] == pytest.approx(right.mean())
+        assert sig.filter((pl.col("step") == s) & (pl.col("signal") == "q_halt"))["auroc"][0] > 0.6
+    last = np.flatnonzero(p.valid & (p.step == STEPS[-1]) & p.g_known[p.group])
+    assert cal["predictions"].sum() == len(last) and cal.height == 5 and (cal["step"] == STEPS[-1]).all()
+    assert (cal["q_low"].to_numpy()[1:] >= cal["q_high"].to_numpy()[:-1]).all()
+    assert (cal["predictions"] * cal["right"]).sum() == pytest.approx(p.g_correct[p.group[last]].sum())
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert runs["q_auroc"][0] == pytest.approx(sig.filter((pl.col("step") == STEPS[-1]) & (pl.col("signal") == "q_halt"))["auroc"][0])
+    md = (out / "report.md").read_text()
+    assert "## Do the signals know when a prediction is right?" in md and "Calibration of sigmoid(q_halt) at step 3" in md
