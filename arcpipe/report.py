@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 9
+LAYOUT = 10
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -770,7 +770,11 @@ def _run_signals(q: _Queries, step: int | None) -> dict[str, float]:
     not record that one), all variants, no interval (the runs table is one number per run)."""
     s = q.own_step(step)
     sig = signals.signal_quality(q.prepared, [q.info["steps"][-1] if s is None else s], n_boot=0)
-    return {f"{r['signal']}_auroc".replace("q_halt", "q"): r["auroc"] for r in sig.iter_rows(named=True)}
+    out = {}
+    for r in sig.iter_rows(named=True):
+        name = "q" if r["signal"] == "q_halt" else r["signal"]
+        out[f"{name}_auroc"], out[f"{name}_pooled_auroc"] = r["auroc"], r["pooled_auroc"]
+    return out
 
 
 # --------------------------------------------------------------------------- vote adapters
@@ -967,19 +971,24 @@ def _signals_markdown(sig: Any, cal: Any) -> list[str]:
 
     parts = ["## Do the signals know when a prediction is right?", "",
              "Every prediction of the main run (one per test input, variant and ACT step, inverse-transformed) is "
-             "right or wrong. The Q head was trained (BCE) to tell which, the halting decision and the rules other than "
-             "`count` rank by sigmoid(q_halt), and `logprob` by the summed token log-probability. AUROC = the chance a "
-             "right prediction scores above a wrong one (0.50: no information; 1: perfect), [95% bootstrap over tasks]; "
-             "then the mean signal on right / wrong predictions. Table `signals`.", ""]
+             "right or wrong. The Q head was trained (BCE) to tell which; the halting decision and the rules other than "
+             "`count` rank by sigmoid(q_halt), `logprob` by the summed token log-probability. AUROC = the chance a right "
+             "prediction scores above a wrong one (0.50: no information; 1: perfect), [95% bootstrap over tasks], "
+             "counted two ways: *within an input* compares only predictions for the same test input (what a rule needs "
+             "to rank the right answer first), *pooled* compares any two (it also credits a signal for being high on "
+             "easy tasks and low on hard ones: what halting or abstaining needs). Table `signals`.", ""]
     rows = []
     for s in sig["step"].unique(maintain_order=True).to_list():
         get = {r["signal"]: r for r in sig.filter(pl.col("step") == s).iter_rows(named=True)}
         qh, lp = get["q_halt"], get["logprob"]
-        rows.append([s, qh["predictions"], _pct(qh["right"]), _auroc_text(qh["auroc"], qh["ci_low"], qh["ci_high"]),
-                     f"{qh['mean_right']:.3f} / {qh['mean_wrong']:.3f}", _auroc_text(lp["auroc"], lp["ci_low"], lp["ci_high"]),
-                     f"{lp['mean_right']:.2f} / {lp['mean_wrong']:.2f}"])
-    parts += [_md_table(["step", "predictions", "right", "sigmoid(q_halt) AUROC", "mean right / wrong",
-                         "logprob AUROC", "mean right / wrong"], rows), ""]
+        rows.append([s, qh["predictions"], _pct(qh["right"]), qh["pairs"],
+                     _auroc_text(qh["auroc"], qh["ci_low"], qh["ci_high"]),
+                     _auroc_text(qh["pooled_auroc"], qh["pooled_ci_low"], qh["pooled_ci_high"]),
+                     f"{qh['mean_right']:.3f} / {qh['mean_wrong']:.3f}",
+                     _auroc_text(lp["auroc"], lp["ci_low"], lp["ci_high"]),
+                     _auroc_text(lp["pooled_auroc"], lp["pooled_ci_low"], lp["pooled_ci_high"])])
+    parts += [_md_table(["step", "predictions", "right", "pairs within an input", "sigmoid(q_halt): within an input",
+                         "pooled", "mean right / wrong", "logprob: within an input", "pooled"], rows), ""]
     if cal.height:
         parts += [f"Calibration of sigmoid(q_halt) at step {cal['step'][0]}: the predictions in {cal.height} equal-count "
                   "bins, lowest first; a calibrated head has each bin's share right near its mean sigmoid. Table `calibration`.", ""]
@@ -1087,14 +1096,15 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
             parts += [f"{kind.capitalize()} (rule {primary}): " + ", ".join(f"{t}#{e}" for t, e in picked), "",
                       f"![{kind} test inputs]({png})", ""]
     parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants), the AUROC of its sigmoid(q_halt) "
-                               f"for right vs wrong predictions (its last ACT step, all variants) and its exact accuracy on "
+                               f"for right vs wrong predictions within a test input / pooled (its last ACT step, all "
+                               f"variants; see the signals section) and its exact accuracy on "
                                f"its training pairs at the end of training; table `runs`.", ""]
     rows = []
     for r, sc in zip(runs, run_scores.iter_rows(named=True)):
-        rows.append([r.describe(extra), _pct(sc["pass@2"]), _auroc_text(sc["q_auroc"]), _fmt(sc["train_exact"], "train_exact"),
+        rows.append([r.describe(extra), _pct(sc["pass@2"]), f"{_auroc_text(sc['q_auroc'])} / {_auroc_text(sc['q_pooled_auroc'])}", _fmt(sc["train_exact"], "train_exact"),
                      r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
-    parts += [_md_table(["run", "pass@2", "q AUROC", "train exact", "augment", "train", "infer", "vote"], rows), "",
+    parts += [_md_table(["run", "pass@2", "q AUROC within / pooled", "train exact", "augment", "train", "infer", "vote"], rows), "",
               "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]

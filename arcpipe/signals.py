@@ -10,14 +10,17 @@ module measures it on cached predictions (no re-inference):
 
 - ``auroc``: the chance that a right prediction scores above a wrong one
   (0.5 = the signal says nothing, 1 = it separates them perfectly), with
-  ties counted half -- the Mann-Whitney statistic. ``pair_counts`` splits
-  its pair count by the tasks on either side, so a bootstrap over tasks
-  (``task_auroc``) re-weights a tasks x tasks matrix instead of re-sorting
-  predictions per draw.
-- ``signal_quality``: per ACT step and signal, that AUROC with a 95%
-  bootstrap interval over tasks (predictions of one task are not
-  independent), the share of predictions that are right and the mean signal
-  on each side.
+  ties counted half -- the Mann-Whitney statistic.
+- ``signal_quality``: per ACT step and signal, that AUROC two ways, each
+  with a 95% bootstrap interval over tasks (predictions of one task are not
+  independent): *within* a test input -- only pairs of predictions for the
+  same test input, which is what a rule needs to put the right answer first
+  -- and *pooled* over all predictions, which also credits a signal for
+  being low on hard tasks and high on easy ones (what abstaining or
+  halting needs). Plus the share of predictions that are right and the
+  mean signal on each side. ``pair_counts`` splits the pooled pair count by
+  the tasks on either side, so a bootstrap draw re-weights a tasks x tasks
+  matrix (``task_auroc``) instead of re-sorting predictions.
 - ``calibration``: predictions in equal-count bins by sigmoid(q_halt), the
   share right in each -- a calibrated head has it match the mean sigmoid.
 
@@ -73,48 +76,86 @@ def task_auroc(pairs: np.ndarray, n_right: np.ndarray, n_wrong: np.ndarray, weig
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def within_counts(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the (right, wrong) pairs *inside* it that the scores order correctly (ties half),
+    and all its (right, wrong) pairs. Vectorised: one sort of (group, score rank) keys."""
+    _, rank = np.unique(scores, return_inverse=True)
+    n_ranks = int(rank.max(initial=-1)) + 1
+    key = groups.astype(np.int64) * n_ranks + rank
+    wrong_keys = np.sort(key[~labels])
+    right_keys, right_g = key[labels], groups[labels].astype(np.int64)
+    start = np.searchsorted(wrong_keys, right_g * n_ranks, side="left")  # the group's first wrong key
+    ahead = (np.searchsorted(wrong_keys, right_keys, side="left") + np.searchsorted(wrong_keys, right_keys, side="right")) / 2.0
+    ordered = np.bincount(right_g, weights=ahead - start, minlength=n_groups)
+    n_right = np.bincount(groups, weights=labels, minlength=n_groups)
+    n_wrong = np.bincount(groups, weights=~labels, minlength=n_groups)
+    return ordered, n_right * n_wrong
+
+
 def _rows(prepared: Any, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted-prediction indices of ``step``'s scorable predictions, whether each is right, and its task index."""
+    """Sorted-prediction indices of ``step``'s scorable predictions and whether each is right."""
     p = prepared
     rows = p.step_rows(int(step))
     rows = rows[p.g_known[p.group[rows]]]
-    task = p.tests["task"].to_numpy()[p.tex[rows]]
-    return rows, p.g_correct[p.group[rows]], task
+    return rows, p.g_correct[p.group[rows]]
+
+
+def _interval(boot: np.ndarray, level: float) -> tuple[float, float]:
+    boot = boot[np.isfinite(boot)]
+    if not len(boot):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Any:
-    """One row per (ACT step, signal): predictions, share right, AUROC [bootstrap CI over tasks], mean signal right / wrong.
+    """One row per (ACT step, signal): predictions, share right, AUROC within a test input and pooled
+    [each with a bootstrap CI over tasks], mean signal on right / wrong predictions.
 
-    ``steps``: the ACT steps to measure (default every recorded one). The interval resamples
-    tasks with replacement (the same draws for every step and signal, so rows compare).
+    ``steps``: the ACT steps to measure (default every recorded one). The intervals resample
+    tasks with replacement (the same draws for every step and signal, so rows compare); a task
+    drawn k times weighs k in the within-input AUROC and counts as k copies in the pooled one.
     """
     import polars as pl
 
     p = prepared
     steps = list(p.steps if steps is None else steps)
     tests = p.tests
-    n_tasks = int(tests["task"].max()) + 1 if len(tests) else 0
-    scored = np.unique(tests["task"].to_numpy()[tests["known"].to_numpy()])
-    draws = scored[np.random.default_rng(seed).integers(0, len(scored), size=(n_boot, len(scored)))] if len(scored) else None
-    task_w = np.stack([np.bincount(d, minlength=n_tasks) for d in draws]).astype(np.float64) if draws is not None and n_boot else None
+    test_task = tests["task"].to_numpy().astype(np.int64)
+    n_tasks = int(test_task.max()) + 1 if len(tests) else 0
+    scored = np.unique(test_task[tests["known"].to_numpy()])
+    task_w = None
+    if n_boot and len(scored):
+        draws = scored[np.random.default_rng(seed).integers(0, len(scored), size=(n_boot, len(scored)))]
+        task_w = np.stack([np.bincount(d, minlength=n_tasks) for d in draws]).astype(np.float64)  # (B, tasks)
     rows_out = []
     for s in steps:
-        rows, right, task = _rows(p, s)
+        rows, right = _rows(p, s)
+        tex = p.tex[rows].astype(np.int64)
+        task = test_task[tex]
         n_right = np.bincount(task, weights=right, minlength=n_tasks)
         n_wrong = np.bincount(task, weights=~right, minlength=n_tasks)
         for name, attr in SIGNALS.items():
             x = getattr(p, attr)[rows]
-            pairs = pair_counts(x, right, task, n_tasks)
-            a = float(task_auroc(pairs, n_right, n_wrong)[0])
-            lo = hi = float("nan")
+            ordered, pairs_in = within_counts(x, right, tex, len(tests))
+            ordered_t = np.bincount(test_task, weights=ordered, minlength=n_tasks)  # per task
+            pairs_t = np.bincount(test_task, weights=pairs_in, minlength=n_tasks)
+            within = float(_ratio(ordered_t.sum(keepdims=True), pairs_t.sum(keepdims=True))[0])
+            pair_matrix = pair_counts(x, right, task, n_tasks)
+            pooled = float(task_auroc(pair_matrix, n_right, n_wrong)[0])
+            lo = hi = plo = phi = float("nan")
             if task_w is not None:
-                boot = task_auroc(pairs, n_right, n_wrong, task_w)
-                boot = boot[np.isfinite(boot)]
-                if len(boot):
-                    lo, hi = (float(v) for v in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
+                lo, hi = _interval(_ratio(task_w @ ordered_t, task_w @ pairs_t), level)
+                plo, phi = _interval(task_auroc(pair_matrix, n_right, n_wrong, task_w), level)
             rows_out.append({
                 "step": int(s), "signal": name, "predictions": int(len(rows)),
-                "right": float(right.mean()) if len(rows) else float("nan"), "auroc": a, "ci_low": lo, "ci_high": hi,
+                "right": float(right.mean()) if len(rows) else float("nan"),
+                "auroc": within, "ci_low": lo, "ci_high": hi, "pairs": int(pairs_t.sum()),
+                "pooled_auroc": pooled, "pooled_ci_low": plo, "pooled_ci_high": phi,
                 "mean_right": float(x[right].mean()) if right.any() else float("nan"),
                 "mean_wrong": float(x[~right].mean()) if (~right).any() else float("nan"),
             })
@@ -132,7 +173,7 @@ def calibration(prepared: Any, step: int, n_bins: int = CALIBRATION_BINS) -> Any
     import polars as pl
 
     p = prepared
-    rows, right, _ = _rows(p, step)
+    rows, right = _rows(p, step)
     q = p.q[rows]
     order = np.argsort(q, kind="stable")
     b = np.empty(len(q), dtype=np.int64)

@@ -524,9 +524,10 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
 
 
 def test_signals_section(cached, built):
-    """The signals table: per step, the AUROC of sigmoid(q_halt) equals a brute-force count over the
-    step's (right, wrong) prediction pairs, its interval holds it, calibration bins partition the
-    predictions; the fixture gives right predictions higher q_halt, so the head reads as informative."""
+    """The signals table: per step, both AUROCs of each signal equal a brute-force count over the
+    step's (right, wrong) prediction pairs -- within one test input, and pooled --, the intervals
+    hold them, calibration bins partition the predictions; the fixture gives right predictions
+    higher q_halt, so the pooled head reads as informative."""
     from arcpipe import vote
 
     _, _, _, inf = cached
@@ -534,21 +535,29 @@ def test_signals_section(cached, built):
     sig = pl.read_parquet(out / "signals.parquet")
     cal = pl.read_parquet(out / "calibration.parquet")
     p = vote.prepare(inf)
+
+    def share(d: np.ndarray) -> float:
+        return float(((d > 0) + 0.5 * (d == 0)).sum() / d.size)
+
     for s in STEPS:
         rows = np.flatnonzero(p.valid & (p.step == s) & p.g_known[p.group])
         right = p.g_correct[p.group[rows]]
+        tex = p.tex[rows]
         for name, x in (("q_halt", p.q[rows]), ("logprob", p.logprob[rows])):
             d = x[right][:, None] - x[~right][None, :]
-            want = ((d > 0) + 0.5 * (d == 0)).mean()
+            same = tex[right][:, None] == tex[~right][None, :]
             r = sig.filter((pl.col("step") == s) & (pl.col("signal") == name)).row(0, named=True)
-            assert r["auroc"] == pytest.approx(want, abs=1e-12) and r["predictions"] == len(rows)
-            assert r["ci_low"] <= r["auroc"] <= r["ci_high"] and r["right"] == pytest.approx(right.mean())
-        assert sig.filter((pl.col("step") == s) & (pl.col("signal") == "q_halt"))["auroc"][0] > 0.6
+            assert r["pooled_auroc"] == pytest.approx(share(d), abs=1e-12) and r["predictions"] == len(rows)
+            assert r["auroc"] == pytest.approx(share(d[same]), abs=1e-12) and r["pairs"] == same.sum()
+            assert r["ci_low"] <= r["auroc"] <= r["ci_high"] and r["pooled_ci_low"] <= r["pooled_auroc"] <= r["pooled_ci_high"]
+            assert r["right"] == pytest.approx(right.mean())
+        assert sig.filter((pl.col("step") == s) & (pl.col("signal") == "q_halt"))["pooled_auroc"][0] > 0.6
     last = np.flatnonzero(p.valid & (p.step == STEPS[-1]) & p.g_known[p.group])
     assert cal["predictions"].sum() == len(last) and cal.height == 5 and (cal["step"] == STEPS[-1]).all()
     assert (cal["q_low"].to_numpy()[1:] >= cal["q_high"].to_numpy()[:-1]).all()
     assert (cal["predictions"] * cal["right"]).sum() == pytest.approx(p.g_correct[p.group[last]].sum())
     runs = pl.read_parquet(out / "runs.parquet")
-    assert runs["q_auroc"][0] == pytest.approx(sig.filter((pl.col("step") == STEPS[-1]) & (pl.col("signal") == "q_halt"))["auroc"][0])
+    want = sig.filter((pl.col("step") == STEPS[-1]) & (pl.col("signal") == "q_halt")).row(0, named=True)
+    assert (runs["q_auroc"][0], runs["q_pooled_auroc"][0]) == pytest.approx((want["auroc"], want["pooled_auroc"]))
     md = (out / "report.md").read_text()
     assert "## Do the signals know when a prediction is right?" in md and "Calibration of sigmoid(q_halt) at step 3" in md

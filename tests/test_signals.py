@@ -53,6 +53,20 @@ def test_task_weights_equal_replicating_each_task(data, weights):
     assert (np.isnan(plain) and np.isnan(got[1])) or got[1] == pytest.approx(plain, abs=1e-12)
 
 
+@settings(max_examples=100, deadline=None)
+@given(rows)
+def test_within_counts_are_pairs_inside_each_group(data):
+    x = np.array([r[0] for r in data], dtype=np.float64)
+    y = np.array([r[1] for r in data], dtype=bool)
+    g = np.array([r[2] for r in data], dtype=np.int64)
+    ordered, pairs = signals.within_counts(x, y, g, 4)
+    for h in range(4):
+        m = g == h
+        d = x[m & y][:, None] - x[m & ~y][None, :]
+        assert pairs[h] == d.size
+        assert ordered[h] == pytest.approx(((d > 0) + 0.5 * (d == 0)).sum(), abs=1e-9)
+
+
 def test_auroc_extremes():
     y = np.array([False, False, True, True])
     assert signals.auroc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 1.0
