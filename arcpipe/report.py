@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 10
+LAYOUT = 11
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -976,19 +976,22 @@ def _signals_markdown(sig: Any, cal: Any) -> list[str]:
              "prediction scores above a wrong one (0.50: no information; 1: perfect), [95% bootstrap over tasks], "
              "counted two ways: *within an input* compares only predictions for the same test input (what a rule needs "
              "to rank the right answer first), *pooled* compares any two (it also credits a signal for being high on "
-             "easy tasks and low on hard ones: what halting or abstaining needs). Table `signals`.", ""]
+             "easy tasks and low on hard ones: what halting or abstaining needs). For reference, *agreement* is the "
+             "signal `count` votes with: the share of the input's predictions giving the same answer. Table `signals` "
+             "(also the mean of each signal on right and on wrong predictions).", ""]
     rows = []
     for s in sig["step"].unique(maintain_order=True).to_list():
         get = {r["signal"]: r for r in sig.filter(pl.col("step") == s).iter_rows(named=True)}
-        qh, lp = get["q_halt"], get["logprob"]
-        rows.append([s, qh["predictions"], _pct(qh["right"]), qh["pairs"],
-                     _auroc_text(qh["auroc"], qh["ci_low"], qh["ci_high"]),
-                     _auroc_text(qh["pooled_auroc"], qh["pooled_ci_low"], qh["pooled_ci_high"]),
-                     f"{qh['mean_right']:.3f} / {qh['mean_wrong']:.3f}",
-                     _auroc_text(lp["auroc"], lp["ci_low"], lp["ci_high"]),
-                     _auroc_text(lp["pooled_auroc"], lp["pooled_ci_low"], lp["pooled_ci_high"])])
-    parts += [_md_table(["step", "predictions", "right", "pairs within an input", "sigmoid(q_halt): within an input",
-                         "pooled", "mean right / wrong", "logprob: within an input", "pooled"], rows), ""]
+        qh = get["q_halt"]
+        row = [s, qh["predictions"], _pct(qh["right"]), qh["pairs"]]
+        for name in signals.SIGNALS:
+            r = get[name]
+            row += [_auroc_text(r["auroc"], r["ci_low"], r["ci_high"]),
+                    _auroc_text(r["pooled_auroc"], r["pooled_ci_low"], r["pooled_ci_high"])]
+        rows.append(row)
+    names = {"q_halt": "sigmoid(q_halt)", "logprob": "logprob", "agreement": "agreement"}
+    parts += [_md_table(["step", "predictions", "right", "pairs within an input"]
+                        + [h for n in signals.SIGNALS for h in (f"{names[n]}: within an input", "pooled")], rows), ""]
     if cal.height:
         parts += [f"Calibration of sigmoid(q_halt) at step {cal['step'][0]}: the predictions in {cal.height} equal-count "
                   "bins, lowest first; a calibrated head has each bin's share right near its mean sigmoid. Table `calibration`.", ""]

@@ -8,6 +8,10 @@ stops on that head, so how well the signal separates right from wrong
 predictions is the question behind both the rules' ranking and ACT. This
 module measures it on cached predictions (no re-inference):
 
+Three signals: sigmoid(q_halt), the summed log-probability, and for
+reference the one ``count`` votes with -- how many of the input's variants
+agree on the prediction's answer.
+
 - ``auroc``: the chance that a right prediction scores above a wrong one
   (0.5 = the signal says nothing, 1 = it separates them perfectly), with
   ties counted half -- the Mann-Whitney statistic.
@@ -35,8 +39,26 @@ from typing import Any
 
 import numpy as np
 
-#: Signals measured: name -> the ``vote.Prepared`` array holding it (per sorted prediction).
-SIGNALS = {"q_halt": "q", "logprob": "logprob"}
+#: Signals measured, in table order: the two the model emits, and the one the ``count`` rule uses.
+SIGNALS = ("q_halt", "logprob", "agreement")
+
+
+def signal_values(prepared: Any, rows: np.ndarray, name: str) -> np.ndarray:
+    """One signal for the sorted predictions ``rows`` (all of one ACT step): ``q_halt`` is
+    sigmoid(q_halt), ``logprob`` the summed token log-probability, ``agreement`` the share of the
+    test input's predictions among ``rows`` that give the same answer (its votes, normalised so
+    inputs with different variant counts compare)."""
+    p = prepared
+    if name == "q_halt":
+        return p.q[rows]
+    if name == "logprob":
+        return p.logprob[rows]
+    if name == "agreement":
+        g, tex = p.group[rows], p.tex[rows]
+        _, g_inv, g_n = np.unique(g, return_inverse=True, return_counts=True)
+        _, t_inv, t_n = np.unique(tex, return_inverse=True, return_counts=True)
+        return g_n[g_inv] / t_n[t_inv]
+    raise ValueError(f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
 #: Equal-count bins of sigmoid(q_halt) in the calibration table.
 CALIBRATION_BINS = 5
 
@@ -139,8 +161,8 @@ def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed
         task = test_task[tex]
         n_right = np.bincount(task, weights=right, minlength=n_tasks)
         n_wrong = np.bincount(task, weights=~right, minlength=n_tasks)
-        for name, attr in SIGNALS.items():
-            x = getattr(p, attr)[rows]
+        for name in SIGNALS:
+            x = signal_values(p, rows, name)
             ordered, pairs_in = within_counts(x, right, tex, len(tests))
             ordered_t = np.bincount(test_task, weights=ordered, minlength=n_tasks)  # per task
             pairs_t = np.bincount(test_task, weights=pairs_in, minlength=n_tasks)

@@ -11,6 +11,7 @@ work to do, rules disagree, and the ACT-step curve is not flat.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -543,7 +544,11 @@ def test_signals_section(cached, built):
         rows = np.flatnonzero(p.valid & (p.step == s) & p.g_known[p.group])
         right = p.g_correct[p.group[rows]]
         tex = p.tex[rows]
-        for name, x in (("q_halt", p.q[rows]), ("logprob", p.logprob[rows])):
+        # agreement: the share of the input's predictions (this step) with the same answer
+        answers = list(zip(tex.tolist(), p.answer[rows].tolist()))
+        same_answer, per_input = Counter(answers), Counter(tex.tolist())
+        agreement = np.array([same_answer[a] / per_input[a[0]] for a in answers])
+        for name, x in (("q_halt", p.q[rows]), ("logprob", p.logprob[rows]), ("agreement", agreement)):
             d = x[right][:, None] - x[~right][None, :]
             same = tex[right][:, None] == tex[~right][None, :]
             r = sig.filter((pl.col("step") == s) & (pl.col("signal") == name)).row(0, named=True)
@@ -559,5 +564,6 @@ def test_signals_section(cached, built):
     runs = pl.read_parquet(out / "runs.parquet")
     want = sig.filter((pl.col("step") == STEPS[-1]) & (pl.col("signal") == "q_halt")).row(0, named=True)
     assert (runs["q_auroc"][0], runs["q_pooled_auroc"][0]) == pytest.approx((want["auroc"], want["pooled_auroc"]))
+    assert set(sig["signal"]) == {"q_halt", "logprob", "agreement"} and runs["agreement_auroc"][0] > 0.5
     md = (out / "report.md").read_text()
     assert "## Do the signals know when a prediction is right?" in md and "Calibration of sigmoid(q_halt) at step 3" in md
