@@ -497,7 +497,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     by_step = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
     _write_table(by_step, work, "act_steps")
 
-    # 2a. do sigmoid(q_halt) and the log-probability tell right predictions from wrong ones?
+    # 2a. which signal tells right predictions from wrong: sigmoid(q_halt), log-probability, agreement
     sig = signals.signal_quality(q.prepared, n_boot=BOOTSTRAP)
     cal = signals.calibration(q.prepared, step if step is not None else steps[-1])
     _write_table(sig, work, "signals")
