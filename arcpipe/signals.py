@@ -23,7 +23,8 @@ prediction's answer.
   halting needs). Plus the share of predictions that are right and the
   mean signal on each side. ``pair_counts`` splits the pooled pair count by
   the tasks on either side, so a bootstrap draw re-weights a tasks x tasks
-  matrix (``task_auroc``) instead of re-sorting predictions.
+  matrix (``task_auroc``) instead of re-sorting predictions (left out at
+  ARC scale: ``POOLED_CI_CELLS``).
 - ``calibration``: predictions in equal-count bins by sigmoid(q_halt), the
   share right in each -- a calibrated head has it match the mean sigmoid.
 
@@ -42,6 +43,11 @@ import numpy as np
 SIGNALS = ("q_halt", "logprob", "agreement")
 #: Equal-count bins of sigmoid(q_halt) in the calibration table.
 CALIBRATION_BINS = 5
+#: The pooled AUROC's interval needs a tasks x tasks pair-count matrix, O(predictions x tasks) to
+#: build (a CPU run: 14k x 13; the full ARC-AGI-1 evaluation at 1000 variants: 385k x 400, about a
+#: minute per signal and step). Above this many cells the interval is left out (NaN); the pooled
+#: point estimate, and the within-input AUROC with its interval, are always computed.
+POOLED_CI_CELLS = 20_000_000
 
 
 def signal_values(prepared: Any, rows: np.ndarray, name: str) -> np.ndarray:
@@ -138,6 +144,7 @@ def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed
     ``steps``: the ACT steps to measure (default every recorded one). The intervals resample
     tasks with replacement (the same draws for every step and signal, so rows compare); a task
     drawn k times weighs k in the within-input AUROC and counts as k copies in the pooled one.
+    The pooled interval is NaN above ``POOLED_CI_CELLS`` predictions x tasks.
     """
     import polars as pl
 
@@ -164,12 +171,13 @@ def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed
             ordered_t = np.bincount(test_task, weights=ordered, minlength=n_tasks)  # per task
             pairs_t = np.bincount(test_task, weights=pairs_in, minlength=n_tasks)
             within = float(_ratio(ordered_t.sum(keepdims=True), pairs_t.sum(keepdims=True))[0])
-            pair_matrix = pair_counts(x, right, task, n_tasks)
-            pooled = float(task_auroc(pair_matrix, n_right, n_wrong)[0])
+            pooled = auroc(x, right)
             lo = hi = plo = phi = float("nan")
             if task_w is not None:
                 lo, hi = _interval(_ratio(task_w @ ordered_t, task_w @ pairs_t), level)
-                plo, phi = _interval(task_auroc(pair_matrix, n_right, n_wrong, task_w), level)
+                if len(rows) * n_tasks <= POOLED_CI_CELLS:
+                    pair_matrix = pair_counts(x, right, task, n_tasks)
+                    plo, phi = _interval(task_auroc(pair_matrix, n_right, n_wrong, task_w), level)
             rows_out.append({
                 "step": int(s), "signal": name, "predictions": int(len(rows)),
                 "right": float(right.mean()) if len(rows) else float("nan"),

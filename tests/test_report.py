@@ -567,3 +567,20 @@ def test_signals_section(cached, built):
     assert set(sig["signal"]) == {"q_halt", "logprob", "agreement"} and runs["agreement_auroc"][0] > 0.5
     md = (out / "report.md").read_text()
     assert "## Do the signals know when a prediction is right?" in md and "Calibration of sigmoid(q_halt) at step 3" in md
+
+
+def test_signals_pooled_interval_left_out_above_its_budget(cached, monkeypatch):
+    """At ARC scale the pooled interval's pair matrix is too costly: above POOLED_CI_CELLS it is NaN,
+    while both point estimates and the within-input interval stay as they were."""
+    from arcpipe import signals, vote
+
+    p = vote.prepare(cached[3])
+    full = signals.signal_quality(p, n_boot=200)
+    monkeypatch.setattr(signals, "POOLED_CI_CELLS", 0)
+    cut = signals.signal_quality(p, n_boot=200)
+    assert cut["pooled_ci_low"].is_nan().all() and not full["pooled_ci_low"].is_nan().any()
+    for col in ("auroc", "ci_low", "ci_high", "pooled_auroc"):
+        assert cut[col].to_list() == pytest.approx(full[col].to_list())
+    md = "\n".join(report._signals_markdown(cut, signals.calibration(p, STEPS[-1])))
+    assert "Pooled AUROCs without an interval" in md
+    assert "without an interval" not in "\n".join(report._signals_markdown(full, signals.calibration(p, STEPS[-1])))
