@@ -14,6 +14,8 @@ to group. Then it times:
   prepare   vote.prepare once (inverse transforms, answer ids, truth)
   sweep     12 n_aug points x 5 rules x 20 seeds of vote.rank + vote.scores
             (identical queries at n_aug = max are done once, as the report does)
+  signals   arcpipe.signals.signal_quality (AUROC of q_halt / logprob / agreement within
+            an input and pooled, 2000 bootstrap draws) and calibration, as the report runs them
   report    arcpipe.report.report end to end (same sweep + ACT-step curve,
             per-task table, plots, gallery, CSV/parquet), cache bypassed (force)
 
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from arcpipe import cache, report, transforms, vote
+from arcpipe import cache, report, signals, transforms, vote
 from arcpipe.augment import Plan, augment, materialize
 
 POINTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1000]
@@ -110,6 +112,14 @@ def main() -> None:
     t_sweep = time.perf_counter() - t
     print(f"sweep: {len(points)} n_aug points x {len(vote.RULES)} rules x {args.seeds} seeds = {q.n_queries} distinct queries "
           f"in {t_sweep:.2f} s on {report._jobs()} threads ({1000 * t_sweep / q.n_queries:.1f} ms/query)")
+
+    t = time.perf_counter()
+    sig = signals.signal_quality(prepared, n_boot=report.BOOTSTRAP)
+    signals.calibration(prepared, info["steps"][-1])
+    t_sig = time.perf_counter() - t
+    cells = len(prepared.tex) // max(len(info["steps"]), 1) * len(info["task_ids"])
+    print(f"signals: {t_sig:.2f} s ({sig.height} rows: {len(info['steps'])} steps x {len(signals.SIGNALS)} signals; pooled interval "
+          f"{'computed' if cells <= signals.POOLED_CI_CELLS else 'left out'}: ~{cells:,} predictions x tasks per step)")
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
