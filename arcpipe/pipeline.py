@@ -105,7 +105,7 @@ CHAIN = ("augment", "train", "infer", "vote")
 _UNSET = object()
 
 #: (section, key) -> keyword argument name of the stage function, where they differ.
-_STAGE_ARGS = {("augment", "jobs"): "n_jobs"}
+_STAGE_ARGS = {("augment", "jobs"): "n_jobs", ("train", "batch_size"): "global_batch_size"}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -532,7 +532,7 @@ def _train_preset_default(preset: Any, key: str) -> Any:
     writing one replaces all of the preset's budgets, so it is never the same as leaving it out."""
     mod = _stage_params("train")[0]
     pick = getattr(mod, "_train_defaults", None)
-    name = "global_batch_size" if key == "batch_size" else key
+    name = _STAGE_ARGS.get(("train", key), key)
     if pick is None or name in getattr(mod, "_BUDGETS", ()):
         return _UNSET
     try:
@@ -690,7 +690,7 @@ def _run_node(node: Node, path: Path, root: Path, force: bool) -> cache.Stage:
     if node.stage == "augment":
         from arcpipe import augment as mod
 
-        args = {("n_jobs" if k == "jobs" else k): v for k, v in s.items() if not k.startswith("data.")}
+        args = {_STAGE_ARGS.get(("augment", k), k): v for k, v in s.items() if not k.startswith("data.")}
         data = {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("data.")}
         if "extra_train" in data:
             data["extra_train"] = _none_word(data["extra_train"])
@@ -708,7 +708,8 @@ def _run_node(node: Node, path: Path, root: Path, force: bool) -> cache.Stage:
         for k, v in s.items():
             if k == "model":
                 continue
-            name = "global_batch_size" if k == "batch_size" and "global_batch_size" in params else k
+            name = _STAGE_ARGS.get(("train", k), k)
+            name = name if name in params else k
             (args if name in params else over)[name] = v
         if over:
             args["overrides"] = over
