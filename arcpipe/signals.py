@@ -203,15 +203,14 @@ def calibration(prepared: Any, step: int, n_bins: int = CALIBRATION_BINS) -> Any
     rows, right = _rows(p, step)
     q = p.q[rows]
     order = np.argsort(q, kind="stable")
-    b = np.empty(len(q), dtype=np.int64)
-    b[order] = np.arange(len(q)) * n_bins // max(len(q), 1)
+    qs, rs = q[order], right[order]
+    b = np.arange(len(q)) * n_bins // max(len(q), 1)  # bin of each sorted prediction: contiguous runs
     n = np.bincount(b, minlength=n_bins)
-    hits = np.bincount(b, weights=right, minlength=n_bins)
-    qsum = np.bincount(b, weights=q, minlength=n_bins)
     keep = n > 0
-    lo = np.array([q[b == i].min() if k else np.nan for i, k in enumerate(keep)])
-    hi = np.array([q[b == i].max() if k else np.nan for i, k in enumerate(keep)])
+    first = (np.cumsum(n) - n)[keep]  # where each non-empty bin starts in the sorted order
     return pl.DataFrame({
-        "step": np.full(int(keep.sum()), int(step)), "bin": np.arange(n_bins)[keep], "q_low": lo[keep], "q_high": hi[keep],
-        "predictions": n[keep], "mean_q": qsum[keep] / n[keep], "right": hits[keep] / n[keep],
+        "step": np.full(int(keep.sum()), int(step)), "bin": np.arange(n_bins)[keep], "q_low": qs[first],
+        "q_high": qs[first + n[keep] - 1], "predictions": n[keep],
+        "mean_q": np.bincount(b, weights=qs, minlength=n_bins)[keep] / n[keep],
+        "right": np.bincount(b, weights=rs, minlength=n_bins)[keep] / n[keep],
     })
