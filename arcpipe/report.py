@@ -994,7 +994,8 @@ def _signals_markdown(sig: Any, cal: Any) -> list[str]:
                         + [h for n in signals.SIGNALS for h in (f"{names[n]}: within an input", "pooled")], rows), ""]
     if (sig["pooled_ci_low"].is_nan() & sig["pooled_auroc"].is_not_nan()).any():
         parts += [f"Pooled AUROCs without an interval: predictions × tasks is above {signals.POOLED_CI_CELLS:,}, where "
-                  "its bootstrap (a tasks × tasks pair count) costs minutes; the within-input intervals are complete.", ""]
+                  "its bootstrap (a tasks × tasks pair count per signal and step) would dominate the report's time; the "
+                  "within-input intervals are complete.", ""]
     if cal.height:
         parts += [f"Calibration of sigmoid(q_halt) at step {cal['step'][0]}: the predictions in {cal.height} equal-count "
                   "bins, lowest first; a calibrated head has each bin's share right near its mean sigmoid. Table `calibration`.", ""]

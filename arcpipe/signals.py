@@ -23,8 +23,8 @@ prediction's answer.
   halting needs). Plus the share of predictions that are right and the
   mean signal on each side. ``pair_counts`` splits the pooled pair count by
   the tasks on either side, so a bootstrap draw re-weights a tasks x tasks
-  matrix (``task_auroc``) instead of re-sorting predictions (left out at
-  ARC scale: ``POOLED_CI_CELLS``).
+  matrix (``task_auroc``) instead of re-sorting predictions (left out
+  above ``POOLED_CI_CELLS``).
 - ``calibration``: predictions in equal-count bins by sigmoid(q_halt), the
   share right in each -- a calibrated head has it match the mean sigmoid.
 
@@ -44,10 +44,14 @@ SIGNALS = ("q_halt", "logprob", "agreement")
 #: Equal-count bins of sigmoid(q_halt) in the calibration table.
 CALIBRATION_BINS = 5
 #: The pooled AUROC's interval needs a tasks x tasks pair-count matrix, O(predictions x tasks) to
-#: build (a CPU run: 14k x 13; the full ARC-AGI-1 evaluation at 1000 variants: 385k x 400, about a
-#: minute per signal and step). Above this many cells the interval is left out (NaN); the pooled
-#: point estimate, and the within-input AUROC with its interval, are always computed.
-POOLED_CI_CELLS = 20_000_000
+#: build (a CPU run: 14k x 13; the full ARC-AGI-1 evaluation at 1000 variants: 385k x 400 = 154M
+#: cells, about 1 s per signal and ACT step on one core). Above this many cells the interval is
+#: left out (NaN); the pooled point estimate, and the within-input AUROC with its interval, are
+#: always computed.
+POOLED_CI_CELLS = 200_000_000
+#: ``pair_counts`` works through the sorted predictions in blocks of this many positions x groups
+#: (an int32 block: 8 MB).
+_PAIR_BLOCK_CELLS = 2_000_000
 
 
 def signal_values(prepared: Any, rows: np.ndarray, name: str) -> np.ndarray:
@@ -80,17 +84,51 @@ def pair_counts(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_gr
     pairs the scores order correctly (a tie counts half).
 
     Any re-weighting of whole groups -- a bootstrap over tasks -- then needs only this matrix:
-    see ``task_auroc``. One sorted search per group with wrong predictions, so the cost grows
-    with the number of tasks, not with the number of bootstrap draws.
+    see ``task_auroc``. Built in one pass over the predictions sorted by score: a right
+    prediction's row is the running count of wrong ones per group below it (plus half of those
+    tied with it), i.e. half the counts before and after its run of tied scores. The pass goes
+    in blocks whose per-position running counts are one cumulative sum, and a block's right
+    predictions are summed per group (``reduceat``), so the cost is O(predictions x groups)
+    numpy work with no Python loop over groups or predictions.
     """
-    right_x, right_g = scores[labels], groups[labels]
+    scores = np.asarray(scores)
+    labels = np.asarray(labels, dtype=bool)
+    n = len(scores)
     out = np.zeros((n_groups, n_groups))
-    wrong = ~labels
-    for h in np.unique(groups[wrong]):
-        neg = np.sort(scores[wrong & (groups == h)])
-        ahead = np.searchsorted(neg, right_x, side="left") + np.searchsorted(neg, right_x, side="right")
-        out[:, h] = np.bincount(right_g, weights=ahead / 2.0, minlength=n_groups)
-    return out
+    if not labels.any() or labels.all():
+        return out
+    order = np.argsort(scores, kind="stable")
+    x, wrong, g = scores[order], ~labels[order], np.asarray(groups)[order].astype(np.intp)
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(x[1:], x[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    run = np.cumsum(new_run) - 1
+    right = np.flatnonzero(~wrong)
+    # Two queries per right prediction: the running counts at the start and at the end of its tie run.
+    q_pos = np.concatenate([starts[run[right]], np.append(starts[1:], n)[run[right]]])
+    q_group = np.concatenate([g[right], g[right]])
+    by_pos = np.argsort(q_pos, kind="stable")
+    q_pos, q_group = q_pos[by_pos], q_group[by_pos]
+    block = max(16, _PAIR_BLOCK_CELLS // max(n_groups, 1))
+    block_starts = np.arange(0, n + 1, block)
+    q_bounds = np.append(np.searchsorted(q_pos, block_starts), len(q_pos))
+    below = np.zeros(n_groups)  # wrong predictions per group before the current block
+    for i, a in enumerate(block_starts):
+        b = min(a + block, n)
+        counts = np.zeros((b - a + 1, n_groups), dtype=np.int32)  # row j: wrong ones per group in [a, a + j)
+        w = np.flatnonzero(wrong[a:b])
+        counts[w + 1, g[a + w]] = 1
+        np.cumsum(counts, axis=0, out=counts)
+        qa, qb = q_bounds[i], q_bounds[i + 1]
+        if qb > qa:
+            by_group = np.argsort(q_group[qa:qb], kind="stable")
+            qg = q_group[qa:qb][by_group]
+            heads = np.flatnonzero(np.r_[True, qg[1:] != qg[:-1]])
+            rows = counts[q_pos[qa:qb][by_group] - a]
+            out[qg[heads]] += np.add.reduceat(rows, heads, axis=0, dtype=np.int64) + np.diff(np.append(heads, len(qg)))[:, None] * below
+        below += counts[-1]
+    return out / 2.0
 
 
 def task_auroc(pairs: np.ndarray, n_right: np.ndarray, n_wrong: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

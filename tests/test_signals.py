@@ -19,7 +19,7 @@ def brute_auroc(x: np.ndarray, y: np.ndarray) -> float:
     return float(((d > 0) + 0.5 * (d == 0)).mean())
 
 
-rows = st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.integers(0, 3)), min_size=0, max_size=40)
+rows = st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.integers(0, 3)), min_size=0, max_size=60)
 
 
 @settings(max_examples=100, deadline=None)
@@ -51,6 +51,22 @@ def test_task_weights_equal_replicating_each_task(data, weights):
     assert (np.isnan(want) and np.isnan(got[0])) or got[0] == pytest.approx(want, abs=1e-12)
     plain = brute_auroc(x, y)
     assert (np.isnan(plain) and np.isnan(got[1])) or got[1] == pytest.approx(plain, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows, st.sampled_from([1, 64, 10**6]))
+def test_pair_counts_match_brute_force_for_every_task_pair(data, block_cells):
+    """Each cell against the pairs counted directly; tiny blocks put block edges inside runs of ties."""
+    x = np.array([r[0] for r in data], dtype=np.float64)
+    y = np.array([r[1] for r in data], dtype=bool)
+    g = np.array([r[2] for r in data], dtype=np.int64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signals, "_PAIR_BLOCK_CELLS", block_cells)  # 1 -> blocks of 16 predictions
+        got = signals.pair_counts(x, y, g, 4)
+    for a in range(4):
+        for b in range(4):
+            d = x[(g == a) & y][:, None] - x[(g == b) & ~y][None, :]
+            assert got[a, b] == ((d > 0) + 0.5 * (d == 0)).sum()
 
 
 @settings(max_examples=100, deadline=None)

@@ -32,7 +32,8 @@ def command(
     force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
 ) -> None:
     """Write pass@1/pass@2/oracle vs n_aug per rule, the rules paired against hrm, pass@2 vs ACT step, how well
-    sigmoid(q_halt) and the log-probability tell right predictions from wrong (AUROC, calibration), per-task table,
+    sigmoid(q_halt), the log-probability and agreement between variants tell right predictions from wrong (AUROC,
+    calibration), per-task table,
     gallery; given several runs, a section per setting they differ in (core, train_aug, puzzle-id mode, or any
     model/training/augment/infer setting swept within a preset, e.g. halt_max_steps, colour: pass@2 per rule with the
     paired difference from the main run, and per value vs ACT step and vs variants voted), and a two-way table for two
