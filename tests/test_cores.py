@@ -298,7 +298,7 @@ def test_ema_follows_its_formula_and_round_trips():
     ema = hrm.EMA(model, decay=0.9)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     expected = dict(start)
-    for k in range(3):
+    for _ in range(3):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p))

@@ -260,8 +260,8 @@ def test_one_factor_ablation_sections(cached, tmp_path):
     ids = pl.read_parquet(out / "by_puzzle_id.parquet")
     assert ids["puzzle_id"].unique(maintain_order=True).to_list() == ["true", "blank"]
     # each number is the run's own vote score (all variants, last step)
-    for st, table, col, val in ((trm, cores, "core", "trm"), (blank, ids, "puzzle_id", "blank")):
-        sc = vote.scores(vote.rank(vote.prepare(st), n_aug=N_AUG, rule="count", top=2), vote.prepare(st), ks=(2,))
+    for run, table, col, val in ((trm, cores, "core", "trm"), (blank, ids, "puzzle_id", "blank")):
+        sc = vote.scores(vote.rank(vote.prepare(run), n_aug=N_AUG, rule="count", top=2), vote.prepare(run), ks=(2,))
         row = table.filter((pl.col(col) == val) & (pl.col("rule") == "count"))
         assert row["pass@2"][0] == pytest.approx(sc["per_task"]["pass@2"].mean())
     # paired differences from the main run's value (hrm rule, the primary): 0 for itself
@@ -412,8 +412,8 @@ def test_augmentation_kinds_are_factors(cached, tmp_path):
     # every run has its own row, with its factor values and its own score
     table = pl.read_parquet(tmp_path / "kinds" / "runs.parquet")
     assert table["infer"].to_list() == [r.key for r in runs] and table["colour"].to_list() == [True, False, False]
-    for st, row in zip(runs, table.iter_rows(named=True)):
-        prepared = vote.prepare(st)
+    for run, row in zip(runs, table.iter_rows(named=True)):
+        prepared = vote.prepare(run)
         sc = vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))
         assert row["pass@2"] == pytest.approx(sc["per_task"]["pass@2"].mean()) and row["train_exact"] == 0.5
 
