@@ -498,7 +498,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     _write_table(by_step, work, "act_steps")
 
     # 2a. which signal tells right predictions from wrong: sigmoid(q_halt), log-probability, agreement
-    sig = signals.signal_quality(q.prepared, n_boot=BOOTSTRAP)
+    sig = signals.signal_quality(q.prepared, n_boot=BOOTSTRAP, jobs=_jobs())
     cal = signals.calibration(q.prepared, step if step is not None else steps[-1])
     _write_table(sig, work, "signals")
     _write_table(cal, work, "calibration")

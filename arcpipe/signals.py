@@ -175,15 +175,20 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Any:
+def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                   jobs: int = 1) -> Any:
     """One row per (ACT step, signal): predictions, share right, AUROC within a test input and pooled
     [each with a bootstrap CI over tasks], mean signal on right / wrong predictions.
 
     ``steps``: the ACT steps to measure (default every recorded one). The intervals resample
     tasks with replacement (the same draws for every step and signal, so rows compare); a task
     drawn k times weighs k in the within-input AUROC and counts as k copies in the pooled one.
-    The pooled interval is NaN above ``POOLED_CI_CELLS`` predictions x tasks.
+    The pooled interval is NaN above ``POOLED_CI_CELLS`` predictions x tasks. ``jobs`` threads
+    share the (step, signal) rows: the sorts and cumulative sums release the GIL, and at ARC
+    scale each row's pooled pair count takes about a second.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import polars as pl
 
     p = prepared
@@ -196,34 +201,41 @@ def signal_quality(prepared: Any, steps: Any = None, *, n_boot: int = 1000, seed
     if n_boot and len(scored):
         draws = scored[np.random.default_rng(seed).integers(0, len(scored), size=(n_boot, len(scored)))]
         task_w = np.stack([np.bincount(d, minlength=n_tasks) for d in draws]).astype(np.float64)  # (B, tasks)
-    rows_out = []
-    for s in steps:
+
+    def step_data(s: int) -> dict[str, Any]:
         rows, right = _rows(p, s)
         tex = p.tex[rows].astype(np.int64)
         task = test_task[tex]
-        n_right = np.bincount(task, weights=right, minlength=n_tasks)
-        n_wrong = np.bincount(task, weights=~right, minlength=n_tasks)
-        for name in SIGNALS:
-            x = signal_values(p, rows, name)
-            ordered, pairs_in = within_counts(x, right, tex, len(tests))
-            ordered_t = np.bincount(test_task, weights=ordered, minlength=n_tasks)  # per task
-            pairs_t = np.bincount(test_task, weights=pairs_in, minlength=n_tasks)
-            within = float(_ratio(ordered_t.sum(keepdims=True), pairs_t.sum(keepdims=True))[0])
-            pooled = auroc(x, right)
-            lo = hi = plo = phi = float("nan")
-            if task_w is not None:
-                lo, hi = _interval(_ratio(task_w @ ordered_t, task_w @ pairs_t), level)
-                if len(rows) * n_tasks <= POOLED_CI_CELLS:
-                    pair_matrix = pair_counts(x, right, task, n_tasks)
-                    plo, phi = _interval(task_auroc(pair_matrix, n_right, n_wrong, task_w), level)
-            rows_out.append({
-                "step": int(s), "signal": name, "predictions": int(len(rows)),
-                "right": float(right.mean()) if len(rows) else float("nan"),
-                "auroc": within, "ci_low": lo, "ci_high": hi, "pairs": int(pairs_t.sum()),
-                "pooled_auroc": pooled, "pooled_ci_low": plo, "pooled_ci_high": phi,
-                "mean_right": float(x[right].mean()) if right.any() else float("nan"),
-                "mean_wrong": float(x[~right].mean()) if (~right).any() else float("nan"),
-            })
+        return {"step": int(s), "rows": rows, "right": right, "tex": tex, "task": task,
+                "n_right": np.bincount(task, weights=right, minlength=n_tasks),
+                "n_wrong": np.bincount(task, weights=~right, minlength=n_tasks)}
+
+    def row(d: dict[str, Any], name: str) -> dict[str, Any]:
+        rows, right, task = d["rows"], d["right"], d["task"]
+        x = signal_values(p, rows, name)
+        ordered, pairs_in = within_counts(x, right, d["tex"], len(tests))
+        ordered_t = np.bincount(test_task, weights=ordered, minlength=n_tasks)  # per task
+        pairs_t = np.bincount(test_task, weights=pairs_in, minlength=n_tasks)
+        within = float(_ratio(ordered_t.sum(keepdims=True), pairs_t.sum(keepdims=True))[0])
+        pooled = auroc(x, right)
+        lo = hi = plo = phi = float("nan")
+        if task_w is not None:
+            lo, hi = _interval(_ratio(task_w @ ordered_t, task_w @ pairs_t), level)
+            if len(rows) * n_tasks <= POOLED_CI_CELLS:
+                pair_matrix = pair_counts(x, right, task, n_tasks)
+                plo, phi = _interval(task_auroc(pair_matrix, d["n_right"], d["n_wrong"], task_w), level)
+        return {
+            "step": d["step"], "signal": name, "predictions": int(len(rows)),
+            "right": float(right.mean()) if len(rows) else float("nan"),
+            "auroc": within, "ci_low": lo, "ci_high": hi, "pairs": int(pairs_t.sum()),
+            "pooled_auroc": pooled, "pooled_ci_low": plo, "pooled_ci_high": phi,
+            "mean_right": float(x[right].mean()) if right.any() else float("nan"),
+            "mean_wrong": float(x[~right].mean()) if (~right).any() else float("nan"),
+        }
+
+    specs = [(d, name) for d in map(step_data, steps) for name in SIGNALS]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        rows_out = list(pool.map(lambda spec: row(*spec), specs))
     return pl.DataFrame(rows_out)
 
 

@@ -114,7 +114,7 @@ def main() -> None:
           f"in {t_sweep:.2f} s on {report._jobs()} threads ({1000 * t_sweep / q.n_queries:.1f} ms/query)")
 
     t = time.perf_counter()
-    sig = signals.signal_quality(prepared, n_boot=report.BOOTSTRAP)
+    sig = signals.signal_quality(prepared, n_boot=report.BOOTSTRAP, jobs=report._jobs())
     signals.calibration(prepared, info["steps"][-1])
     t_sig = time.perf_counter() - t
     cells = len(prepared.tex) // max(len(info["steps"]), 1) * len(info["task_ids"])

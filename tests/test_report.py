@@ -584,3 +584,13 @@ def test_signals_pooled_interval_left_out_above_its_budget(cached, monkeypatch):
     md = "\n".join(report._signals_markdown(cut, signals.calibration(p, STEPS[-1])))
     assert "Pooled AUROCs without an interval" in md
     assert "without an interval" not in "\n".join(report._signals_markdown(full, signals.calibration(p, STEPS[-1])))
+
+
+def test_signals_threads_give_the_same_table(cached):
+    """The report shares the (step, signal) rows between threads: same rows, same order, same numbers."""
+    from arcpipe import signals, vote
+
+    p = vote.prepare(cached[3])
+    one = signals.signal_quality(p, n_boot=200)
+    assert one.height == len(STEPS) * len(signals.SIGNALS)
+    assert signals.signal_quality(p, n_boot=200, jobs=3).equals(one)
