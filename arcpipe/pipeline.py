@@ -63,11 +63,11 @@ SCHEMA: dict[str, dict[str, str]] = {
         "lr": NUM, "lr_min_ratio": NUM, "warmup_steps": INT, "weight_decay": NUM,
         "puzzle_emb_lr": NUM, "puzzle_emb_weight_decay": NUM, "beta1": NUM, "beta2": NUM,
         "grad_clip": NUM, "eval_every": INT, "eval_size": INT, "checkpoint_every": INT, "holdout": BOOL,
-        "deterministic": BOOL, "device": STR, "model": TABLE,
+        "deterministic": BOOL, "device": STR, "compile": BOOL, "model": TABLE,
     },
     "infer": {
         "steps": INT_OR_INTS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
-        "device": STR,
+        "device": STR, "compile": BOOL,
     },
     "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT, "variants": STR},
     "report": {

@@ -56,8 +56,8 @@ class FakeStages:
         return self._stage("train", cfg, {"augment": dataset.key}, root, force)
 
     def infer(self, checkpoint=None, dataset=None, *, steps=None, batch_size=None, puzzle_id="true", seed=0,
-              root=None, force=False):
-        cfg = dict(steps=steps, puzzle_id=puzzle_id, seed=seed)
+              compile=False, root=None, force=False):
+        cfg = dict(steps=steps, puzzle_id=puzzle_id, seed=seed) | ({"compile": True} if compile else {})
         return self._stage("infer", cfg, {"train": checkpoint.key, "augment": dataset.key}, root, force)
 
     def vote(self, predictions=None, *, n_aug=None, top=2, rule="hrm", step=None, seed=0, variants="all", root=None, force=False):
@@ -220,6 +220,19 @@ def test_force_recomputes(fake, tmp_path):
 
 
 # --------------------------------------------------------------------------- sweeps
+
+
+def test_compile_reaches_train_and_infer_as_its_own_stage(fake, tmp_path):
+    """[train] compile goes to train()'s overrides (TrainConfig.compile), [infer] compile to infer();
+    a compiled run is a different stage from the eager one (its numbers differ in the last bits)."""
+    pipeline.run(base(tmp_path), root=tmp_path / "c")
+    fake.calls.clear()
+    res = pipeline.run(base(tmp_path), sets=["train.compile=true", "infer.compile=true"], root=tmp_path / "c")
+    train_cfg = [c for n, c in fake.calls if n == "train"]
+    infer_cfg = [c for n, c in fake.calls if n == "infer"]
+    assert train_cfg and train_cfg[0]["overrides"] == {"compile": True}
+    assert infer_cfg and infer_cfg[0]["compile"] is True
+    assert statuses(res)["augment"] == "cached" and statuses(res)["train"] == "ran"
 
 
 def test_sweep_expansion_shares_stages(fake, tmp_path):
