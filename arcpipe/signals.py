@@ -125,8 +125,9 @@ def pair_counts(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_gr
             by_group = np.argsort(q_group[qa:qb], kind="stable")
             qg = q_group[qa:qb][by_group]
             heads = np.flatnonzero(np.r_[True, qg[1:] != qg[:-1]])
-            rows = counts[q_pos[qa:qb][by_group] - a]
-            out[qg[heads]] += np.add.reduceat(rows, heads, axis=0, dtype=np.int64) + np.diff(np.append(heads, len(qg)))[:, None] * below
+            in_block = np.add.reduceat(counts[q_pos[qa:qb][by_group] - a], heads, axis=0, dtype=np.int64)
+            n_queries = np.diff(np.append(heads, len(qg)))
+            out[qg[heads]] += in_block + n_queries[:, None] * below
         below += counts[-1]
     return out / 2.0
 
