@@ -261,7 +261,8 @@ def test_one_factor_ablation_sections(cached, tmp_path):
     assert ids["puzzle_id"].unique(maintain_order=True).to_list() == ["true", "blank"]
     # each number is the run's own vote score (all variants, last step)
     for run, table, col, val in ((trm, cores, "core", "trm"), (blank, ids, "puzzle_id", "blank")):
-        sc = vote.scores(vote.rank(vote.prepare(run), n_aug=N_AUG, rule="count", top=2), vote.prepare(run), ks=(2,))
+        prepared = vote.prepare(run)
+        sc = vote.scores(vote.rank(prepared, n_aug=N_AUG, rule="count", top=2), prepared, ks=(2,))
         row = table.filter((pl.col(col) == val) & (pl.col("rule") == "count"))
         assert row["pass@2"][0] == pytest.approx(sc["per_task"]["pass@2"].mean())
     # paired differences from the main run's value (hrm rule, the primary): 0 for itself
