@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--cache", type=Path, default=None, help="scratch cache (default: a temporary folder)")
     args = ap.parse_args()
+    if args.steps < 10:
+        ap.error("--steps must be at least 10 (the rate is timed between the first and the last step)")
     scratch = args.cache or Path(tempfile.mkdtemp(prefix="arcpipe-bench-compile-"))
     dataset = augment.augment("arc1:evaluation", extra_train="none", max_side=6, canvas=7, n_aug=8, train_aug=8,
                               root=scratch / "data")
