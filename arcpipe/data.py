@@ -441,9 +441,10 @@ def _load_source(part: str, require_test_outputs: bool) -> list[_Entry]:
     raise ArcpipeError(f"{part}: no such file or directory")
 
 
-def _split_source(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+def split_source(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """The parts of a task source joined with ``+`` (or given as a list), each loadable on its own."""
     if isinstance(source, (list, tuple)):
-        return [p for s in source for p in _split_source(s)]
+        return [p for s in source for p in split_source(s)]
     text = os.fspath(source)
     if not isinstance(text, str):
         raise ArcpipeError(f"{text!r}: a task source must be a name or a path")
@@ -487,7 +488,7 @@ def load_tasks(
         max_side = _positive_int("max_side", max_side, MAX_SIDE)
     if first is not None:
         first = _positive_int("first", first)
-    parts = _split_source(source)
+    parts = split_source(source)
     label = "+".join(parts)
     by_id: dict[str, _Entry] = {}
     for part in parts:

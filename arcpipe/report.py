@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 11
+LAYOUT = 12
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -508,8 +508,10 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     by_rule = rule_effects(runs, queries, main_i, rules, step, top, task_ids, primary)
     _write_table(by_rule, work, "rules")
 
-    # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...)
-    factors = {}
+    # 3. one section per setting the runs differ in (core, train_aug, puzzle-id mode, ...), split by
+    #    where the tasks came from when the data joined several sources (ARC training + evaluation)
+    sources = task_sources(main, task_ids)
+    factors, by_source = {}, {}
     varying = varying_factors(runs)
     for f in varying:
         tables = factor_tables(runs, queries, main_i, f, rules, step, top, task_ids, primary, config["n_aug_points"], seeds)
@@ -519,6 +521,10 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
             _write_table(tables[1], work, f"by_{f}_steps")
             _write_table(tables[2], work, f"by_{f}_n_aug")
             plot_factor(work / f"by_{f}.png", f, FACTOR_TITLES.get(f, f), *tables, rules, primary)
+            split = source_tables(runs, queries, main_i, f, step, top, task_ids, primary, sources)
+            if split is not None:
+                by_source[f] = split
+                _write_table(split, work, f"by_{f}_sources")
 
     # 3b. two settings crossed in a full grid (variants x budget): the interaction one-factor slices miss
     grids = factor_grids(runs, queries, main_i, varying, primary, step, top, task_ids)
@@ -527,7 +533,8 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         _write_table(effects, work, f"grid_{f}_{g}_effects")
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
-    run_scores = run_table(runs, queries, varying, primary, step, top)
+    run_scores = run_table(runs, queries, varying, primary, step, top,
+                           {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()})
     _write_table(run_scores, work, "runs")
 
     # 5. per test input: which rule solves it, and its vote margin (all variants)
@@ -540,6 +547,9 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     for f in frames[1:]:
         per_input = per_input.join(f, on=["task_id", "example"], how="full", coalesce=True)
     per_input = per_input.sort(["task_id", "example"])
+    if sources:
+        of = {t: name for name, mask in sources.items() for t in np.asarray(task_ids)[mask]}
+        per_input = per_input.with_columns(source=pl.col("task_id").replace_strict(of, default=None, return_dtype=pl.String))
     _write_table(per_input, work, "per_task")
 
     # 6. plots and gallery
@@ -549,7 +559,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores, pools, grids, by_rule, (sig, cal))
+                   run_scores, pools, grids, by_rule, (sig, cal), sources, by_source)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -613,6 +623,63 @@ def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float |
             for k in ("params", "train_exact", "train_s")}
 
 
+def _one_factor_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str,
+                     task_ids: Sequence[str]) -> list[tuple[Any, list[int]]]:
+    """The one-factor slice through the main run for factor ``f``: (value, indices of its runs) in
+    table order, over the runs that match the main run in every other varying factor and are
+    scored on ``task_ids``."""
+    main = runs[main_i]
+    idx = _slice(runs, queries, main, [g for g in varying_factors(runs) if g != f], task_ids)
+    values = _ordered(main.factor(f), [runs[i].factor(f) for i in idx])
+    return [(v, [i for i in idx if runs[i].factor(f) == v]) for v in values]
+
+
+def task_sources(run: Run, task_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Which of ``task_ids`` came from each part of the run's joined data source (``a+b``), as
+    boolean masks. ARC's training set is easier than its evaluation set, so a score over both
+    can hide that an arm gains on one and not the other. Empty when the data came from one
+    source, or when a part can no longer be loaded (a moved folder): the split is then left out
+    rather than guessed."""
+    from arcpipe import data
+
+    source = run.augment.config.get("source") if run.augment is not None else None
+    if source is None:
+        return {}
+    try:
+        parts = data.split_source(source)
+        if len(parts) < 2:
+            return {}
+        ids = np.asarray(list(task_ids))
+        masks = {part: np.isin(ids, [t.id for t in data.load_tasks(part)]) for part in parts}
+    except (ArcpipeError, OSError):
+        return {}
+    masks = {k: m for k, m in masks.items() if m.any()}
+    return masks if len(masks) > 1 else {}
+
+
+def source_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, step: int | None, top: int,
+                  task_ids: Sequence[str], primary: str, sources: dict[str, np.ndarray]) -> Any:
+    """pass@2 (``primary`` rule, every cached variant, training seeds averaged per task) of each
+    value of factor ``f`` on each source's tasks, with its bootstrap interval over those tasks and
+    the paired difference from the main run's value on the same tasks. None without sources or
+    without a one-factor slice."""
+    import polars as pl
+
+    arms = _one_factor_arms(runs, queries, main_i, f, task_ids)
+    if not sources or len(arms) < 2:
+        return None
+    p2 = {v: _seed_mean(queries, group, primary, step, top, task_ids)[0] for v, group in arms}
+    base = p2[runs[main_i].factor(f)]
+    rows = []
+    for v, group in arms:
+        for name, mask in sources.items():
+            lo, hi = bootstrap_ci(p2[v][mask])
+            effect = {k: x[0].item() for k, x in paired_effects((p2[v] - base)[mask]).items()}
+            rows.append({f: v, "source": name, "tasks": int(mask.sum()), "runs": len(group), "rule": primary,
+                         "pass@2": float(p2[v][mask].mean()), "ci_low": float(lo[0]), "ci_high": float(hi[0]), **effect})
+    return pl.DataFrame(rows)
+
+
 def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, rules: Sequence[str],
                   step: int | None, top: int, task_ids: Sequence[str], primary: str,
                   points: Sequence[int] | None = None, seeds: int = 1) -> tuple[Any, Any, Any] | None:
@@ -629,13 +696,11 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     import polars as pl
 
     main = runs[main_i]
-    idx = _slice(runs, queries, main, [g for g in varying_factors(runs) if g != f], task_ids)
-    values = _ordered(main.factor(f), [runs[i].factor(f) for i in idx])
-    if len(values) < 2:
+    arms = _one_factor_arms(runs, queries, main_i, f, task_ids)
+    if len(arms) < 2:
         return None
     rows, mats, step_rows, step_mats, vote_rows, vote_mats = [], [], [], [], [], []
-    for v in values:
-        group = [i for i in idx if runs[i].factor(f) == v]
+    for v, group in arms:
         meta = _train_means(runs, group)
         for rule in rules:
             p2, oracle = _seed_mean(queries, group, rule, step, top, task_ids)
@@ -745,10 +810,12 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
 
 
 def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequence[str], rule: str, step: int | None,
-              top: int) -> Any:
+              top: int, sources: dict[str, Sequence[str]] | None = None) -> Any:
     """One row per run: its stage keys, the value of every factor (``FACTORS`` and the ``varying``
     ones), and its own pass@2 / oracle (``rule``, all its variants, ``step`` or its last) over its
-    own scored tasks -- the table to load in polars for any comparison the sections do not make."""
+    own scored tasks, and over those of them from each source (``pass@2 <source>``; ``sources``
+    names the task ids of each) -- the table to load in polars for any comparison the sections do
+    not make."""
     import polars as pl
 
     names = list(dict.fromkeys([*FACTORS, *varying]))
@@ -761,8 +828,14 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
                      "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"],
+                     **{f"pass@2 {name}": _masked_mean(pt["pass@2"], np.isin(info["task_ids"], list(ids)))
+                        for name, ids in (sources or {}).items()},
                      **_run_signals(q, step)})
     return pl.DataFrame(rows, infer_schema_length=None, strict=False)
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float | None:
+    return float(values[mask].mean()) if mask.any() else None
 
 
 def _run_signals(q: _Queries, step: int | None) -> dict[str, float]:
@@ -897,7 +970,7 @@ def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
 
 
 def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str,
-                     seeds: int) -> list[str]:
+                     seeds: int, split: Any = None) -> list[str]:
     import polars as pl
 
     title = FACTOR_TITLES.get(f, f)
@@ -923,6 +996,13 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
                                                                   "—" if v == main.factor(f) else _delta(prim)])
     parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
                         rows), ""]
+    if split is not None:
+        counts = dict(zip(split["source"].to_list(), split["tasks"].to_list()))
+        parts += [f"pass@2 by task source (rule {primary}; " + ", ".join(f"{k}: {n} tasks" for k, n in counts.items())
+                  + f"): [95% CI] over that source's tasks, and the paired difference from `{f}={main.factor(f)}` on them:", "",
+                  _by_value_table(split, f, values, "source",
+                                  lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+                                  + ("" if r[f] == main.factor(f) else f", Δ {_delta(r)}")), ""]
     parts += [f"pass@2 by ACT step used at inference (rule {primary}):", "",
               _by_value_table(steps, f, values, "step", lambda r: _pct(r["pass@2"])), ""]
     parts += [f"pass@2 · oracle by inference variants voted (rule {primary}; below an arm's variant count, the "
@@ -1034,7 +1114,8 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
 
 
 def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
-              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None) -> str:
+              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None,
+              sources=None, by_source=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -1058,6 +1139,12 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
         get = {r["metric"]: r for r in d.iter_rows(named=True)}
         rows.append([rule] + [f"{_pct(get[m]['mean'])} [{_pct(get[m]['ci_low'])}, {_pct(get[m]['ci_high'])}]" for m in METRICS])
     parts.append(_md_table(["rule", "pass@1", "pass@2", "oracle"], rows))
+    if sources:
+        own = run_scores.row(runs.index(main), named=True)
+        parts += ["", f"By task source (rule {primary}, all variants): "
+                      + " · ".join(f"{name} ({int(mask.sum())} tasks) {_pct(own[f'pass@2 {name}'])}" for name, mask in sources.items())
+                      + ". Each factor section below splits its arms the same way (tables `by_<factor>_sources`; "
+                        "`per_task` and `runs` carry the source too)."]
     if by_rule is not None and by_rule.height > 1:
         n = by_rule["runs"][0]
         parts += ["", "## Voting rules compared", "",
@@ -1087,7 +1174,7 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     if signal_tables is not None:
         parts += _signals_markdown(*signal_tables)
     for f, (table, steps, voted) in factors.items():
-        parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds)
+        parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds, (by_source or {}).get(f))
     for f, g, grid, effects in grids:
         parts += _grid_markdown(f, g, grid, effects, runs, main)
     parts += ["## Per test input (all variants)", "",
@@ -1112,7 +1199,8 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
                      r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
                      ", ".join(v.key for v in r.votes) or "-"])
     parts += [_md_table(["run", "pass@2", "q AUROC within / pooled", "train exact", "augment", "train", "infer", "vote"], rows), "",
-              "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`" for f in factors)
+              "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`, `by_{f}_n_aug`" + (f", `by_{f}_sources`" if f in (by_source or {}) else "")
+                      for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

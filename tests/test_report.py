@@ -276,6 +276,8 @@ def test_one_factor_ablation_sections(cached, tmp_path):
     assert sorted(set(steps["step"])) == list(STEPS)
     md = (out / "report.md").read_text()
     assert "## pass@2 by model core" in md and "## pass@2 by puzzle identifier at inference" in md
+    assert "by task source" not in md and not list(out.glob("*_sources.*"))  # one source: no split
+    assert "source" not in pl.read_parquet(out / "per_task.parquet").columns
     assert (out / "by_core.png").is_file() and (out / "by_puzzle_id.png").is_file()
 
 
@@ -382,6 +384,61 @@ def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
     assert "## pass@2 by ACT steps (halt_max_steps)" in md and "](by_halt_max_steps.png)" in md
     assert md.count("halt_max_steps=8, seed=") == 2  # the inputs table tells the runs apart
     assert (tmp_path / "outer" / "by_halt_max_steps.png").is_file() and (tmp_path / "outer" / "by_core.png").is_file()
+
+
+def test_joined_source_split_by_task_source(tmp_path):
+    """Tasks joined from two sources (``a+b``, as ARC's evaluation + training): every factor
+    section splits its arms by source, each number the per-task score averaged over that source's
+    tasks (seeds averaged), the difference paired on them; per_task and runs carry the source.
+    A part that can no longer be loaded drops the split instead of guessing it."""
+    from arcpipe import vote
+
+    a = write_tasks(tmp_path / "a", n_tasks=3, seed=1)
+    b = write_tasks(tmp_path / "b", n_tasks=5, seed=2)
+    for f in b.iterdir():
+        f.rename(b / f"b-{f.name}")
+    root = tmp_path / "cache"
+    aug = make_augment(root, f"{a}+{b}")
+    runs, by_arm = [], {}
+    for i, steps in enumerate((4, 1)):
+        for seed in (0, 1):
+            inf = make_infer(root, aug, skill=0.15 + 0.15 * i, seed=20 + 10 * i + seed,
+                             train=make_train(root, aug, "tiny", seed=seed, halt_max_steps=steps))
+            runs.append(inf)
+            by_arm.setdefault(steps, []).append(inf)
+    report.report(runs, name="src", out_dir=tmp_path / "out", n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    out = tmp_path / "out" / "src"
+    split = pl.read_parquet(out / "by_halt_max_steps_sources.parquet")
+    assert split.select("halt_max_steps", "source", "tasks").rows() == [(1, str(a), 3), (1, str(b), 5),
+                                                                        (4, str(a), 3), (4, str(b), 5)]
+    per_arm = {}
+    for steps, infs in by_arm.items():
+        pts = []
+        for inf in infs:
+            prepared = vote.prepare(inf)
+            pts.append(vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))["per_task"])
+        per_arm[steps] = pl.concat(pts).group_by("task_id").agg(pl.col("pass@2").mean()).sort("task_id")
+    for r in split.iter_rows(named=True):
+        pt = per_arm[r["halt_max_steps"]]
+        mine = pt.filter(pl.col("task_id").str.starts_with("b-") == (r["source"] == str(b)))
+        assert r["pass@2"] == pytest.approx(mine["pass@2"].mean())
+        base = per_arm[4].filter(pl.col("task_id").is_in(mine["task_id"].implode()))
+        assert r["delta"] == pytest.approx(mine["pass@2"].mean() - base["pass@2"].mean())
+        assert r["ci_low"] <= r["pass@2"] <= r["ci_high"]
+    assert split.filter(pl.col("halt_max_steps") == 4)["delta"].to_list() == [0, 0]
+    per_task = pl.read_parquet(out / "per_task.parquet")
+    expect = [str(b) if t.startswith("b-") else str(a) for t in per_task["task_id"]]
+    assert per_task["source"].to_list() == expect
+    run_rows = pl.read_parquet(out / "runs.parquet")
+    assert {f"pass@2 {a}", f"pass@2 {b}"} <= set(run_rows.columns)
+    md = (out / "report.md").read_text()
+    assert "By task source (rule hrm" in md and "pass@2 by task source" in md and "`by_halt_max_steps_sources`" in md
+    # one source, or a part moved away: no split
+    main = report.resolve_runs(runs, root)[0]
+    ids = sorted(per_task["task_id"].unique())
+    assert set(report.task_sources(main, ids)) == {str(a), str(b)}
+    a.rename(tmp_path / "moved")
+    assert report.task_sources(main, ids) == {}
 
 
 def test_augmentation_kinds_are_factors(cached, tmp_path):
