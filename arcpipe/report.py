@@ -116,6 +116,22 @@ class Run:
         if name == "preset":
             return self.train.config.get("preset")
 
+    def follows_preset(self, name: str) -> bool:
+        """Whether this run's value of setting ``name`` is its model preset's own (model field or
+        training hyper-parameter) rather than one a sweep set: a plain transformer's L_cycles=1 is
+        part of what that preset is, not an L_cycles ablation."""
+        preset = self.train.config.get("preset") if self.train is not None else None
+        if not isinstance(preset, str):
+            return False
+        try:
+            import hrm
+            from arcpipe.train import _train_defaults
+
+            own = {**_train_defaults(preset), **hrm.HRMConfig.preset(preset).to_dict()}
+        except (KeyError, TypeError, ValueError, ArcpipeError):
+            return False  # a preset this version does not know
+        return name in own and own[name] == self.factor(name)
+
     @property
     def label(self) -> str:
         return self.describe()
@@ -602,9 +618,20 @@ def varying_factors(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+def _matches(r: Run, main: Run, g: str) -> bool:
+    """Whether run ``r`` holds ``main``'s setting ``g`` for a one-factor slice: the same value, or,
+    for a setting other than ``FACTORS``, each run of a different preset at its own preset's
+    value (a transformer preset's cycles are not a cycles sweep, so the core slice keeps it)."""
+    if r.factor(g) == main.factor(g):
+        return True
+    return (g not in FACTORS and r.factor("preset") != main.factor("preset")
+            and r.follows_preset(g) and main.follows_preset(g))
+
+
 def _slice(runs: Sequence[Run], queries: Sequence[_Queries], main: Run, others: Sequence[str], task_ids: Sequence[str]) -> list[int]:
-    """Indices of the runs equal to ``main`` in every factor of ``others`` and scored on ``task_ids``."""
-    return [i for i, r in enumerate(runs) if all(r.factor(g) == main.factor(g) for g in others)
+    """Indices of the runs that hold ``main``'s value of every factor of ``others`` (``_matches``)
+    and are scored on ``task_ids``."""
+    return [i for i, r in enumerate(runs) if all(_matches(r, main, g) for g in others)
             and queries[i].info["task_ids"] == list(task_ids)]
 
 
@@ -964,9 +991,12 @@ def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
     """The main run's other settings, as a section states them: every factor but the ``moved``
     ones and those that only restate one of them (preset for core)."""
     vals = {h: [r.factor(h) for r in runs] for h in dict.fromkeys([*FACTORS, *varying_factors(runs)])}
-    held = [f"{h}={main.factor(h)}" for h in vals if h not in moved and main.factor(h) is not None
-            and not any(_same_partition(vals[m], vals[h]) for m in moved)]
-    return ", ".join(held) or "nothing else fixed"
+    names = [h for h in vals if h not in moved and main.factor(h) is not None
+             and not any(_same_partition(vals[m], vals[h]) for m in moved)]
+    text = ", ".join(f"{h}={main.factor(h)}" for h in names) or "nothing else fixed"
+    if {"core", "preset"} & set(moved) and any(h not in FACTORS for h in names):
+        text += "; where another preset fixes one of these itself, its runs keep their preset's value"
+    return text
 
 
 def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str,

@@ -386,6 +386,31 @@ def test_any_setting_swept_within_a_preset_is_a_factor(cached, tmp_path):
     assert (tmp_path / "outer" / "by_halt_max_steps.png").is_file() and (tmp_path / "outer" / "by_core.png").is_file()
 
 
+def test_core_slice_keeps_a_preset_whose_own_setting_is_swept(cached, tmp_path):
+    """An L_cycles sweep of the tiny HRM beside the plain transformer, whose preset fixes
+    L_cycles=1 itself: the core section compares the transformer with the baseline HRM (its
+    L_cycles is what the preset is, not an ablation), and the L_cycles section holds only HRM."""
+    root, tasks, aug, _ = cached
+    import hrm
+
+    assert hrm.HRMConfig.preset("transformer-tiny").L_cycles == 1 != hrm.HRMConfig.preset("tiny").L_cycles
+    base = make_infer(root, aug, skill=0.5, seed=40, train=make_train(root, aug, "tiny"))
+    l1 = make_infer(root, aug, skill=0.3, seed=41, train=make_train(root, aug, "tiny", L_cycles=1))
+    tf = make_infer(root, aug, skill=0.4, seed=42, train=make_train(root, aug, "transformer-tiny"))
+    resolved = report.resolve_runs([base, l1, tf], root)
+    assert report.varying_factors(resolved) == ["core", "L_cycles"]
+    assert resolved[0].follows_preset("L_cycles") and resolved[2].follows_preset("L_cycles")
+    assert not resolved[1].follows_preset("L_cycles")
+    report.report([base, l1, tf], name="pre", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    cores = pl.read_parquet(tmp_path / "pre" / "by_core.parquet")
+    assert cores["core"].to_list() == ["hrm", "transformer"]
+    assert cores["delta"][1] == pytest.approx(cores["pass@2"][1] - cores["pass@2"][0])
+    cycles = pl.read_parquet(tmp_path / "pre" / "by_L_cycles.parquet")
+    assert cycles["L_cycles"].to_list() == [1, 2] and set(cycles["runs"]) == {1}  # the transformer is not an L_cycles=1 run
+    md = (tmp_path / "pre" / "report.md").read_text()
+    assert "its runs keep their preset's value" in md
+
+
 def test_joined_source_split_by_task_source(tmp_path):
     """Tasks joined from two sources (``a+b``, as ARC's evaluation + training): every factor
     section splits its arms by source, each number the per-task score averaged over that source's
