@@ -549,8 +549,8 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         _write_table(effects, work, f"grid_{f}_{g}_effects")
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
-    run_scores = run_table(runs, queries, varying, primary, step, top,
-                           {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()})
+    source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
+    run_scores = run_table(runs, queries, varying, primary, step, top, source_ids)
     _write_table(run_scores, work, "runs")
 
     # 5. per test input: which rule solves it, and its vote margin (all variants)
@@ -564,7 +564,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         per_input = per_input.join(f, on=["task_id", "example"], how="full", coalesce=True)
     per_input = per_input.sort(["task_id", "example"])
     if sources:
-        of = {t: name for name, mask in sources.items() for t in np.asarray(task_ids)[mask]}
+        of = {t: name for name, ids in source_ids.items() for t in ids}
         per_input = per_input.with_columns(source=pl.col("task_id").replace_strict(of, default=None, return_dtype=pl.String))
     _write_table(per_input, work, "per_task")
 
@@ -695,15 +695,19 @@ def source_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     arms = _one_factor_arms(runs, queries, main_i, f, task_ids)
     if not sources or len(arms) < 2:
         return None
-    p2 = {v: _seed_mean(queries, group, primary, step, top, task_ids)[0] for v, group in arms}
-    base = p2[runs[main_i].factor(f)]
+    p2 = np.stack([_seed_mean(queries, group, primary, step, top, task_ids)[0] for _, group in arms])  # (arms, tasks)
+    base = p2[[v for v, _ in arms].index(runs[main_i].factor(f))]
+    stats = {}  # per source, every arm at once (one bootstrap per source, as factor_tables does per factor)
+    for name, mask in sources.items():
+        lo, hi = bootstrap_ci(p2[:, mask])
+        stats[name] = (p2[:, mask].mean(axis=1), lo, hi, paired_effects(p2[:, mask] - base[mask]))
     rows = []
-    for v, group in arms:
+    for a, (v, group) in enumerate(arms):
         for name, mask in sources.items():
-            lo, hi = bootstrap_ci(p2[v][mask])
-            effect = {k: x[0].item() for k, x in paired_effects((p2[v] - base)[mask]).items()}
+            mean, lo, hi, effects = stats[name]
             rows.append({f: v, "source": name, "tasks": int(mask.sum()), "runs": len(group), "rule": primary,
-                         "pass@2": float(p2[v][mask].mean()), "ci_low": float(lo[0]), "ci_high": float(hi[0]), **effect})
+                         "pass@2": float(mean[a]), "ci_low": float(lo[a]), "ci_high": float(hi[a]),
+                         **{k: x[a].item() for k, x in effects.items()}})
     return pl.DataFrame(rows)
 
 
