@@ -460,7 +460,7 @@ def _defaults(stage: str, settings: dict[str, Any]) -> dict[str, str]:
 
         preset = settings.get("preset", params["preset"].default if "preset" in params else None)
         presets = mod.TRAIN_PRESETS
-        pick = getattr(mod, "_train_defaults", lambda name: presets[name])
+        pick = getattr(mod, "train_defaults", lambda name: presets[name])
         try:
             out["presets"] = repr(pick(preset))
         except (KeyError, TypeError):  # an unknown preset: the stage will say so; hash them all
@@ -531,7 +531,7 @@ def _train_preset_default(preset: Any, key: str) -> Any:
     default is None: "the preset's"), ``_UNSET`` if the preset does not set it. Budgets are left out:
     writing one replaces all of the preset's budgets, so it is never the same as leaving it out."""
     mod = _stage_params("train")[0]
-    pick = getattr(mod, "_train_defaults", None)
+    pick = getattr(mod, "train_defaults", None)
     name = _STAGE_ARGS.get(("train", key), key)
     if pick is None or name in getattr(mod, "_BUDGETS", ()):
         return _UNSET

@@ -124,10 +124,9 @@ class Run:
         if not isinstance(preset, str):
             return False
         try:
-            import hrm
-            from arcpipe.train import _train_defaults
+            from arcpipe.train import preset_settings
 
-            own = {**_train_defaults(preset), **hrm.HRMConfig.preset(preset).to_dict()}
+            own = preset_settings(preset)
         except (KeyError, TypeError, ValueError, ArcpipeError):
             return False  # a preset this version does not know
         return name in own and own[name] == self.factor(name)

@@ -104,12 +104,28 @@ def _model_presets() -> list[str]:
     return sorted(getattr(hrm_config, "_PRESETS", {"arc": None, "tiny": None}))
 
 
-def _train_defaults(preset: str) -> dict[str, Any]:
+def train_defaults(preset: str) -> dict[str, Any]:
     """Training hyper-parameters for a model preset: its own entry if it has one, else the CPU
-    ones for ``*-tiny`` and the paper's for the rest."""
+    ones for ``*-tiny`` and the paper's for the rest. The pipeline reads it to know what a run
+    that leaves a setting out gets, so a changed preset re-runs only the runs that use it."""
     if preset in TRAIN_PRESETS:
         return dict(TRAIN_PRESETS[preset])
     return dict(TRAIN_PRESETS["tiny" if preset.endswith("-tiny") else "arc"])
+
+
+def preset_settings(preset: str) -> dict[str, Any]:
+    """Everything a model preset fixes: its training hyper-parameters and its model fields, in one
+    flat mapping. A report reads it to tell a setting that is part of what a preset *is* (a plain
+    transformer's L_cycles=1) from one a sweep changed. The model fields the dataset decides
+    (``_DATA_FIELDS``) are left out. Raises ``ValueError`` for an unknown preset."""
+    from hrm import HRMConfig
+
+    model = {k: v for k, v in HRMConfig.preset(preset).to_dict().items() if k not in _DATA_FIELDS}
+    return {**train_defaults(preset), **model}
+
+
+#: Model fields a run takes from its dataset (canvas, puzzle-id count, token vocabulary), not its preset.
+_DATA_FIELDS = ("seq_len", "num_puzzle_identifiers", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -291,7 +307,7 @@ def _resolve_config(
     except (TypeError, ValueError) as e:
         raise ArcpipeError(f"train: bad model settings for preset {preset!r}: {e}") from None
 
-    defaults = _train_defaults(preset)
+    defaults = train_defaults(preset)
     values: dict[str, Any] = dict(defaults)
     given = {**train_over, **{k: v for k, v in explicit.items() if v is not None}}
     if any(given.get(k) is not None for k in _BUDGETS):  # any budget given replaces the preset's budgets

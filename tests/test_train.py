@@ -374,6 +374,23 @@ def test_arc_preset_budget_is_the_reference_epochs_in_arcpipe_epochs():
     assert total_steps_for(tc, 2_809_254) == 365_789
 
 
+def test_preset_settings_are_the_training_and_model_defaults_a_run_gets(dataset, tmp_path):
+    """What ``preset_settings`` calls a preset's own is what a run that leaves everything out
+    trains with: the dry run's resolved lr and model fields for the ablation cores' CPU presets."""
+    from arcpipe.train import preset_settings, train_defaults
+
+    for preset in ("tiny", "transformer-tiny", "trm-tiny"):
+        own = preset_settings(preset)
+        res = train(dataset.path, root=tmp_path, preset=preset, dry_run=True)
+        given = {k: v for k, v in res["model"].items() if k not in ("seq_len", "num_puzzle_identifiers", "vocab_size")}
+        assert {k: own[k] for k in given} == given and "seq_len" not in own
+        assert {k: own[k] for k in train_defaults(preset)} == {k: res["train"][k] for k in train_defaults(preset)}
+    assert preset_settings("transformer-tiny")["L_cycles"] == 1 != preset_settings("tiny")["L_cycles"]
+    assert preset_settings("trm-tiny")["lr"] == 1e-3 != preset_settings("tiny")["lr"]
+    with pytest.raises(ValueError):
+        preset_settings("no-such-preset")
+
+
 def test_compute_estimate_counts_steps_and_h100_hours():
     """The dry run's budget: epochs over the stage's rows (capped by max_steps), model FLOPs per
     step, and hours on one H100 at 40% MFU of its datasheet peak (hrm.flops.DATASHEET_BF16)."""
