@@ -62,6 +62,10 @@ def main() -> None:
     debug = lambda: os.environ.get("ARCPIPE_DEBUG") == "1" or "--debug" in sys.argv  # noqa: E731
     try:
         app()
+    except SystemExit as e:
+        if e.code == 130:  # typer turns Ctrl-C into a silent exit 130; say what happened and what to do
+            _fail("interrupted; rerun the same command to resume", 130)
+        raise
     except ArcpipeError as e:
         if debug():
             raise

@@ -766,12 +766,17 @@ def run(
     root: str | os.PathLike | None = None,
     force: bool | Iterable[str] = False,
     on_stage: Callable[[Node, str], None] | None = None,
+    jobs: int = 1,
 ) -> Result:
     """Run (or, with ``dry_run``, only plan) a pipeline; return every stage node with its status.
 
     ``force`` is ``True`` (recompute every stage) or a collection of stage
     names to recompute. ``on_stage(node, event)`` is called with event
     ``"start"`` before a node runs and ``"done"`` after (for progress output).
+    ``jobs`` > 1 runs independent nodes (the sweep's chains) on that many worker
+    processes, each with an equal share of the CPU threads or its own GPU, and
+    each node's output in ``log_path(root, node)`` (``arcpipe.scheduler``); the
+    report runs last, here. The stages and their cache keys are the same either way.
     """
     p = plan(path, sets)
     croot = cache.cache_root(root)
@@ -789,12 +794,31 @@ def run(
             if on_stage:
                 on_stage(node, "done")
         return result
-    for node in p.nodes:
+    def start(node: Node) -> None:
         if on_stage:
             on_stage(node, "start")
-        node.result = _run_node(node, p.path, croot, node.stage in forced)
-        node.status = "cached" if node.result.cached else "ran"
+
+    def done(node: Node, stage: cache.Stage) -> None:
+        node.result = stage
+        node.status = "cached" if stage.cached else "ran"
         _record(croot, node)
         if on_stage:
             on_stage(node, "done")
+
+    serial = list(p.nodes)
+    if jobs != 1:
+        from arcpipe import scheduler
+
+        serial = [p.report] if p.report is not None else []
+        scheduler.run_parallel([n for n in p.nodes if n is not p.report], _run_node,
+                               lambda n: (n, p.path, croot, n.stage in forced), lambda n: log_path(croot, n),
+                               jobs=jobs, on_start=start, on_done=done)
+    for node in serial:
+        start(node)
+        done(node, _run_node(node, p.path, croot, node.stage in forced))
     return result
+
+
+def log_path(root: Path, node: Node) -> Path:
+    """Where a node run by a ``jobs`` > 1 worker writes its console output (progress, warnings)."""
+    return root / "pipeline" / "logs" / f"{node.stage}-{node.pkey}.log"

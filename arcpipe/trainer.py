@@ -642,12 +642,19 @@ class _StepMetrics:
 
 
 class _Progress:
-    """A rich progress bar with live loss/accuracy and ETA; a no-op when disabled (other ranks, tests)."""
+    """A rich progress bar with live loss/accuracy and ETA; a no-op when disabled (other ranks, tests).
+
+    Off a terminal (a log file: ``nohup``, ``arcpipe run --jobs``) a bar draws only when it ends,
+    so there it also prints a plain line every ``every_s`` seconds: a log to ``tail -f``."""
+
+    every_s = 30.0
 
     def __init__(self, total: int | None, start: int, enabled: bool):
         self.enabled = enabled
         if not enabled:
             return
+        self.total, self.t0 = total, time.monotonic()
+        self.last_line = self.t0
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.p = Progress(
@@ -679,3 +686,8 @@ class _Progress:
         if row.get("eval_train_exact_accuracy") is not None:
             stats += f" | eval exact {fmt(row['eval_train_exact_accuracy'])}"
         self.p.update(self.task, completed=step, stats=stats)
+        now = time.monotonic()
+        if not self.p.console.is_terminal and now - self.last_line >= self.every_s:
+            self.last_line = now
+            of = f"/{self.total}" if self.total else ""
+            self.p.console.print(f"train step {step}{of} {stats} ({now - self.t0:.0f} s)", highlight=False, markup=False)

@@ -13,6 +13,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -595,6 +596,96 @@ def test_demo_pipeline_end_to_end_reduced(tmp_path, monkeypatch):
     assert second.by_stage("vote")[0].result.manifest["inputs"]["infer"] == infer.key
     third = pipeline.run(demo, sets=sets + ["vote.rule=count", "vote.n_aug=4"], root=root)
     assert [n.cached for n in third] == [True, True, True, False, False]
+
+
+def test_jobs_run_the_sweep_side_by_side_into_the_same_stages(tmp_path):
+    """--jobs 2 on two training seeds: both trainings run at once in worker processes, each with
+    its output in a log, and the result is the serial run's -- the same stage keys and, with
+    deterministic training, bit-identical predictions; a rerun finds everything cached."""
+    import polars as pl
+
+    demo = REPO / "pipelines" / "demo.toml"
+    sets = E2E_SETS + ["sweep.seeds=[0,1]", "train.deterministic=true", "report.enabled=false"]
+    serial = pipeline.run(demo, sets=sets, root=tmp_path / "serial")
+    started: list[str] = []
+    par = pipeline.run(demo, sets=sets, root=tmp_path / "jobs", jobs=2,
+                       on_stage=lambda n, e: started.append(n.label) if e == "start" else None)
+    assert [n.status for n in par] == [n.status for n in serial] == ["ran"] * 7
+    assert [(n.label, n.key) for n in par] == [(n.label, n.key) for n in serial]
+    # both trainings were handed out before either inference: they ran side by side
+    assert started.index("train[train.seed=1]") < started.index("infer[train.seed=0]")
+    for a, b in zip(serial.by_stage("infer"), par.by_stage("infer")):
+        assert pl.read_parquet(a.path / "predictions.parquet").equals(pl.read_parquet(b.path / "predictions.parquet"))
+        assert np.array_equal(np.load(a.path / "preds.npy"), np.load(b.path / "preds.npy"))
+    for node in par.by_stage("train"):
+        assert "train" in pipeline.log_path(tmp_path / "jobs", node).read_text()
+    assert [n.status for n in pipeline.run(demo, sets=sets, root=tmp_path / "jobs", jobs=2)] == ["cached"] * 7
+
+
+def test_jobs_failure_names_the_stage_and_keeps_what_finished(tmp_path):
+    """One arm cannot train (64 hidden units over 3 heads); the other, running beside it, still
+    finishes and is cached, and the error names the failed stage and its log."""
+    demo = REPO / "pipelines" / "demo.toml"
+    sets = E2E_SETS + ["sweep.train.model.num_heads=[4,3]", "report.enabled=false"]
+    root = tmp_path / "cache"
+    with pytest.raises(ArcpipeError, match=r"divisible by num_heads .*stage train\[train\.model\.num_heads=3\]; its output: .*\.log"):
+        pipeline.run(demo, sets=sets, root=root, jobs=2)
+    dry = statuses(pipeline.run(demo, sets=sets, root=root, dry_run=True))
+    assert dry["train[train.model.num_heads=4]"] == "cached" and dry["train[train.model.num_heads=3]"] == "would run"
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc, no psutil)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_jobs_interrupt_stops_every_worker_and_says_how_to_resume(tmp_path):
+    """SIGINT to the parent alone (``kill -INT``; a terminal's Ctrl-C also reaches the workers):
+    within seconds, not when the trainings end, every worker is gone and the one-line message says
+    how to resume."""
+    import signal
+    import subprocess
+    import time
+
+    sets = [*E2E_SETS, "train.max_steps=100000", "sweep.seeds=[0,1]", "report.enabled=false"]
+    cmd = [sys.executable, "-m", "arcpipe.cli", "--cache", str(tmp_path / "cache"), "run", str(REPO / "pipelines" / "demo.toml"),
+           *[a for s in sets for a in ("--set", s)], "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((tmp_path / "cache" / "train").glob(".work-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        workers = _children(proc.pid)
+        assert len(workers) >= 2  # the two trainings (and multiprocessing's resource tracker)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and err.strip() == "error: interrupted; rerun the same command to resume"
+    assert time.monotonic() - t0 < 30
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10  # the resource tracker leaves on its own once the parent has gone
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)]
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("pipelines").glob("*.toml")), ids=lambda p: p.name)

@@ -410,3 +410,15 @@ def test_compute_estimate_counts_steps_and_h100_hours():
     assert compute_estimate(cfg, TrainConfig(**base, epochs=2.5, max_steps=7), stage)["steps"] == 7
     timed = compute_estimate(cfg, dataclasses.replace(TrainConfig(**base), max_minutes=5.0), stage)
     assert timed["steps"] is None and timed["h100_hours_at_40pct_mfu"] is None
+
+
+def test_progress_off_a_terminal_prints_plain_lines(capsys, monkeypatch):
+    """In a log file (nohup, ``arcpipe run --jobs``) the bar draws only at its end; a plain line per
+    interval is what shows a long run is alive."""
+    from arcpipe.trainer import _Progress
+
+    monkeypatch.setattr(_Progress, "every_s", 0.0)
+    with _Progress(10, 0, enabled=True) as bar:
+        bar.update(5, {"lm_loss": 1.0, "accuracy": 0.5, "exact_accuracy": float("nan")})
+    out = capsys.readouterr().out
+    assert "train step 5/10 loss 1.000 acc 0.500 exact   -  " in out

@@ -1,4 +1,4 @@
-"""`arcpipe run PIPELINE [--set section.key=value ...] [--dry-run] [--force]`."""
+"""`arcpipe run PIPELINE [--set section.key=value ...] [--dry-run] [--force] [--jobs N]`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def command(
     force_stage: Optional[List[str]] = typer.Option(
         None, "--force-stage", help="Recompute only this stage (augment|train|infer|vote|report). Repeatable."
     ),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Run this many independent stages at once (the sweep's trainings), each in "
+        "its own process with an equal share of the CPU threads, or its own GPU when there are several; "
+        "their output goes to a log file each."
+    ),
 ) -> None:
     """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash."""
     from rich.console import Console
@@ -27,19 +32,23 @@ def command(
 
     from arcpipe import pipeline as pl
 
+    from arcpipe import cache
+
     console = Console()
+    root = cache.cache_root(None)
     forced: bool | list[str] = True if force else list(force_stage or [])
 
     def on_stage(node: pl.Node, event: str) -> None:
         if dry_run:
             return
         if event == "start":
-            console.print(f"[bold]>> {escape(node.label)}[/bold]")
+            log = f" (log: {escape(str(pl.log_path(root, node)))})" if jobs > 1 and node.stage != "report" else ""
+            console.print(f"[bold]>> {escape(node.label)}[/bold]{log}")
         else:
             state = "cached" if node.cached else "built"
             console.print(f"   {escape(node.label)}: {state} -> {escape(str(node.path))}")
 
-    result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage)
+    result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage, jobs=jobs)
     table = Table(title=f"{pipeline}{' (dry run)' if dry_run else ''}")
     for col in ("stage", "status", "key", "output"):
         table.add_column(col)

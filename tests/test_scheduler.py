@@ -1,0 +1,72 @@
+"""`arcpipe.scheduler`: which worker gets which device and thread share, and dependency order.
+
+The end-to-end checks (same stages and predictions as a serial run, a failing arm, Ctrl-C) are
+in test_pipeline.py; these run a small function of this module, so the workers import no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from arcpipe import scheduler
+from arcpipe.errors import ArcpipeError
+
+
+@dataclass(eq=False)
+class N:
+    label: str
+    parents: dict = field(default_factory=dict)
+
+
+def slow_getenv(key: str, delay: float) -> str:
+    """The node function: long enough that every worker gets a node (workers import this module
+    by name, as spawned processes do)."""
+    time.sleep(delay)
+    return os.environ.get(key, "unset")
+
+
+def _run(nodes, tmp_path: Path, key: str, **kw) -> tuple[list[str], dict[str, str]]:
+    events: list[str] = []
+    results: dict[str, str] = {}
+
+    def done(node: N, result: str) -> None:
+        events.append(f"done {node.label}")
+        results[node.label] = result
+
+    scheduler.run_parallel(nodes, slow_getenv, lambda n: (key, 0.3), lambda n: tmp_path / f"{n.label}.log",
+                           on_start=lambda n: events.append(f"start {n.label}"), on_done=done, **kw)
+    return events, results
+
+
+def test_each_worker_holds_one_device_and_a_share_of_the_threads(tmp_path):
+    """Two workers over devices 3 and 5: every node runs on one of them and both are used (each
+    worker claims its own slot); threads are set before the node runs."""
+    nodes = [N(f"n{i}") for i in range(6)]
+    _, devices = _run(nodes, tmp_path, "CUDA_VISIBLE_DEVICES", jobs=2, threads=3, devices=["3", "5"])
+    assert set(devices.values()) == {"3", "5"}
+    _, threads = _run(nodes[:2], tmp_path, "OMP_NUM_THREADS", jobs=2, threads=3, devices=[])
+    assert set(threads.values()) == {"3"}
+    _, cpu = _run(nodes[:2], tmp_path, "CUDA_VISIBLE_DEVICES", jobs=2, devices=[])
+    assert set(cpu.values()) <= {"unset", os.environ.get("CUDA_VISIBLE_DEVICES")}  # no device: left alone
+
+
+def test_a_node_starts_only_after_its_parents_are_done(tmp_path):
+    a = N("a")
+    b, c = N("b", {"augment": a}), N("c", {"augment": a})
+    d = N("d", {"train": b})
+    events, results = _run([a, b, c, d], tmp_path, "ARCPIPE_WORKER_SLOT", jobs=2, devices=[])
+    assert set(results) == {"a", "b", "c", "d"} and set(results.values()) <= {"0", "1"}
+    for child, parent in (("b", "a"), ("c", "a"), ("d", "b")):
+        assert events.index(f"start {child}") > events.index(f"done {parent}")
+    # b and c were both ready once a was done, and both were handed out before either came back
+    assert events.index("start c") < min(events.index("done b"), events.index("done c"))
+
+
+def test_jobs_below_one_is_an_error(tmp_path):
+    with pytest.raises(ArcpipeError, match="--jobs must be >= 1"):
+        _run([N("a")], tmp_path, "X", jobs=0, devices=[])
