@@ -64,6 +64,18 @@ def _init_worker(slots: Any, threads: int, devices: Sequence[str]) -> None:
     os.environ["ARCPIPE_WORKER_SLOT"] = str(slot)
 
 
+def _stop_joblib_workers() -> None:
+    """Shut down joblib's reusable process pool if the node used it (augment does). Its idle
+    workers outlive the call on purpose, and a worker process waits for its children when it
+    exits, so at the end of a run the pool's shutdown would stall until loky's idle timeout
+    (5 min)."""
+    if "joblib.externals.loky" not in sys.modules:
+        return
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
 def _call_logged(fn: Callable[..., Any], args: tuple, log: Path) -> Any:
     """``fn(*args)`` with this process's stdout and stderr (file descriptors included, so C-level
     warnings too) appended to ``log``; appended, so a resumed node keeps its earlier output."""
@@ -77,6 +89,7 @@ def _call_logged(fn: Callable[..., Any], args: tuple, log: Path) -> Any:
         try:
             return fn(*args)
         finally:
+            _stop_joblib_workers()
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)

@@ -30,6 +30,13 @@ def slow_getenv(key: str, delay: float) -> str:
     return os.environ.get(key, "unset")
 
 
+def joblib_sum(n: int) -> int:
+    """A node that uses joblib's process pool, as augment does."""
+    import joblib
+
+    return sum(joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(n)))
+
+
 def _run(nodes, tmp_path: Path, key: str, **kw) -> tuple[list[str], dict[str, str]]:
     events: list[str] = []
     results: dict[str, str] = {}
@@ -70,3 +77,20 @@ def test_a_node_starts_only_after_its_parents_are_done(tmp_path):
 def test_jobs_below_one_is_an_error(tmp_path):
     with pytest.raises(ArcpipeError, match="--jobs must be >= 1"):
         _run([N("a")], tmp_path, "X", jobs=0, devices=[])
+
+
+def test_a_node_using_joblib_does_not_stall_the_end_of_the_run(tmp_path):
+    """joblib keeps its worker processes alive after a call, and a worker process waits for its
+    children as it exits; the scheduler shuts them down after each node, or the run would hang
+    at the end until loky's 5-minute idle timeout. (Run in a thread so a regression fails here
+    instead of hanging the suite.)"""
+    import threading
+
+    results: dict[str, int] = {}
+    run = threading.Thread(target=scheduler.run_parallel, daemon=True, args=(
+        [N("a"), N("b")], joblib_sum, lambda n: (10,), lambda n: tmp_path / f"{n.label}.log"),
+        kwargs=dict(jobs=2, devices=[], on_start=lambda n: None, on_done=lambda n, r: results.__setitem__(n.label, r)))
+    run.start()
+    run.join(timeout=120)
+    assert not run.is_alive(), "the pool's shutdown is waiting for joblib's idle workers"
+    assert results == {"a": 45, "b": 45}
