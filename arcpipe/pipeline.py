@@ -809,10 +809,21 @@ def run(
     if jobs != 1:
         from arcpipe import scheduler
 
+        # nodes the index already knows (and all their parents) are cache hits: confirming them
+        # here costs milliseconds, spawning workers for them seconds
+        known: set[int] = set()
+        for node in p.nodes:
+            if (node is not p.report and node.stage not in forced and all(id(q) in known for q in node.parents.values())
+                    and _lookup(croot, node) is not None):
+                known.add(id(node))
+        for node in (n for n in p.nodes if id(n) in known):
+            start(node)
+            done(node, _run_node(node, p.path, croot, False))
+        rest = [n for n in p.nodes if n is not p.report and id(n) not in known]
+        if rest:
+            scheduler.run_parallel(rest, _run_node, lambda n: (n, p.path, croot, n.stage in forced),
+                                   lambda n: log_path(croot, n), jobs=jobs, on_start=start, on_done=done)
         serial = [p.report] if p.report is not None else []
-        scheduler.run_parallel([n for n in p.nodes if n is not p.report], _run_node,
-                               lambda n: (n, p.path, croot, n.stage in forced), lambda n: log_path(croot, n),
-                               jobs=jobs, on_start=start, on_done=done)
     for node in serial:
         start(node)
         done(node, _run_node(node, p.path, croot, node.stage in forced))

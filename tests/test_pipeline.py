@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 import arcpipe
-from arcpipe import cache, pipeline
+from arcpipe import cache, pipeline, scheduler
 from arcpipe.errors import ArcpipeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -598,7 +598,7 @@ def test_demo_pipeline_end_to_end_reduced(tmp_path, monkeypatch):
     assert [n.cached for n in third] == [True, True, True, False, False]
 
 
-def test_jobs_run_the_sweep_side_by_side_into_the_same_stages(tmp_path):
+def test_jobs_run_the_sweep_side_by_side_into_the_same_stages(tmp_path, monkeypatch):
     """--jobs 2 on two training seeds: both trainings run at once in worker processes, each with
     its output in a log, and the result is the serial run's -- the same stage keys and, with
     deterministic training, bit-identical predictions; a rerun finds everything cached."""
@@ -621,6 +621,8 @@ def test_jobs_run_the_sweep_side_by_side_into_the_same_stages(tmp_path):
         assert np.array_equal(np.load(a.path / "preds.npy"), np.load(b.path / "preds.npy"))
     for node in par.by_stage("train"):
         assert "train" in pipeline.log_path(tmp_path / "jobs", node).read_text()
+    # a rerun confirms the cache hits in this process, starting no worker
+    monkeypatch.setattr(scheduler, "run_parallel", lambda *a, **k: pytest.fail("workers started for cached stages"))
     assert [n.status for n in pipeline.run(demo, sets=sets, root=tmp_path / "jobs", jobs=2)] == ["cached"] * 7
 
 
