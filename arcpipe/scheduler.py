@@ -54,8 +54,21 @@ def visible_devices() -> list[str]:
     return given[:n] if given else [str(i) for i in range(n)]
 
 
+def _die_with_parent() -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies, even by SIGKILL (Linux
+    ``prctl(PR_SET_PDEATHSIG)``); without it an orphaned worker trains on, holding its stage's
+    lock, and then waits forever to hand back a result no one reads. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(slots: Any, threads: int, devices: Sequence[str]) -> None:
     """Claim a slot and pin this worker's threads and device, before anything imports torch."""
+    _die_with_parent()
     slot = slots.get()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
