@@ -786,17 +786,21 @@ def run(
         raise ArcpipeError(f"--force: unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(CHAIN + ('report',))}")
     result = Result(p, dry_run, list(p.nodes))
     if dry_run:
+        indexed = _indexed(p.nodes, croot, forced)
         for node in p.nodes:
-            parents_ok = all(par.status == "cached" for par in node.parents.values())
-            found = _lookup(croot, node) if parents_ok and node.stage not in forced else None
-            node.result = found
-            node.status = "cached" if found is not None else "would run"
+            node.result = indexed.get(id(node))
+            node.status = "cached" if node.result is not None else "would run"
             if on_stage:
                 on_stage(node, "done")
         return result
+
     def start(node: Node) -> None:
         if on_stage:
             on_stage(node, "start")
+
+    def here(node: Node) -> None:
+        start(node)
+        done(node, _run_node(node, p.path, croot, node.stage in forced))
 
     def done(node: Node, stage: cache.Stage) -> None:
         node.result = stage
@@ -805,29 +809,39 @@ def run(
         if on_stage:
             on_stage(node, "done")
 
-    serial = list(p.nodes)
-    if jobs != 1:
-        from arcpipe import scheduler
-
-        # nodes the index already knows (and all their parents) are cache hits: confirming them
-        # here costs milliseconds, spawning workers for them seconds
-        known: set[int] = set()
+    if jobs == 1:
         for node in p.nodes:
-            if (node is not p.report and node.stage not in forced and all(id(q) in known for q in node.parents.values())
-                    and _lookup(croot, node) is not None):
-                known.add(id(node))
-        for node in (n for n in p.nodes if id(n) in known):
-            start(node)
-            done(node, _run_node(node, p.path, croot, False))
-        rest = [n for n in p.nodes if n is not p.report and id(n) not in known]
-        if rest:
-            scheduler.run_parallel(rest, _run_node, lambda n: (n, p.path, croot, n.stage in forced),
-                                   lambda n: log_path(croot, n), jobs=jobs, on_start=start, on_done=done)
-        serial = [p.report] if p.report is not None else []
-    for node in serial:
-        start(node)
-        done(node, _run_node(node, p.path, croot, node.stage in forced))
+            here(node)
+        return result
+    from arcpipe import scheduler
+
+    # the index's cache hits are confirmed here (milliseconds; workers would cost seconds to spawn),
+    # the rest run on the workers, and the report, which reads every vote, last and here
+    indexed = _indexed(p.nodes, croot, forced)
+    rest = [n for n in p.nodes if n is not p.report and id(n) not in indexed]
+    for node in p.nodes:
+        if node is not p.report and id(node) in indexed:
+            here(node)
+    if rest:
+        scheduler.run_parallel(rest, _run_node, lambda n: (n, p.path, croot, n.stage in forced), lambda n: log_path(croot, n),
+                               jobs=jobs, on_start=start, on_done=done)
+    if p.report is not None:
+        here(p.report)
     return result
+
+
+def _indexed(nodes: Sequence[Node], root: Path, forced: set[str]) -> dict[int, cache.Stage]:
+    """The nodes (by ``id``) that the index maps to a finished stage directory, each with all of its
+    parents indexed too and its stage not forced: what a dry run calls cached, and what a ``jobs``
+    run confirms in this process rather than on a worker."""
+    found: dict[int, cache.Stage] = {}
+    for node in nodes:  # topological order: parents first
+        if node.stage in forced or not all(id(q) in found for q in node.parents.values()):
+            continue
+        hit = _lookup(root, node)
+        if hit is not None:
+            found[id(node)] = hit
+    return found
 
 
 def log_path(root: Path, node: Node) -> Path:

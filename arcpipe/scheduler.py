@@ -119,8 +119,10 @@ def _interrupt_workers(pool: ProcessPoolExecutor, running: Sequence[Future], gra
     """Send the workers SIGINT (a training stops as on Ctrl-C: its last resume checkpoint stays,
     so rerunning resumes it), wait up to ``grace_s`` for their stages to end, then terminate the
     processes, idle by then (or deaf to SIGINT). A signal to the parent alone (``kill -INT``,
-    ``timeout``) reaches no worker by itself, and waiting for their stages to end could take hours."""
-    children = multiprocessing.active_children()
+    ``timeout``) reaches no worker by itself, and waiting for their stages to end could take hours.
+    Only the pool's own processes (its private ``_processes``, stable since Python 3.2): any other
+    child of the caller, a notebook's for instance, is left alone."""
+    children = list((getattr(pool, "_processes", None) or {}).values())
     for proc in children:
         try:
             os.kill(proc.pid, signal.SIGINT)

@@ -6,11 +6,11 @@ The CPU ablations are sweeps of independent 12000-step ``tiny`` trainings (seeds
 this ratio is what every CPU sweep gains. The sweep is demo.toml reduced to --seeds seeds of
 --steps steps each (13 ARC-AGI-1 evaluation tasks with sides <= 6, 8 variants, 7x7 canvas,
 batch 32, inference and vote included, no report), each mode in a fresh cache; it prints the
-wall time of each and their ratio, and the same for the training stages alone (the sum of
-their recorded wall times over the elapsed time) so the fixed costs (spawning workers,
-importing torch, augmenting once) are visible apart.
+wall time of each and their ratio, and each training stage's own recorded wall time and
+steps/s, so the fixed costs (spawning workers, importing torch, augmenting once) show as the
+difference between the two ratios.
 
-    python benchmarks/jobs.py --steps 1500 --seeds 2 --jobs 2
+    python benchmarks/jobs.py --steps 1000 --seeds 2 --jobs 2     # the figures in benchmarks/README.md
 """
 
 from __future__ import annotations

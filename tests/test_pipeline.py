@@ -638,17 +638,24 @@ def test_jobs_failure_names_the_stage_and_keeps_what_finished(tmp_path):
     assert dry["train[train.model.num_heads=4]"] == "cached" and dry["train[train.model.num_heads=3]"] == "would run"
 
 
+def _proc_state(pid: int | str) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process from /proc (no psutil); None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int | str) -> bool:
+    state = _proc_state(pid)
+    return state is not None and state[0] != "Z"
+
+
 def _children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (from /proc, no psutil)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
+    """Live processes whose parent is ``pid``."""
+    states = {int(d.name): _proc_state(d.name) for d in Path("/proc").glob("[0-9]*")}
+    return [c for c, st in states.items() if st is not None and st[0] != "Z" and st[1] == pid]
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
@@ -663,12 +670,6 @@ def test_jobs_interrupt_stops_every_worker_and_says_how_to_resume(tmp_path):
     sets = [*E2E_SETS, "train.max_steps=100000", "sweep.seeds=[0,1]", "report.enabled=false"]
     cmd = [sys.executable, "-m", "arcpipe.cli", "--cache", str(tmp_path / "cache"), "run", str(REPO / "pipelines" / "demo.toml"),
            *[a for s in sets for a in ("--set", s)], "--jobs", "2"]
-
-    def alive(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
 
     for sig in (signal.SIGINT, signal.SIGKILL):  # SIGKILL: the kernel stops the orphans (PR_SET_PDEATHSIG)
         root = tmp_path / sig.name
@@ -691,9 +692,9 @@ def test_jobs_interrupt_stops_every_worker_and_says_how_to_resume(tmp_path):
             assert proc.returncode == 130 and err.strip() == "error: interrupted; rerun the same command to resume"
             assert time.monotonic() - t0 < 30
         deadline = time.monotonic() + 15  # the resource tracker leaves on its own once the parent has gone
-        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [w for w in workers if alive(w)], sig.name
+        assert not [w for w in workers if _alive(w)], sig.name
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("pipelines").glob("*.toml")), ids=lambda p: p.name)

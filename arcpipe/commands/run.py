@@ -30,9 +30,8 @@ def command(
     from rich.markup import escape
     from rich.table import Table
 
-    from arcpipe import pipeline as pl
-
     from arcpipe import cache
+    from arcpipe import pipeline as pl
 
     console = Console()
     root = cache.cache_root(None)
