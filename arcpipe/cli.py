@@ -6,7 +6,11 @@ exactly what the CLI does). Heavy imports (torch, polars) happen inside the
 verbs, keeping ``arcpipe --help`` fast.
 
 Errors: an ``ArcpipeError`` is printed as one line on stderr with exit code
-2; ``--debug`` (or ``ARCPIPE_DEBUG=1``) shows the traceback instead.
+2; ``--debug`` (or ``ARCPIPE_DEBUG=1``) shows the traceback instead. Usage
+errors (an option value out of range, an unknown verb, a missing argument)
+get the same one-line form with the verb's ``--help`` to try, not typer's
+boxed usage panel: scripts and logs read one line the same way whichever
+layer rejected the input.
 """
 
 from __future__ import annotations
@@ -58,14 +62,29 @@ def _fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
+# click's (or typer's vendored click's) base of every usage error, found through the public
+# typer.BadParameter so that no private module path is imported.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_line(e: Exception) -> str:
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "arcpipe"
+    message = e.format_message().strip().replace("\n", " ")  # type: ignore[attr-defined]
+    return f"{message} (see '{where} --help')"
+
+
 def main() -> None:
     debug = lambda: os.environ.get("ARCPIPE_DEBUG") == "1" or "--debug" in sys.argv  # noqa: E731
     try:
-        app()
-    except SystemExit as e:
-        if e.code == 130:  # typer turns Ctrl-C into a silent exit 130; say what happened and what to do
-            _fail("interrupted; rerun the same command to resume", 130)
-        raise
+        # standalone_mode=False hands usage errors, Ctrl-C and exit codes back to this function
+        code = app(standalone_mode=False, prog_name="arcpipe")
+    except _USAGE_ERROR as e:
+        if not e.format_message().strip():  # a bare `arcpipe`: typer has printed the help already
+            raise SystemExit(e.exit_code) from None
+        _fail(_usage_line(e), e.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except ArcpipeError as e:
         if debug():
             raise
@@ -76,6 +95,10 @@ def main() -> None:
         if debug():
             raise
         _fail("out of memory; lower the batch size or the number of variants", 3)
+    if code == 130:  # typer turns Ctrl-C into exit 130 without a word; say what happened and what to do
+        _fail("interrupted; rerun the same command to resume", 130)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

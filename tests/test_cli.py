@@ -55,6 +55,32 @@ def test_error_is_one_line_with_exit_2_and_traceback_only_with_debug(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("run", "pipelines/demo.toml", "--jobs", "0"), "'--jobs'"),
+        (("vote", "--n-aug", "many"), "'--n-aug'"),
+        (("frob",), "'frob'"),
+        (("run",), "'pipeline'"),
+        (("vote", "--bogus"), "--bogus"),
+    ],
+)
+def test_usage_errors_are_one_line_too(tmp_path, args, says):
+    """typer's boxed usage panel becomes the same one-line form as every other error, naming the verb's help."""
+    r = _cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
+    verb = "arcpipe" if args[0] == "frob" else f"arcpipe {args[0]}"
+    assert lines[0].endswith(f"(see '{verb} --help')"), lines[0]
+
+
+def test_help_and_bare_arcpipe_still_print_help(tmp_path):
+    assert _cli("--help", cwd=tmp_path).returncode == 0
+    bare = subprocess.run([sys.executable, "-m", "arcpipe.cli"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert "Usage" in bare.stdout and "error" not in bare.stderr
+
+
 def test_bare_commands_say_what_is_missing(tmp_path):
     for verb, stage in (("train", "augment"), ("infer", "train"), ("vote", "infer")):
         r = _cli(verb, cwd=tmp_path)
