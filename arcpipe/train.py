@@ -124,8 +124,14 @@ def preset_settings(preset: str) -> dict[str, Any]:
     return {**train_defaults(preset), **model}
 
 
-#: Model fields a run takes from its dataset (canvas, puzzle-id count, token vocabulary), not its preset.
-_DATA_FIELDS = ("seq_len", "num_puzzle_identifiers", "vocab_size")
+def _data_fields(canvas: int, num_ids: int) -> dict[str, int]:
+    """The model fields a run takes from its dataset (canvas, puzzle-id count, token vocabulary),
+    not its preset: ``_resolve_config`` fills them in and ``preset_settings`` leaves them out,
+    both from this one mapping."""
+    return {"seq_len": canvas * canvas, "num_puzzle_identifiers": num_ids, "vocab_size": VOCAB_SIZE}
+
+
+_DATA_FIELDS = tuple(_data_fields(1, 1))
 
 
 @dataclass(frozen=True)
@@ -289,7 +295,8 @@ def _resolve_config(
     base_model = hrm.HRMConfig.preset(preset)
     for k, v in list(model_over.items()):
         model_over[k] = _coerce(k, v, getattr(base_model, k))
-    seq_len = data_canvas * data_canvas
+    data = _data_fields(data_canvas, num_ids)
+    seq_len = data["seq_len"]
     if "seq_len" in model_over and model_over["seq_len"] != seq_len:
         raise ArcpipeError(
             f"train: seq_len={model_over['seq_len']} does not fit the dataset's {data_canvas}x{data_canvas} canvas "
@@ -299,9 +306,9 @@ def _resolve_config(
         raise ArcpipeError(
             f"train: num_puzzle_identifiers={model_over['num_puzzle_identifiers']} is smaller than the dataset's {num_ids}"
         )
-    model_over.setdefault("num_puzzle_identifiers", num_ids)
-    model_over["seq_len"] = seq_len
-    model_over.setdefault("vocab_size", VOCAB_SIZE)
+    for k, v in data.items():  # the canvas always decides seq_len (checked above); the others unless overridden
+        if k == "seq_len" or k not in model_over:
+            model_over[k] = v
     try:
         model_cfg = hrm.HRMConfig.preset(preset, **model_over)
     except (TypeError, ValueError) as e:
