@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +67,37 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
             pass
     return out
+
+
+def host() -> dict[str, Any]:
+    """The machine a stage ran on, recorded in every manifest beside ``versions``.
+
+    A stage key names the computation, not the hardware, and float results of
+    the same key differ between machines: a training is chaotic, so fp32
+    rounding on another CPU model sends it down another path (24000 steps of
+    `tiny` HRM, same keys, an AMD EPYC vs an Intel Xeon: pass@2 apart by 3 and
+    8.5 points on two seeds). A report has to be able to say which hardware
+    made each figure. GPUs are listed only when the stage itself initialised
+    CUDA (asking would otherwise initialise it, seconds and memory, in a vote).
+    """
+    out: dict[str, Any] = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "system": platform.system()}
+    torch = sys.modules.get("torch")  # only when the stage imported it: importing torch costs seconds
+    if torch is not None:
+        out["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_initialized():
+            out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -322,6 +354,7 @@ def run_stage(
             "config": config,
             "inputs": inputs,
             "versions": versions(),
+            "host": host(),
             "counts": counts,
             "wall_time_s": round(time.perf_counter() - t0, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 12
+LAYOUT = 13
 GALLERY = 4  # solved and failed test inputs shown each
 #: Settings a report compares runs by: each that differs between the given runs gets its own
 #: section (runs differing only in the training seed are averaged instead).
@@ -163,6 +163,19 @@ class Run:
         out["train_exact"] = self.train.manifest.get("counts", {}).get("eval_train_exact_accuracy")
         out["train_s"] = self.train.manifest.get("wall_time_s")
         return out
+
+    def train_host(self) -> str | None:
+        """The hardware the training ran on, from its manifest's ``host`` (None before manifests
+        recorded it): the same settings give other numbers on another machine."""
+        h = self.train.manifest.get("host") if self.train is not None else None
+        if not h:
+            return None
+        if h.get("gpus"):
+            names = list(dict.fromkeys(h["gpus"]))
+            return ", ".join(f"{n} ×{h['gpus'].count(n)}" for n in names)
+        n = h.get("torch_threads")
+        threads = f", {n} thread{'s' * (n != 1)}" if n else ""
+        return f"{h.get('cpu', '?')} ({h.get('cpus', '?')} CPUs{threads})"
 
 
 def _dig(cfg: dict, key: str) -> Any:
@@ -858,6 +871,7 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
                      "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"],
+                     "train_host": r.train_host(),
                      **{f"pass@2 {name}": _masked_mean(pt["pass@2"], np.isin(info["task_ids"], list(ids)))
                         for name, ids in (sources or {}).items()},
                      **_run_signals(q, step)})
@@ -1165,6 +1179,12 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
                       f"({main.describe(extra)}): the one sharing the most settings with the others."]
+    hosts = list(dict.fromkeys(h for h in (r.train_host() for r in runs) if h))
+    if hosts:
+        parts += ["", f"Trained on {hosts[0]}." if len(hosts) == 1 else
+                      f"Trained on {len(hosts)} kinds of hardware ({'; '.join(hosts)}; each run's in the Inputs table): "
+                      f"float rounding differs between them, and a training amplifies it, so arms trained on different "
+                      f"machines differ by more than their settings."]
     parts += ["", "## Headline (all variants)", ""]
     rows = []
     for rule in rules:
@@ -1225,13 +1245,13 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants), the AUROC of its sigmoid(q_halt) "
                                f"for right vs wrong predictions within a test input / pooled (its last ACT step, all "
                                f"variants; see the signals section) and its exact accuracy on "
-                               f"its training pairs at the end of training; table `runs`.", ""]
+                               f"its training pairs at the end of training, and the hardware its training ran on; table `runs`.", ""]
     rows = []
     for r, sc in zip(runs, run_scores.iter_rows(named=True)):
         rows.append([r.describe(extra), _pct(sc["pass@2"]), f"{_auroc_text(sc['q_auroc'])} / {_auroc_text(sc['q_pooled_auroc'])}", _fmt(sc["train_exact"], "train_exact"),
                      r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
-                     ", ".join(v.key for v in r.votes) or "-"])
-    parts += [_md_table(["run", "pass@2", "q AUROC within / pooled", "train exact", "augment", "train", "infer", "vote"], rows), "",
+                     ", ".join(v.key for v in r.votes) or "-", sc["train_host"] or "-"])
+    parts += [_md_table(["run", "pass@2", "q AUROC within / pooled", "train exact", "augment", "train", "infer", "vote", "trained on"], rows), "",
               "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`, `by_{f}_n_aug`" + (f", `by_{f}_sources`" if f in (by_source or {}) else "")
                       for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)

@@ -36,6 +36,7 @@ def test_build_once_then_cached_and_force(tmp_path):
     assert not s1.cached and (s1.path / "out.txt").read_text() == "a"
     m = json.loads((s1.path / "manifest.json").read_text())
     assert m["counts"] == {"chars": 1} and m["inputs"] == {"infer": "k"} and "torch" in m["versions"]
+    assert m["host"]["cpus"] == os.cpu_count() and m["host"]["cpu"] not in ("", "unknown")  # which machine made it
 
     calls = []
 

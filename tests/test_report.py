@@ -11,6 +11,7 @@ work to do, rules disagree, and the ACT-step curve is not flat.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -279,6 +280,23 @@ def test_one_factor_ablation_sections(cached, tmp_path):
     assert "by task source" not in md and not list(out.glob("*_sources.*"))  # one source: no split
     assert "source" not in pl.read_parquet(out / "per_task.parquet").columns
     assert (out / "by_core.png").is_file() and (out / "by_puzzle_id.png").is_file()
+    # which hardware trained each run: from the train manifests (all this machine here)
+    host = report.resolve_runs([base], root)[0].train_host()
+    assert host is not None and f"({os.cpu_count()} CPUs" in host and f"Trained on {host}." in md
+    assert set(pl.read_parquet(out / "runs.parquet")["train_host"]) == {host}
+
+
+def test_train_host_names_gpus_and_reads_old_manifests(cached):
+    """GPUs win over the CPU in the description; a manifest from before ``host`` was recorded gives None."""
+    _, _, aug, _ = cached
+
+    def run(manifest):
+        return report.Run(infer=aug, votes=[], augment=aug, train=cache.Stage("train", "k", Path("."), manifest))
+
+    gpus = {"host": {"cpu": "Xeon", "cpus": 16, "torch_threads": 16, "gpus": ["NVIDIA H200", "NVIDIA H200"]}}
+    assert run(gpus).train_host() == "NVIDIA H200 ×2"
+    assert run({"host": {"cpu": "EPYC", "cpus": 2, "torch_threads": 1}}).train_host() == "EPYC (2 CPUs, 1 thread)"
+    assert run({"versions": {}}).train_host() is None
 
 
 def test_bootstrap_ci():

@@ -91,6 +91,9 @@ def test_outputs_cache_and_load_trained(dataset, tmp_path):
     for name in ("model.pt", "config.json", "metrics.parquet", "training.png", "manifest.json"):
         assert (stage.path / name).is_file(), name
     assert not (stage.path / "resume").exists()  # resume state is work-dir only
+    import torch
+
+    assert stage.manifest["host"]["torch_threads"] == torch.get_num_threads()  # the hardware that made it
     m = pl.read_parquet(stage.path / "metrics.parquet")
     assert m.columns == list(METRIC_COLUMNS)
     assert m["step"].to_list() == [1, 2, 3, 4]
