@@ -1179,12 +1179,16 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
                       f"({main.describe(extra)}): the one sharing the most settings with the others."]
-    hosts = list(dict.fromkeys(h for h in (r.train_host() for r in runs) if h))
+    trained = [r.train_host() for r in runs if r.train is not None]
+    hosts = list(dict.fromkeys(h for h in trained if h))
     if hosts:
-        parts += ["", f"Trained on {hosts[0]}." if len(hosts) == 1 else
-                      f"Trained on {len(hosts)} kinds of hardware ({'; '.join(hosts)}; each run's in the Inputs table): "
-                      f"float rounding differs between them, and a training amplifies it, so arms trained on different "
-                      f"machines differ by more than their settings."]
+        unknown = sum(h is None for h in trained)
+        where = f"Trained on {hosts[0]}" if len(hosts) == 1 else f"Trained on {len(hosts)} kinds of hardware ({'; '.join(hosts)})"
+        parts += ["", where + (f"; {unknown} of {len(trained)} runs unrecorded (manifests from before arcpipe recorded it)"
+                               if unknown else "")
+                  + (". Float rounding differs between machines and a training amplifies it, so runs of the same "
+                     "settings trained on different ones are different draws; each run's machine is in the Inputs table."
+                     if len(hosts) > 1 or unknown else ".")]
     parts += ["", "## Headline (all variants)", ""]
     rows = []
     for rule in rules:

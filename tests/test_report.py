@@ -299,6 +299,21 @@ def test_train_host_names_gpus_and_reads_old_manifests(cached):
     assert run({"versions": {}}).train_host() is None
 
 
+def test_header_counts_runs_whose_machine_is_unrecorded(cached, tmp_path):
+    """A report mixing runs trained before manifests recorded the machine says how many it cannot place."""
+    root, _, aug, _ = cached
+    old, new = make_train(root, aug, "tiny", seed=70), make_train(root, aug, "tiny", seed=71)
+    manifest = json.loads((old.path / "manifest.json").read_text())
+    del manifest["host"]
+    (old.path / "manifest.json").write_text(json.dumps(manifest))
+    runs = [make_infer(root, aug, seed=s, train=t) for s, t in ((70, old), (71, new))]
+    report.report(runs, name="mixed", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, root=root)
+    md = (tmp_path / "mixed" / "report.md").read_text()
+    host = report.resolve_runs([runs[1]], root)[0].train_host()
+    assert f"Trained on {host}; 1 of 2 runs unrecorded" in md and "different draws" in md
+    assert pl.read_parquet(tmp_path / "mixed" / "runs.parquet")["train_host"].to_list() == [None, host]
+
+
 def test_bootstrap_ci():
     const = np.full((1, 50), 0.25)
     lo, hi = report.bootstrap_ci(const)
