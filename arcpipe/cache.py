@@ -74,11 +74,13 @@ def host() -> dict[str, Any]:
 
     A stage key names the computation, not the hardware, and float results of
     the same key differ between machines: a training is chaotic, so fp32
-    rounding on another CPU model or thread count sends it down another path
-    (24000 steps of `tiny` HRM, same keys, rerun on an Intel Xeon after an AMD
-    EPYC: pass@2 moved by 3 and 8.5 points on two seeds). A report has to be
-    able to say which hardware made each figure. GPUs are listed only when the stage itself initialised
-    CUDA (asking would otherwise initialise it, seconds and memory, in a vote).
+    rounding on another CPU model sends it down another path (24000 steps of
+    `tiny` HRM, same keys, rerun on an Intel Xeon after an AMD EPYC: pass@2
+    moved by 3 and 8.5 points on two seeds). A report has to be able to say
+    which hardware made each figure. Torch threads are recorded too, though 1
+    and 2 gave bit-identical trainings on one CPU. GPUs are listed only when
+    the stage itself initialised CUDA (asking would otherwise initialise it,
+    seconds and memory, in a vote).
     """
     out: dict[str, Any] = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "system": platform.system()}
     torch = sys.modules.get("torch")  # only when the stage imported it: importing torch costs seconds
