@@ -1179,7 +1179,7 @@ def _markdown(config, runs, main, info, curves, by_step, factors, per_input, rul
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
                       f"({main.describe(extra)}): the one sharing the most settings with the others."]
-    trained = [r.train_host() for r in runs if r.train is not None]
+    trained = [h for r, h in zip(runs, run_scores["train_host"]) if r.train is not None]  # runs table's column
     hosts = list(dict.fromkeys(h for h in trained if h))
     if hosts:
         unknown = sum(h is None for h in trained)

@@ -16,7 +16,6 @@ difference between the two ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -34,7 +33,7 @@ def timed_run(root: Path, sets: list[str], jobs: int) -> tuple[float, list[float
     t0 = time.perf_counter()
     result = pipeline.run(DEMO, sets=sets, root=root, jobs=jobs)
     wall = time.perf_counter() - t0
-    trains = [json.loads((n.path / "manifest.json").read_text()).get("wall_time_s", float("nan")) for n in result.by_stage("train")]
+    trains = [n.result.manifest.get("wall_time_s", float("nan")) for n in result.by_stage("train")]
     return wall, trains
 
 
