@@ -77,29 +77,45 @@ def host() -> dict[str, Any]:
     rounding on another CPU model sends it down another path (24000 steps of
     `tiny` HRM, same keys, rerun on an Intel Xeon after an AMD EPYC: pass@2
     moved by 3 and 8.5 points on two seeds). A report has to be able to say
-    which hardware made each figure. Torch threads are recorded too, though 1
-    and 2 gave bit-identical trainings on one CPU. GPUs are listed only when
-    the stage itself initialised CUDA (asking would otherwise initialise it,
-    seconds and memory, in a vote).
+    which hardware made each figure. The model name alone does not: a cloud VM
+    may call every Xeon generation "Intel(R) Xeon(R) Processor", so the CPUID
+    family/model (``cpu_id``) and the kernel level torch dispatches to
+    (``cpu_capability``: AVX2, AVX512, ...) are kept too; those decide which
+    float kernels ran. Torch threads are recorded, though 1 and 2 gave
+    bit-identical trainings on one CPU. GPUs are listed only when the stage
+    itself initialised CUDA (asking would otherwise initialise it, seconds and
+    memory, in a vote).
     """
-    out: dict[str, Any] = {"cpu": _cpu_model(), "cpus": os.cpu_count(), "system": platform.system()}
+    info = _cpuinfo()
+    out: dict[str, Any] = {"cpu": info.get("model name") or platform.processor() or platform.machine() or "unknown",
+                           "cpus": os.cpu_count(), "system": platform.system()}
+    if "cpu family" in info and "model" in info:
+        out["cpu_id"] = f"family {info['cpu family']} model {info['model']}"
     torch = sys.modules.get("torch")  # only when the stage imported it: importing torch costs seconds
     if torch is not None:
         out["torch_threads"] = torch.get_num_threads()
+        capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+        if capability is not None:
+            out["cpu_capability"] = capability()
         if torch.cuda.is_initialized():
             out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return out
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty off Linux)."""
+    out: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # end of the first processor's block
+                key, sep, value = line.partition(":")
+                if sep:
+                    out.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return out
 
 
 # --------------------------------------------------------------------------- atomic files

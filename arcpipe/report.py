@@ -174,8 +174,9 @@ class Run:
             names = list(dict.fromkeys(h["gpus"]))
             return ", ".join(f"{n} ×{h['gpus'].count(n)}" for n in names)
         n = h.get("torch_threads")
-        threads = f", {n} thread{'s' * (n != 1)}" if n else ""
-        return f"{h.get('cpu', '?')} ({h.get('cpus', '?')} CPUs{threads})"
+        details = [h.get("cpu_id"), h.get("cpu_capability") and f"{h['cpu_capability']} kernels",
+                   f"{h.get('cpus', '?')} CPUs", n and f"{n} thread{'s' * (n != 1)}"]
+        return f"{h.get('cpu', '?')} ({', '.join(d for d in details if d)})"
 
 
 def _dig(cfg: dict, key: str) -> Any:

@@ -37,6 +37,9 @@ def test_build_once_then_cached_and_force(tmp_path):
     m = json.loads((s1.path / "manifest.json").read_text())
     assert m["counts"] == {"chars": 1} and m["inputs"] == {"infer": "k"} and "torch" in m["versions"]
     assert m["host"]["cpus"] == os.cpu_count() and m["host"]["cpu"] not in ("", "unknown")  # which machine made it
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and "cpu family" in cpuinfo.read_text():
+        assert m["host"]["cpu_id"].startswith("family ")  # the generation, which a VM's model name may hide
 
     calls = []
 

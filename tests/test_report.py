@@ -296,6 +296,10 @@ def test_train_host_names_gpus_and_reads_old_manifests(cached):
     gpus = {"host": {"cpu": "Xeon", "cpus": 16, "torch_threads": 16, "gpus": ["NVIDIA H200", "NVIDIA H200"]}}
     assert run(gpus).train_host() == "NVIDIA H200 ×2"
     assert run({"host": {"cpu": "EPYC", "cpus": 2, "torch_threads": 1}}).train_host() == "EPYC (2 CPUs, 1 thread)"
+    xeon = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_id": "family 6 model 207", "cpu_capability": "AVX512",
+            "cpus": 2, "torch_threads": 2}  # a generic VM name: the CPUID and kernel level tell generations apart
+    assert (run({"host": xeon}).train_host()
+            == "Intel(R) Xeon(R) Processor (family 6 model 207, AVX512 kernels, 2 CPUs, 2 threads)")
     assert run({"versions": {}}).train_host() is None
 
 

@@ -93,7 +93,9 @@ def test_outputs_cache_and_load_trained(dataset, tmp_path):
     assert not (stage.path / "resume").exists()  # resume state is work-dir only
     import torch
 
-    assert stage.manifest["host"]["torch_threads"] == torch.get_num_threads()  # the hardware that made it
+    host = stage.manifest["host"]  # the hardware that made it, down to the kernels torch dispatched to
+    assert host["torch_threads"] == torch.get_num_threads()
+    assert host["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     m = pl.read_parquet(stage.path / "metrics.parquet")
     assert m.columns == list(METRIC_COLUMNS)
     assert m["step"].to_list() == [1, 2, 3, 4]
