@@ -705,6 +705,17 @@ def test_every_shipped_pipeline_validates_and_plans(path):
     assert plan.nodes and {n.stage for n in plan.nodes} >= {"augment", "train", "infer", "vote"}
 
 
+def test_four_seed_transformer_file_reuses_the_24k_runs():
+    """hrm-vs-transformer-59tasks-24k.toml says its runs are outer-loop-59tasks-24k.toml's stage
+    keys (HRM seeds 0-3, transformer seeds 0-1) plus two new transformer seeds: a cache hit, not
+    a near-copy that retrains everything."""
+    def trains(name):
+        return {n.pkey for n in pipeline.plan(REPO / "pipelines" / f"{name}.toml").nodes if n.stage == "train"}
+
+    four, both = trains("hrm-vs-transformer-59tasks-24k"), trains("outer-loop-59tasks-24k")
+    assert len(four) == 8 and len(both) == 10 and len(four & both) == 6
+
+
 def test_train_aug_following_n_aug_is_no_new_sweep_point(fake, tmp_path):
     """train_aug left out follows n_aug, at the baseline and at a sweep point that changes n_aug:
     a point writing it out equal to that n_aug is the same arm, not a second one with the same runs."""
