@@ -282,7 +282,7 @@ def test_one_factor_ablation_sections(cached, tmp_path):
     assert (out / "by_core.png").is_file() and (out / "by_puzzle_id.png").is_file()
     # which hardware trained each run: from the train manifests (all this machine here)
     host = report.resolve_runs([base], root)[0].train_host()
-    assert host is not None and f"({os.cpu_count()} CPUs" in host and f"Trained on {host}." in md
+    assert host is not None and f"{os.cpu_count()} CPUs" in host and f"Trained on {host}." in md
     assert set(pl.read_parquet(out / "runs.parquet")["train_host"]) == {host}
 
 
