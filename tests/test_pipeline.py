@@ -9,11 +9,13 @@ the real stages on a few real ARC tasks.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -705,15 +707,36 @@ def test_every_shipped_pipeline_validates_and_plans(path):
     assert plan.nodes and {n.stage for n in plan.nodes} >= {"augment", "train", "infer", "vote"}
 
 
-def test_four_seed_transformer_file_reuses_the_24k_runs():
-    """hrm-vs-transformer-59tasks-24k.toml says its runs are outer-loop-59tasks-24k.toml's stage
-    keys (HRM seeds 0-3, transformer seeds 0-1) plus two new transformer seeds: a cache hit, not
-    a near-copy that retrains everything."""
-    def trains(name):
-        return {n.pkey for n in pipeline.plan(REPO / "pipelines" / f"{name}.toml").nodes if n.stage == "train"}
+def _committed_sets(path: Path) -> list[str] | None:
+    """The --set values of the `arcpipe run` line a pipeline file's header tags as making its
+    committed report (None when no line says so)."""
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if "arcpipe run" in line and "# the committed report" in line:
+            argv = shlex.split(line.lstrip("# ").split("#")[0])
+            return [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    return None
 
-    four, both = trains("hrm-vs-transformer-59tasks-24k"), trains("outer-loop-59tasks-24k")
-    assert len(four) == 8 and len(both) == 10 and len(four & both) == 6
+
+REPORTED = [p for p in sorted((REPO / "pipelines").glob("*.toml"))
+            if (REPO / "reports" / (pipeline.load(p)[0].get("report", {}).get("name") or p.stem) / "runs.csv").exists()]
+
+
+@pytest.mark.parametrize("path", REPORTED, ids=lambda p: p.name)
+def test_committed_report_is_what_its_command_plans(path):
+    """Every committed report can be rebuilt by the command its pipeline file names: that command
+    plans one inference per run in the report's runs table, with the same training seeds and
+    presets. Guards against a report made with overrides nobody wrote down, or a pipeline file
+    edited after its report (a replay would then train other runs)."""
+    sets = _committed_sets(path)
+    assert sets is not None, f"{path.name}: no header line tagged '# the committed report'"
+    plan = pipeline.plan(path, sets)
+    runs = pl.read_csv(REPO / "reports" / (plan.sections.get("report", {}).get("name") or path.stem) / "runs.csv")
+    trains = [n.parents["train"].settings for n in plan.nodes if n.stage == "infer"]
+    assert len(trains) == runs["infer"].n_unique()
+    assert sorted(s.get("seed", 0) for s in trains) == sorted(runs.unique("infer")["seed"].to_list())
+    assert sorted(s.get("preset", "tiny") for s in trains) == sorted(runs.unique("infer")["preset"].to_list())
 
 
 def test_train_aug_following_n_aug_is_no_new_sweep_point(fake, tmp_path):
