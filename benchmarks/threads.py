@@ -38,6 +38,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     args = ap.parse_args()
+    import torch  # before host(), so that the record includes torch's CPU kernel level
+
+    from arcpipe.cache import host
+
+    h = host()
+    print(f"{h.get('cpu')} ({h.get('cpu_id', 'CPUID unknown')}, {h.get('cpu_capability', '?')} kernels), torch {torch.__version__}")
     scratch = Path(tempfile.mkdtemp(prefix="arcpipe-bench-threads-"))
     curves = {}
     for n in (int(t) for t in args.threads.split(",")):
