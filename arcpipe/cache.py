@@ -102,6 +102,18 @@ def host() -> dict[str, Any]:
     return out
 
 
+def describe_host(h: dict[str, Any]) -> str:
+    """One line for a ``host()`` record, as reports and benchmarks print it: the GPUs when the
+    stage used any, else the CPU model with what tells CPUs of one name apart."""
+    if h.get("gpus"):
+        names = list(dict.fromkeys(h["gpus"]))
+        return ", ".join(f"{n} ×{h['gpus'].count(n)}" for n in names)
+    n = h.get("torch_threads")
+    details = [h.get("cpu_id"), h.get("cpu_capability") and f"{h['cpu_capability']} kernels",
+               f"{h.get('cpus', '?')} CPUs", n and f"{n} thread{'s' * (n != 1)}"]
+    return f"{h.get('cpu', '?')} ({', '.join(d for d in details if d)})"
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields in /proc/cpuinfo (empty off Linux)."""
     out: dict[str, str] = {}

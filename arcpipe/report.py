@@ -168,15 +168,7 @@ class Run:
         """The hardware the training ran on, from its manifest's ``host`` (None before manifests
         recorded it): the same settings give other numbers on another machine."""
         h = self.train.manifest.get("host") if self.train is not None else None
-        if not h:
-            return None
-        if h.get("gpus"):
-            names = list(dict.fromkeys(h["gpus"]))
-            return ", ".join(f"{n} ×{h['gpus'].count(n)}" for n in names)
-        n = h.get("torch_threads")
-        details = [h.get("cpu_id"), h.get("cpu_capability") and f"{h['cpu_capability']} kernels",
-                   f"{h.get('cpus', '?')} CPUs", n and f"{n} thread{'s' * (n != 1)}"]
-        return f"{h.get('cpu', '?')} ({', '.join(d for d in details if d)})"
+        return cache.describe_host(h) if h else None
 
 
 def _dig(cfg: dict, key: str) -> Any:

@@ -70,7 +70,9 @@ def main() -> None:
     args = ap.parse_args()
 
     plan = pipeline.plan(args.pipeline, args.sets)
-    name = plan.sections.get("report", {}).get("name") or args.pipeline.stem
+    if plan.report is None:
+        sys.exit(f"replay: {args.pipeline} runs no report (report.enabled = false)")
+    name = plan.report.settings["name"]
     committed_csv = REPO / "reports" / name / "runs.csv"
     if args.against_rev:
         shown = subprocess.run(["git", "show", f"{args.against_rev}:{committed_csv.relative_to(REPO)}"], cwd=REPO, capture_output=True)
@@ -88,9 +90,8 @@ def main() -> None:
         args.runs = Path(scratch) / name / "runs.csv"
     new = pl.read_csv(args.runs)
     table = compare(new, committed)
-    h = cache.host()
     print(f"{args.pipeline.name}: {len(table)} runs from {args.runs}, against {where}")
-    print(f"this machine: {h.get('cpu')} ({h.get('cpu_id', 'CPUID unknown')}, {h.get('cpu_capability', '?')} kernels)")
+    print(f"this machine: {cache.describe_host(cache.host())}")
     if "train_host" in committed.columns:
         hosts = committed.filter(pl.col("infer").is_in(new["infer"].implode()))["train_host"].fill_null("unrecorded")
         print(f"committed runs trained on: {'; '.join(sorted(set(hosts.to_list())))}")
@@ -98,6 +99,7 @@ def main() -> None:
         print(table)
     counts = table["replay"].value_counts(sort=True)
     print(", ".join(f"{r['count']} {r['replay']}" for r in counts.iter_rows(named=True)))
+
 
 if __name__ == "__main__":
     main()

@@ -40,10 +40,10 @@ def main() -> None:
     args = ap.parse_args()
     import torch  # before host(), so that the record includes torch's CPU kernel level
 
-    from arcpipe.cache import host
+    from arcpipe.cache import describe_host, host
 
-    h = host()
-    print(f"{h.get('cpu')} ({h.get('cpu_id', 'CPUID unknown')}, {h.get('cpu_capability', '?')} kernels), torch {torch.__version__}")
+    machine = {k: v for k, v in host().items() if k != "torch_threads"}  # each child sets its own
+    print(f"{describe_host(machine)}, torch {torch.__version__}")
     scratch = Path(tempfile.mkdtemp(prefix="arcpipe-bench-threads-"))
     curves = {}
     for n in (int(t) for t in args.threads.split(",")):

@@ -719,8 +719,13 @@ def _committed_sets(path: Path) -> list[str] | None:
     return None
 
 
-REPORTED = [p for p in sorted((REPO / "pipelines").glob("*.toml"))
-            if (REPO / "reports" / (pipeline.load(p)[0].get("report", {}).get("name") or p.stem) / "runs.csv").exists()]
+def _report_runs(plan: pipeline.Plan) -> Path | None:
+    """The committed reports/<name>/runs.csv of a plan's report, if there is one."""
+    runs = plan.report and REPO / "reports" / plan.report.settings["name"] / "runs.csv"
+    return runs if runs and runs.exists() else None
+
+
+REPORTED = [p for p in sorted((REPO / "pipelines").glob("*.toml")) if _report_runs(pipeline.plan(p))]
 
 
 @pytest.mark.parametrize("path", REPORTED, ids=lambda p: p.name)
@@ -732,7 +737,7 @@ def test_committed_report_is_what_its_command_plans(path):
     sets = _committed_sets(path)
     assert sets is not None, f"{path.name}: no header line tagged '# the committed report'"
     plan = pipeline.plan(path, sets)
-    runs = pl.read_csv(REPO / "reports" / (plan.sections.get("report", {}).get("name") or path.stem) / "runs.csv")
+    runs = pl.read_csv(_report_runs(plan))
     trains = [n.parents["train"].settings for n in plan.nodes if n.stage == "infer"]
     assert len(trains) == runs["infer"].n_unique()
     assert sorted(s.get("seed", 0) for s in trains) == sorted(runs.unique("infer")["seed"].to_list())
