@@ -21,6 +21,7 @@ the report is written outside ``reports/``.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -58,18 +59,22 @@ def main() -> None:
     import polars as pl
 
     from arcpipe import cache, pipeline
+    from arcpipe.errors import ArcpipeError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pipeline", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[], help="as in `arcpipe run --set` (repeatable)")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--root", default=None, help="stage cache (default: .arcpipe)")
+    ap.add_argument("--root", default=None, help="stage cache (default: $ARCPIPE_CACHE or .arcpipe)")
     ap.add_argument("--runs", type=Path, default=None, help="a runs.csv built already: compare it, train nothing")
     ap.add_argument("--against-rev", default=None,
                     help="compare with the report as committed at this git revision (default: the working tree's)")
     args = ap.parse_args()
 
-    plan = pipeline.plan(args.pipeline, args.sets)
+    try:
+        plan = pipeline.plan(args.pipeline, args.sets)
+    except ArcpipeError as e:
+        sys.exit(f"replay: {e}")
     if plan.report is None:
         sys.exit(f"replay: {args.pipeline} runs no report (report.enabled = false)")
     name = plan.report.settings["name"]
@@ -85,9 +90,17 @@ def main() -> None:
         sys.exit(f"replay: no committed report at {committed_csv}")
     where = f"{committed_csv.relative_to(REPO)}" + (f" at {args.against_rev}" if args.against_rev else "")
     if args.runs is None:
+        # through the CLI, for its per-stage progress lines and one-line errors
         scratch = tempfile.mkdtemp(prefix="arcpipe-replay-")
-        pipeline.run(args.pipeline, sets=[*args.sets, f'report.out_dir="{scratch}"'], jobs=args.jobs, root=args.root)
+        sets = [a for s in [*args.sets, f'report.out_dir="{scratch}"'] for a in ("--set", s)]
+        env = {**os.environ, **({"ARCPIPE_CACHE": args.root} if args.root else {})}
+        done = subprocess.run([str(Path(sys.executable).with_name("arcpipe")), "run", str(args.pipeline), *sets,
+                               "--jobs", str(args.jobs)], env=env)
+        if done.returncode:
+            sys.exit(done.returncode)
         args.runs = Path(scratch) / name / "runs.csv"
+    if not args.runs.is_file():
+        sys.exit(f"replay: no runs table at {args.runs}")
     new = pl.read_csv(args.runs)
     table = compare(new, committed)
     print(f"{args.pipeline.name}: {len(table)} runs from {args.runs}, against {where}")
