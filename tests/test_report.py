@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from arcpipe import cache, figures, report, transforms
+from arcpipe import cache, figures, report, report_markdown, transforms
 from arcpipe.errors import ArcpipeError
 
 N_AUG = 32
@@ -701,9 +701,9 @@ def test_signals_pooled_interval_left_out_above_its_budget(cached, monkeypatch):
     assert cut["pooled_ci_low"].is_nan().all() and not full["pooled_ci_low"].is_nan().any()
     for col in ("auroc", "ci_low", "ci_high", "pooled_auroc"):
         assert cut[col].to_list() == pytest.approx(full[col].to_list())
-    md = "\n".join(report._signals_markdown(cut, signals.calibration(p, STEPS[-1])))
+    md = "\n".join(report_markdown._signals_markdown(cut, signals.calibration(p, STEPS[-1])))
     assert "Pooled AUROCs without an interval" in md
-    assert "without an interval" not in "\n".join(report._signals_markdown(full, signals.calibration(p, STEPS[-1])))
+    assert "without an interval" not in "\n".join(report_markdown._signals_markdown(full, signals.calibration(p, STEPS[-1])))
 
 
 def test_signals_threads_give_the_same_table(cached):

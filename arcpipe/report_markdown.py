@@ -1,0 +1,294 @@
+"""report.md: the report's tables rendered as markdown, section by section.
+
+Pure formatting over the frames ``arcpipe.report`` computed (nothing here queries the cache or
+scores a prediction), so the text of a section can change without touching its numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from arcpipe import signals
+from arcpipe.runs import FACTOR_TITLES, FACTORS, Run, same_partition, varying_factors
+
+#: The metrics of the headline table, in its column order.
+HEADLINE = ("pass@1", "pass@2", "oracle")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    return {"params": lambda x: f"{x / 1e3:.0f}k" if x < 1e6 else f"{x / 1e6:.2f}M",
+            "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min"}[kind](v)
+
+
+def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
+    """The main run's other settings, as a section states them: every factor but the ``moved``
+    ones and those that only restate one of them (preset for core)."""
+    vals = {h: [r.factor(h) for r in runs] for h in dict.fromkeys([*FACTORS, *varying_factors(runs)])}
+    names = [h for h in vals if h not in moved and main.factor(h) is not None
+             and not any(same_partition(vals[m], vals[h]) for m in moved)]
+    text = ", ".join(f"{h}={main.factor(h)}" for h in names) or "nothing else fixed"
+    if {"core", "preset"} & set(moved) and any(h not in FACTORS for h in names):
+        text += "; where another preset fixes one of these itself, its runs keep their preset's value"
+    return text
+
+
+def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[Run], main: Run, rules: list[str], primary: str,
+                     seeds: int, split: Any = None) -> list[str]:
+    import polars as pl
+
+    title = FACTOR_TITLES.get(f, f)
+    parts = [f"## pass@2 by {title}", "",
+             f"Runs that differ from the main run only in `{f}` ({_held(runs, main, [f])}); "
+             f"training seeds averaged per task; every cached variant voted. Rule columns: pass@2 [95% CI]. "
+             f"Train exact = exact accuracy on the training pairs at the end of training. Last column: the "
+             f"difference from `{f}={main.factor(f)}` on the same tasks, pass@2 points ({primary}), with a paired "
+             f"bootstrap interval (tasks that gained ↑ / lost ↓).", "",
+             f"![pass@2 by {title}](by_{f}.png)", ""]
+    values = list(dict.fromkeys(table[f].to_list()))
+    rows = []
+    for v in values:
+        d = table.filter(pl.col(f) == v)
+        first = d.row(0, named=True)
+        cells = []
+        for rule in rules:
+            r = d.filter(pl.col("rule") == rule).row(0, named=True)
+            cells.append(f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+        prim = d.filter(pl.col("rule") == primary).row(0, named=True)
+        rows.append([v, first["runs"], _fmt(first["params"], "params"), _fmt(first["train_exact"], "train_exact"),
+                     _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"]),
+                                                                  "—" if v == main.factor(f) else _delta(prim)])
+    parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
+                        rows), ""]
+    if split is not None:
+        counts = dict(zip(split["source"].to_list(), split["tasks"].to_list()))
+        parts += [f"pass@2 by task source (rule {primary}; " + ", ".join(f"{k}: {n} tasks" for k, n in counts.items())
+                  + f"): [95% CI] over that source's tasks, and the paired difference from `{f}={main.factor(f)}` on them:", "",
+                  _by_value_table(split, f, values, "source",
+                                  lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+                                  + ("" if r[f] == main.factor(f) else f", Δ {_delta(r)}")), ""]
+    parts += [f"pass@2 by ACT step used at inference (rule {primary}):", "",
+              _by_value_table(steps, f, values, "step", lambda r: _pct(r["pass@2"])), ""]
+    parts += [f"pass@2 · oracle by inference variants voted (rule {primary}; below an arm's variant count, the "
+              f"mean over {seeds} seeded subsamples, identity kept; training seeds averaged):", "",
+              _by_value_table(voted, f, values, "n_aug", lambda r: f"{_pct(r['pass@2'])} · {_pct(r['oracle'])}"), ""]
+    return parts
+
+
+def _by_value_table(frame: Any, f: str, values: list[Any], x: str, cell: Any) -> str:
+    """A markdown table with a row per value of column ``x`` and a column per value of factor
+    ``f``: ``cell(row)`` where the frame has that pair, "-" where it does not."""
+    import polars as pl
+
+    rows = []
+    for n in sorted(set(frame[x].to_list())):
+        d = {r[f]: r for r in frame.filter(pl.col(x) == n).iter_rows(named=True)}
+        rows.append([n] + [cell(d[v]) if v in d else "-" for v in values])
+    return _md_table([x] + [str(v) for v in values], rows)
+
+
+def _pools_markdown(pools: Any, rules: list[str], seeds: int) -> list[str]:
+    names = {"all": "all", "trained": "trained identifier", "untrained": "untrained identifier"}
+    parts = ["## Trained vs untrained variants", "",
+             "The plan voted variants whose puzzle identifier never received a gradient (variant ≥ train_aug: "
+             "a zero embedding). pass@2 [95% CI] voting each pool alone (`arcpipe vote --variants`); the last row "
+             f"draws as many untrained variants as there are trained ones (mean over {seeds} subsamples). Table `variant_pools`.", ""]
+    rows = []
+    for (pool, n), d in pools.group_by(["variants", "n_aug"], maintain_order=True):
+        get = {r["rule"]: r for r in d.iter_rows(named=True)}
+        rows.append([names[pool], n] + [f"{_pct(get[r]['pass@2'])} [{_pct(get[r]['ci_low'])}, {_pct(get[r]['ci_high'])}]" for r in rules]
+                    + [_pct(get[rules[0]]["oracle"])])
+    return parts + [_md_table(["variants", "per task"] + rules + ["oracle"], rows), ""]
+
+
+def _auroc_text(v: float | None, lo: float | None = None, hi: float | None = None) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{v:.2f}"
+    return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _signals_markdown(sig: Any, cal: Any) -> list[str]:
+    """The "do the signals know" section: AUROC per ACT step and signal, then q_halt's calibration."""
+    import polars as pl
+
+    parts = ["## Do the signals know when a prediction is right?", "",
+             "Every prediction of the main run (one per test input, variant and ACT step, inverse-transformed) is "
+             "right or wrong. The Q head was trained (BCE) to tell which; the halting decision and the rules other than "
+             "`count` rank by sigmoid(q_halt), `logprob` by the summed token log-probability. AUROC = the chance a right "
+             "prediction scores above a wrong one (0.50: no information; 1: perfect), [95% bootstrap over tasks], "
+             "counted two ways: *within an input* compares only predictions for the same test input (what a rule needs "
+             "to rank the right answer first), *pooled* compares any two (it also credits a signal for being high on "
+             "easy tasks and low on hard ones: what halting or abstaining needs). For reference, *agreement* is the "
+             "signal `count` votes with: the share of the input's predictions giving the same answer. Table `signals` "
+             "(also the mean of each signal on right and on wrong predictions).", ""]
+    rows = []
+    for s in sig["step"].unique(maintain_order=True).to_list():
+        get = {r["signal"]: r for r in sig.filter(pl.col("step") == s).iter_rows(named=True)}
+        qh = get["q_halt"]
+        row = [s, qh["predictions"], _pct(qh["right"]), qh["pairs"]]
+        for name in signals.SIGNALS:
+            r = get[name]
+            row += [_auroc_text(r["auroc"], r["ci_low"], r["ci_high"]),
+                    _auroc_text(r["pooled_auroc"], r["pooled_ci_low"], r["pooled_ci_high"])]
+        rows.append(row)
+    names = {"q_halt": "sigmoid(q_halt)", "logprob": "logprob", "agreement": "agreement"}
+    parts += [_md_table(["step", "predictions", "right", "pairs within an input"]
+                        + [h for n in signals.SIGNALS for h in (f"{names[n]}: within an input", "pooled")], rows), ""]
+    if (sig["pooled_ci_low"].is_nan() & sig["pooled_auroc"].is_not_nan()).any():
+        parts += [f"Pooled AUROCs without an interval: predictions × tasks is above {signals.POOLED_CI_CELLS:,}, where "
+                  "its bootstrap (a tasks × tasks pair count per signal and step) would dominate the report's time; the "
+                  "within-input intervals are complete.", ""]
+    if cal.height:
+        parts += [f"Calibration of sigmoid(q_halt) at step {cal['step'][0]}: the predictions in {cal.height} equal-count "
+                  "bins, lowest first; a calibrated head has each bin's share right near its mean sigmoid. Table `calibration`.", ""]
+        rows = [[r["bin"] + 1, f"{r['q_low']:.4f}–{r['q_high']:.4f}", r["predictions"], f"{r['mean_q']:.4f}", _pct(r["right"])]
+                for r in cal.iter_rows(named=True)]
+        parts += [_md_table(["bin", "sigmoid(q_halt)", "predictions", "mean sigmoid", "right"], rows), ""]
+    return parts
+
+
+def _delta(r: dict) -> str:
+    return (f"{100 * r['delta']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}] "
+            f"({r['better']}↑ {r['worse']}↓)")
+
+
+def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run], main: Run) -> list[str]:
+    import polars as pl
+
+    tf, tg = FACTOR_TITLES.get(f, f), FACTOR_TITLES.get(g, g)
+    rule = grid["rule"][0]
+    fv, gv = list(dict.fromkeys(grid[f].to_list())), list(dict.fromkeys(grid[g].to_list()))
+
+    def matrix(cell) -> str:
+        rows = [[a] + [cell(grid.filter((pl.col(f) == a) & (pl.col(g) == b)).row(0, named=True)) for b in gv] for a in fv]
+        return _md_table([f"{f} \\ {g}"] + [str(b) for b in gv], rows)
+
+    return [f"## pass@2 by {tf} × {tg}", "",
+            f"Every combination of `{f}` and `{g}` was run ({_held(runs, main, [f, g])}); training seeds averaged per task; rule {rule}, "
+            f"every cached variant voted. Table `grid_{f}_{g}`.", "",
+            "pass@2 [95% CI]:", "", matrix(lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"), "",
+            "oracle (any variant right) · train exact (end of training):", "",
+            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), "",
+            "Effects, paired over tasks: pass@2 points [95% paired bootstrap CI] (tasks that gained ↑ / lost ↓). "
+            f"Table `grid_{f}_{g}_effects`.", "",
+            _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],
+                      [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r)] for r in effects.iter_rows(named=True)]), ""]
+
+
+def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
+              max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None,
+              sources=None, by_source=None) -> str:
+    import polars as pl
+
+    name = config["name"]
+    n_tasks = len(info["task_ids"])
+    parts = [f"# arcpipe report: {name}", ""]
+    parts.append(
+        f"{n_tasks} tasks, {per_input.height} test inputs, {max_n} cached inference variants per test input, "
+        f"ACT steps recorded: {info['steps'][0]}..{info['steps'][-1]}. Scores are ARC-style: a test input is solved "
+        f"when one of the top-2 attempts is exactly right; a task's score is the fraction of its test inputs solved. "
+        f"Each n_aug point is the mean over {seeds} seeded subsamples of the cached variants (identity always kept); "
+        f"intervals are 95% bootstrap over tasks."
+    )
+    extra = [f for f in varying_factors(runs) if f not in FACTORS] if len(runs) > 1 else []
+    if len(runs) > 1:
+        parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
+                      f"({main.describe(extra)}): the one sharing the most settings with the others."]
+    trained = [h for r, h in zip(runs, run_scores["train_host"]) if r.train is not None]  # runs table's column
+    hosts = list(dict.fromkeys(h for h in trained if h))
+    if hosts:
+        unknown = sum(h is None for h in trained)
+        where = f"Trained on {hosts[0]}" if len(hosts) == 1 else f"Trained on {len(hosts)} kinds of hardware ({'; '.join(hosts)})"
+        parts += ["", where + (f"; {unknown} of {len(trained)} runs unrecorded (manifests from before arcpipe recorded it)"
+                               if unknown else "")
+                  + (". Float rounding differs between machines and a training amplifies it, so runs of the same "
+                     "settings trained on different ones are different draws; each run's machine is in the Inputs table."
+                     if len(hosts) > 1 or unknown else ".")]
+    parts += ["", "## Headline (all variants)", ""]
+    rows = []
+    for rule in rules:
+        d = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == max_n))
+        get = {r["metric"]: r for r in d.iter_rows(named=True)}
+        rows.append([rule] + [f"{_pct(get[m]['mean'])} [{_pct(get[m]['ci_low'])}, {_pct(get[m]['ci_high'])}]" for m in HEADLINE])
+    parts.append(_md_table(["rule", *HEADLINE], rows))
+    if sources:
+        own = run_scores.row(runs.index(main), named=True)
+        parts += ["", f"By task source (rule {primary}, all variants): "
+                      + " · ".join(f"{name} ({int(mask.sum())} tasks) {_pct(own[f'pass@2 {name}'])}" for name, mask in sources.items())
+                      + ". Each factor section below splits its arms the same way (tables `by_<factor>_sources`; "
+                        "`per_task` and `runs` carry the source too)."]
+    if by_rule is not None and by_rule.height > 1:
+        n = by_rule["runs"][0]
+        parts += ["", "## Voting rules compared", "",
+                  f"The main run's arm ({n} run{'s, training seeds averaged per task' if n > 1 else ''}), every cached "
+                  f"variant voted: pass@2 [95% CI], and the paired difference from `{primary}` over the same tasks "
+                  f"(tasks that gained ↑ / lost ↓). Table `rules`.", ""]
+        rows = [[r["rule"], f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", _pct(r["oracle"]),
+                 "—" if r["rule"] == primary else _delta(r)] for r in by_rule.iter_rows(named=True)]
+        parts.append(_md_table(["rule", "pass@2", "oracle", f"Δ vs {primary}"], rows))
+    parts += ["", "## Scores vs inference n_aug", "", "![pass@1 and pass@2 vs n_aug](n_aug_curves.png)", ""]
+    rows = []
+    for n in points:
+        row = [n]
+        for rule in rules:
+            v = curves.filter((pl.col("rule") == rule) & (pl.col("n_aug") == n) & (pl.col("metric") == "pass@2"))["mean"][0]
+            row.append(_pct(v))
+        row.append(_pct(curves.filter((pl.col("rule") == rules[0]) & (pl.col("n_aug") == n) & (pl.col("metric") == "oracle"))["mean"][0]))
+        rows.append(row)
+    parts.append("pass@2 by rule (mean over subsamples):")
+    parts += ["", _md_table(["n_aug"] + rules + ["oracle"], rows), ""]
+    if pools is not None:
+        parts += _pools_markdown(pools, rules, seeds)
+    parts += ["## pass@2 vs ACT step", "", "![pass@2 vs ACT step](act_steps.png)", ""]
+    rows = [[s] + [_pct(by_step.filter((pl.col("rule") == r) & (pl.col("step") == s))["pass@2"][0]) for r in rules]
+            for s in info["steps"]]
+    parts += [_md_table(["step"] + rules, rows), ""]
+    if signal_tables is not None:
+        parts += _signals_markdown(*signal_tables)
+    for f, (table, steps, voted) in factors.items():
+        parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds, (by_source or {}).get(f))
+    for f, g, grid, effects in grids:
+        parts += _grid_markdown(f, g, grid, effects, runs, main)
+    parts += ["## Per test input (all variants)", "",
+              "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
+    header = ["task", "test"] + rules + [f"margin ({primary})"]
+    rows = [[r["task_id"], r["example"]] + [{True: "✓", False: "·"}.get(r[f"{x}_solved"], "?") for x in rules]
+            + [r[f"{primary}_margin"]]
+            for r in per_input.iter_rows(named=True)]
+    parts += [_md_table(header, rows), ""]
+    if gallery:
+        parts += ["## Gallery", ""]
+        for kind, png, picked in gallery:
+            parts += [f"{kind.capitalize()} (rule {primary}): " + ", ".join(f"{t}#{e}" for t, e in picked), "",
+                      f"![{kind} test inputs]({png})", ""]
+    parts += ["## Inputs", "", f"Each run's own pass@2 (rule {primary}, all its variants), the AUROC of its sigmoid(q_halt) "
+                               f"for right vs wrong predictions within a test input / pooled (its last ACT step, all "
+                               f"variants; see the signals section) and its exact accuracy on "
+                               f"its training pairs at the end of training, and the hardware its training ran on; table `runs`.", ""]
+    rows = []
+    for r, sc in zip(runs, run_scores.iter_rows(named=True)):
+        rows.append([r.describe(extra), _pct(sc["pass@2"]), f"{_auroc_text(sc['q_auroc'])} / {_auroc_text(sc['q_pooled_auroc'])}", _fmt(sc["train_exact"], "train_exact"),
+                     r.augment.key if r.augment else "-", r.train.key if r.train else "-", r.infer.key,
+                     ", ".join(v.key for v in r.votes) or "-", sc["train_host"] or "-"])
+    parts += [_md_table(["run", "pass@2", "q AUROC within / pooled", "train exact", "augment", "train", "infer", "vote", "trained on"], rows), "",
+              "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`, `by_{f}_n_aug`" + (f", `by_{f}_sources`" if f in (by_source or {}) else "")
+                      for f in factors)
+              + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
+              + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
+    return "\n".join(parts)
