@@ -40,8 +40,12 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 13
+LAYOUT = 14
 GALLERY = 4  # solved and failed test inputs shown each
+#: A task counts as gained or lost when its score moved by more than this: scores are seed means
+#: of fractions like 1/3, so two equal ones can differ in the last bit, and a sum of four of them
+#: (an interaction) more so; real moves are at least 1 / (test inputs x seeds) apart.
+MOVED = 1e-9
 
 
 # --------------------------------------------------------------------------- statistics
@@ -75,7 +79,7 @@ def paired_effects(diffs: np.ndarray) -> dict[str, np.ndarray]:
     diffs = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
     lo, hi = bootstrap_ci(diffs)
     return {"delta": diffs.mean(axis=1), "delta_ci_low": lo, "delta_ci_high": hi,
-            "better": (diffs > 0).sum(axis=1), "worse": (diffs < 0).sum(axis=1)}
+            "better": (diffs > MOVED).sum(axis=1), "worse": (diffs < -MOVED).sum(axis=1)}
 
 
 def default_points(max_n: int) -> list[int]:
@@ -545,7 +549,9 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     from two separate effects. Training seeds averaged per task; every cached variant voted; one
     rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle and train exact; and
     the effects: each factor's later values against its first, at every value of the other, as
-    paired differences (``paired_effects``)."""
+    paired differences (``paired_effects``), then the interactions: for each later pair of values,
+    the effect of one factor's move at the other's later value minus at its first (the same either
+    way round), paired over tasks too."""
     import itertools
 
     import polars as pl
@@ -578,7 +584,15 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
             for a in fv[1:]:
                 moves.append((f, fv[0], a, f"{g}={b}"))
                 diffs.append(p2s[(a, b)] - p2s[(fv[0], b)])
-        effects = pl.DataFrame({"factor": [m[0] for m in moves], "from": [str(m[1]) for m in moves],
+        kinds = ["effect"] * len(moves)
+        # interaction: how much moving g changes what moving f does (symmetric), per task, so its
+        # interval is paired like the effects' -- "does the gap close at more variants?" in one row
+        for a in fv[1:]:
+            for b in gv[1:]:
+                moves.append((f"{f} × {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "interaction"))
+                diffs.append(p2s[(a, b)] - p2s[(a, gv[0])] - p2s[(fv[0], b)] + p2s[(fv[0], gv[0])])
+                kinds.append("interaction")
+        effects = pl.DataFrame({"kind": kinds, "factor": [m[0] for m in moves], "from": [str(m[1]) for m in moves],
                                 "to": [str(m[2]) for m in moves], "at": [m[3] for m in moves], "rule": rule,
                                 **paired_effects(np.stack(diffs))})
         out.append((f, g, grid, effects))

@@ -186,7 +186,9 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
             "oracle (any variant right) · train exact (end of training):", "",
             matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), "",
             "Effects, paired over tasks: pass@2 points [95% paired bootstrap CI] (tasks that gained ↑ / lost ↓). "
-            f"Table `grid_{f}_{g}_effects`.", "",
+            f"An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
+            f"the effect of moving `{f}` where `{g}` is moved minus where it is not); an interval excluding zero says "
+            f"the two settings do not act separately. Table `grid_{f}_{g}_effects`.", "",
             _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],
                       [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r)] for r in effects.iter_rows(named=True)]), ""]
 

@@ -565,15 +565,21 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     eff = pl.read_parquet(out / "grid_L_cycles_halt_max_steps_effects.parquet")
     assert list(zip(eff["factor"], eff["from"], eff["to"], eff["at"])) == [
         ("halt_max_steps", "4", "8", "L_cycles=1"), ("halt_max_steps", "4", "8", "L_cycles=2"),
-        ("L_cycles", "1", "2", "halt_max_steps=4"), ("L_cycles", "1", "2", "halt_max_steps=8")]
+        ("L_cycles", "1", "2", "halt_max_steps=4"), ("L_cycles", "1", "2", "halt_max_steps=8"),
+        ("L_cycles × halt_max_steps", "1, 4", "2, 8", "interaction")]
+    assert eff["kind"].to_list() == ["effect"] * 4 + ["interaction"]
     assert eff["delta"][0] == pytest.approx(grid["pass@2"][1] - grid["pass@2"][0])
     assert eff["delta"][3] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][1])
+    # the interaction is the same difference of effects whichever factor is read as moved first
+    assert eff["delta"][4] == pytest.approx(eff["delta"][1] - eff["delta"][0]) == pytest.approx(eff["delta"][3] - eff["delta"][2])
+    inter = own(runs[(8, 2, 0)]) - own(runs[(4, 2, 0)]) / 2 - own(runs[(4, 2, 1)]) / 2 - own(runs[(8, 1, 0)]) + own(runs[(4, 1, 0)])
+    assert (eff["better"][4], eff["worse"][4]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
     assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
     d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
     md = (out / "report.md").read_text()
     assert "## pass@2 by L cycles per H cycle × ACT steps (halt_max_steps)" in md and "`grid_L_cycles_halt_max_steps`" in md
-    assert "| `halt_max_steps` 4 → 8 | L_cycles=1 |" in md
+    assert "| `halt_max_steps` 4 → 8 | L_cycles=1 |" in md and "| `L_cycles × halt_max_steps` 1, 4 → 2, 8 | interaction |" in md
     assert (out / "by_halt_max_steps.parquet").is_file() and (out / "by_L_cycles.parquet").is_file()
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
