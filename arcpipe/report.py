@@ -432,7 +432,6 @@ def _one_factor_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: i
     return [(v, [i for i in idx if runs[i].factor(f) == v]) for v in values]
 
 
-
 def source_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str, step: int | None, top: int,
                   task_ids: Sequence[str], primary: str, sources: dict[str, np.ndarray]) -> Any:
     """pass@2 (``primary`` rule, every cached variant, training seeds averaged per task) of each
