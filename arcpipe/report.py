@@ -574,26 +574,23 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
         lo, hi = bootstrap_ci(np.stack(list(p2s.values())))
         grid = pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
         # one factor moved from its first value, the other held at each of its values
-        moves, diffs = [], []
+        moves, diffs = [], []  # (kind, factor, from, to, at) and the per-task difference, one per row
         for a in fv:
             for b in gv[1:]:
-                moves.append((g, gv[0], b, f"{f}={a}"))
+                moves.append(("effect", g, gv[0], b, f"{f}={a}"))
                 diffs.append(p2s[(a, b)] - p2s[(a, gv[0])])
         for b in gv:
             for a in fv[1:]:
-                moves.append((f, fv[0], a, f"{g}={b}"))
+                moves.append(("effect", f, fv[0], a, f"{g}={b}"))
                 diffs.append(p2s[(a, b)] - p2s[(fv[0], b)])
-        kinds = ["effect"] * len(moves)
         # interaction: how much moving g changes what moving f does (symmetric), per task, so its
         # interval is paired like the effects' -- "does the gap close at more variants?" in one row
         for a in fv[1:]:
             for b in gv[1:]:
-                moves.append((f"{f} × {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "interaction"))
+                moves.append(("interaction", f"{f} × {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "interaction"))
                 diffs.append(p2s[(a, b)] - p2s[(a, gv[0])] - p2s[(fv[0], b)] + p2s[(fv[0], gv[0])])
-                kinds.append("interaction")
-        effects = pl.DataFrame({"kind": kinds, "factor": [m[0] for m in moves], "from": [str(m[1]) for m in moves],
-                                "to": [str(m[2]) for m in moves], "at": [m[3] for m in moves], "rule": rule,
-                                **paired_effects(np.stack(diffs))})
+        effects = pl.DataFrame({**{c: [str(m[i]) for m in moves] for i, c in enumerate(("kind", "factor", "from", "to", "at"))},
+                                "rule": rule, **paired_effects(np.stack(diffs))})
         out.append((f, g, grid, effects))
     return out
 
