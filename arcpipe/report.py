@@ -418,7 +418,7 @@ def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float |
     """``Run.train_summary`` averaged over the ``group`` runs (None when a run lacks a figure)."""
     summ = [runs[i].train_summary() for i in group]
     return {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
-            for k in ("params", "train_exact", "train_s")}
+            for k in ("params", "train_exact", "train_s", "train_samples")}
 
 
 def _one_factor_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str,
@@ -546,11 +546,13 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     One-factor sections read such a grid only along the two lines through the main run; a grid
     also holds the far corner, which is what tells an interaction (more variants *and* more steps)
     from two separate effects. Training seeds averaged per task; every cached variant voted; one
-    rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle and train exact; and
-    the effects: each factor's later values against its first, at every value of the other, as
-    paired differences (``paired_effects``), then the interactions: for each later pair of values,
-    the effect of one factor's move at the other's later value minus at its first (the same either
-    way round), paired over tasks too."""
+    rule. Rows: (f value, g value) with runs, pass@2 and its 95% CI, oracle, train exact and
+    samples trained; and the effects: each factor's later values against its first, at every value
+    of the other, as paired differences (``paired_effects``), then both moved at once from the
+    first corner (two runs that differ in both, e.g. one ACT segment against four at equal samples
+    trained), then the interactions: for each later pair of values, the effect of one factor's move
+    at the other's later value minus at its first (the same either way round), paired over tasks
+    too."""
     import itertools
 
     import polars as pl
@@ -570,7 +572,7 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
             group = cells[(a, b)]
             p2s[(a, b)], oracle = _seed_mean(queries, group, rule, step, top, task_ids)
             rows.append({f: a, g: b, "rule": rule, "runs": len(group), "pass@2": float(p2s[(a, b)].mean()),
-                         "oracle": oracle, "train_exact": _train_means(runs, group)["train_exact"]})
+                         "oracle": oracle, **{k: v for k, v in _train_means(runs, group).items() if k in ("train_exact", "train_samples")}})
         lo, hi = bootstrap_ci(np.stack(list(p2s.values())))
         grid = pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
         # one factor moved from its first value, the other held at each of its values
@@ -583,6 +585,12 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
             for a in fv[1:]:
                 moves.append(("effect", f, fv[0], a, f"{g}={b}"))
                 diffs.append(p2s[(a, b)] - p2s[(fv[0], b)])
+        # both moved at once from the first corner: the comparison a trade asks about ("does 3x the
+        # steps make up for one refinement segment instead of four?"), which no single effect holds
+        for a in fv[1:]:
+            for b in gv[1:]:
+                moves.append(("joint", f"{f} + {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "both moved"))
+                diffs.append(p2s[(a, b)] - p2s[(fv[0], gv[0])])
         # interaction: how much moving g changes what moving f does (symmetric), per task, so its
         # interval is paired like the effects' -- "does the gap close at more variants?" in one row
         for a in fv[1:]:
@@ -613,7 +621,8 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                      "augment": r.augment.key if r.augment else None,
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
-                     "oracle": float(pt["oracle"].mean()), "train_exact": r.train_summary()["train_exact"],
+                     "oracle": float(pt["oracle"].mean()),
+                     **{k: v for k, v in r.train_summary().items() if k in ("train_exact", "train_samples")},
                      "train_host": r.train_host(),
                      **{f"pass@2 {name}": _masked_mean(pt["pass@2"], np.isin(info["task_ids"], list(ids)))
                         for name, ids in (sources or {}).items()},

@@ -32,7 +32,8 @@ def _fmt(v: Any, kind: str) -> str:
     if v is None:
         return "-"
     return {"params": lambda x: f"{x / 1e3:.0f}k" if x < 1e6 else f"{x / 1e6:.2f}M",
-            "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min"}[kind](v)
+            "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min",
+            "train_samples": lambda x: f"{x:.0f}" if x < 1e4 else f"{x / 1e3:.0f}k"}[kind](v)
 
 
 def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
@@ -70,9 +71,9 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
             cells.append(f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
         prim = d.filter(pl.col("rule") == primary).row(0, named=True)
         rows.append([v, first["runs"], _fmt(first["params"], "params"), _fmt(first["train_exact"], "train_exact"),
-                     _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"]),
+                     _fmt(first.get("train_samples"), "train_samples"), _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"]),
                                                                   "—" if v == main.factor(f) else _delta(prim)])
-    parts += [_md_table([f, "runs", "dense params", "train exact", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
+    parts += [_md_table([f, "runs", "dense params", "train exact", "samples trained", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
                         rows), ""]
     if split is not None:
         counts = dict(zip(split["source"].to_list(), split["tasks"].to_list()))
@@ -183,10 +184,11 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
             f"Every combination of `{f}` and `{g}` was run ({_held(runs, main, [f, g])}); training seeds averaged per task; rule {rule}, "
             f"every cached variant voted. Table `grid_{f}_{g}`.", "",
             "pass@2 [95% CI]:", "", matrix(lambda r: f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"), "",
-            "oracle (any variant right) · train exact (end of training):", "",
-            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')}"), "",
+            "oracle (any variant right) · train exact (end of training) · samples trained (sequences run to their halt):", "",
+            matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')} · {_fmt(r.get('train_samples'), 'train_samples')}"), "",
             "Effects, paired over tasks: pass@2 points [95% paired bootstrap CI] (tasks that gained ↑ / lost ↓). "
-            f"An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
+            f"A joint row moves both from the first corner at once (the two runs differ in both: does one move make up "
+            f"for the other?). An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
             f"the effect of moving `{f}` where `{g}` is moved minus where it is not); an interval excluding zero says "
             f"the two settings do not act separately. Table `grid_{f}_{g}_effects`.", "",
             _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],

@@ -124,8 +124,14 @@ class Run:
         return ", ".join(parts)
 
     def train_summary(self) -> dict[str, Any]:
-        """Dense parameters, final train exact accuracy and training wall time (for factor tables)."""
-        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None}
+        """Dense parameters, final train exact accuracy, training wall time and samples trained on
+        (for factor tables).
+
+        ``train_samples`` is the number of training sequences run to their halt, summed over the
+        run's steps: under ACT a sequence stays in the batch for up to ``halt_max_steps`` steps, so
+        a step budget buys one-segment models several times the samples of four-segment ones, and
+        this is the figure that says how many."""
+        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None, "train_samples": None}
         if self.train is None:
             return out
         model = self.train.config.get("model")
@@ -138,6 +144,12 @@ class Run:
                 pass  # a config from another version: the table shows "-"
         out["train_exact"] = self.train.manifest.get("counts", {}).get("eval_train_exact_accuracy")
         out["train_s"] = self.train.manifest.get("wall_time_s")
+        metrics = Path(self.train.path) / "metrics.parquet"
+        if metrics.is_file():
+            import polars as pl
+
+            halted = pl.scan_parquet(metrics).select(pl.col("halted").sum()).collect().item()
+            out["train_samples"] = None if halted is None else int(round(halted))
         return out
 
     def train_host(self) -> str | None:

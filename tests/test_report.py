@@ -58,6 +58,8 @@ def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, **mo
     model = hrm.HRMConfig.preset(preset, **model_over).to_dict()
 
     def build(work: Path) -> dict:
+        # 10 steps of 32 rows, each sequence halting at the model's last ACT segment
+        pl.DataFrame({"step": range(1, 11), "halted": [32.0 / model["halt_max_steps"]] * 10}).write_parquet(work / "metrics.parquet")
         return {"eval_train_exact_accuracy": 0.5, "steps": 10}
 
     return cache.run_stage("train", {"model": model, "preset": preset, "train": {"seed": seed}}, {"augment": aug.key},
@@ -561,25 +563,34 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     assert grid["pass@2"][1] == pytest.approx(own(runs[(8, 1, 0)]).mean())  # the corner no slice holds
     assert grid["pass@2"][2] == pytest.approx(((own(runs[(4, 2, 0)]) + own(runs[(4, 2, 1)])) / 2).mean())
     assert (grid["ci_low"] <= grid["pass@2"]).all() and (grid["pass@2"] <= grid["ci_high"]).all()
+    # samples trained: the halted sequences summed over each run's metrics (fewer at more segments)
+    assert grid["train_samples"].to_list() == [80, 40, 80, 40]
+    assert pl.read_parquet(out / "runs.parquet")["train_samples"].to_list() == [80, 80, 40, 80, 40]
     # effects: each setting moved from its first value with the other held, paired over the same tasks
     eff = pl.read_parquet(out / "grid_L_cycles_halt_max_steps_effects.parquet")
     assert list(zip(eff["factor"], eff["from"], eff["to"], eff["at"])) == [
         ("halt_max_steps", "4", "8", "L_cycles=1"), ("halt_max_steps", "4", "8", "L_cycles=2"),
         ("L_cycles", "1", "2", "halt_max_steps=4"), ("L_cycles", "1", "2", "halt_max_steps=8"),
+        ("L_cycles + halt_max_steps", "1, 4", "2, 8", "both moved"),
         ("L_cycles × halt_max_steps", "1, 4", "2, 8", "interaction")]
-    assert eff["kind"].to_list() == ["effect"] * 4 + ["interaction"]
+    assert eff["kind"].to_list() == ["effect"] * 4 + ["joint", "interaction"]
     assert eff["delta"][0] == pytest.approx(grid["pass@2"][1] - grid["pass@2"][0])
     assert eff["delta"][3] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][1])
     # the interaction is the same difference of effects whichever factor is read as moved first
-    assert eff["delta"][4] == pytest.approx(eff["delta"][1] - eff["delta"][0]) == pytest.approx(eff["delta"][3] - eff["delta"][2])
+    assert eff["delta"][5] == pytest.approx(eff["delta"][1] - eff["delta"][0]) == pytest.approx(eff["delta"][3] - eff["delta"][2])
+    # the joint row compares the far corner with the first directly: one effect plus the other's
+    assert eff["delta"][4] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][0]) == pytest.approx(eff["delta"][0] + eff["delta"][3])
+    joint = own(runs[(8, 2, 0)]) - own(runs[(4, 1, 0)])
+    assert (eff["better"][4], eff["worse"][4]) == (int((joint > report.MOVED).sum()), int((joint < -report.MOVED).sum()))
     inter = own(runs[(8, 2, 0)]) - own(runs[(4, 2, 0)]) / 2 - own(runs[(4, 2, 1)]) / 2 - own(runs[(8, 1, 0)]) + own(runs[(4, 1, 0)])
-    assert (eff["better"][4], eff["worse"][4]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
+    assert (eff["better"][5], eff["worse"][5]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
     assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
     d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
     md = (out / "report.md").read_text()
     assert "## pass@2 by L cycles per H cycle × ACT steps (halt_max_steps)" in md and "`grid_L_cycles_halt_max_steps`" in md
     assert "| `halt_max_steps` 4 → 8 | L_cycles=1 |" in md and "| `L_cycles × halt_max_steps` 1, 4 → 2, 8 | interaction |" in md
+    assert "| `L_cycles + halt_max_steps` 1, 4 → 2, 8 | both moved |" in md and " · 50.0% · 40 |" in md
     assert (out / "by_halt_max_steps.parquet").is_file() and (out / "by_L_cycles.parquet").is_file()
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)

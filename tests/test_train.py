@@ -248,6 +248,19 @@ def _eval_exact(stage) -> pl.DataFrame:
     return m.filter(pl.col("eval_train_accuracy").is_not_null())
 
 
+def test_samples_trained_counts_sequences_run_to_their_halt(dataset, tmp_path):
+    """The report's "samples trained": one ACT segment draws a fresh batch every step; with two,
+    a sequence that does not halt stays in the batch, so the same steps train fewer samples."""
+    from arcpipe.runs import Run
+
+    one = _run(dataset, tmp_path, overrides={**SMALL, "halt_max_steps": 1}, max_steps=6)
+    two = _run(dataset, tmp_path, overrides={**SMALL, "halt_max_steps": 2, "halt_exploration_prob": 0.0}, max_steps=6)
+    samples = [Run(infer=st, votes=[], train=st, augment=None).train_summary()["train_samples"] for st in (one, two)]
+    halted = pl.read_parquet(two.path / "metrics.parquet")["halted"]
+    assert samples[0] == 6 * 8  # every row halts at its only segment
+    assert samples[1] == int(halted.sum()) and 3 * 8 <= samples[1] < 6 * 8  # at most 2 steps each, some fewer
+
+
 def test_training_learns(dataset, tmp_path):
     """Cheap version of the memorisation test: accuracy on the training pairs clearly rises in 50 steps."""
     model = {"hidden_size": 64, "num_heads": 4, "puzzle_emb_ndim": 64, "halt_max_steps": 2}
