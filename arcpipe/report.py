@@ -550,7 +550,8 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     samples trained; and the effects: each factor's later values against its first, at every value
     of the other, as paired differences (``paired_effects``), then both moved at once from the
     first corner (two runs that differ in both, e.g. one ACT segment against four at equal samples
-    trained), then the interactions: for each later pair of values, the effect of one factor's move
+    trained), then the other diagonal (f moved against g moved: more variants or more steps?),
+    then the interactions: for each later pair of values, the effect of one factor's move
     at the other's later value minus at its first (the same either way round), paired over tasks
     too."""
     import itertools
@@ -591,6 +592,11 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
             for b in gv[1:]:
                 moves.append(("joint", f"{f} + {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "both moved"))
                 diffs.append(p2s[(a, b)] - p2s[(fv[0], gv[0])])
+        # one moved instead of the other: the other diagonal ("more variants or more steps?")
+        for a in fv[1:]:
+            for b in gv[1:]:
+                moves.append(("trade", f"{f} ↔ {g}", f"{fv[0]}, {b}", f"{a}, {gv[0]}", "one moved instead of the other"))
+                diffs.append(p2s[(a, gv[0])] - p2s[(fv[0], b)])
         # interaction: how much moving g changes what moving f does (symmetric), per task, so its
         # interval is paired like the effects' -- "does the gap close at more variants?" in one row
         for a in fv[1:]:

@@ -188,7 +188,8 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
             matrix(lambda r: f"{_pct(r['oracle'])} · {_fmt(r['train_exact'], 'train_exact')} · {_fmt(r.get('train_samples'), 'train_samples')}"), "",
             "Effects, paired over tasks: pass@2 points [95% paired bootstrap CI] (tasks that gained ↑ / lost ↓). "
             f"A joint row moves both from the first corner at once (the two runs differ in both: does one move make up "
-            f"for the other?). An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
+            f"for the other?); a trade row sets `{f}` moved (with `{g}` at its first value) against `{g}` moved (with `{f}` at "
+            f"its first): which of the two moves is worth more? An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
             f"the effect of moving `{f}` where `{g}` is moved minus where it is not); an interval excluding zero says "
             f"the two settings do not act separately. Table `grid_{f}_{g}_effects`.", "",
             _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],

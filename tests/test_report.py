@@ -572,18 +572,21 @@ def test_full_grid_of_two_settings(cached, tmp_path):
         ("halt_max_steps", "4", "8", "L_cycles=1"), ("halt_max_steps", "4", "8", "L_cycles=2"),
         ("L_cycles", "1", "2", "halt_max_steps=4"), ("L_cycles", "1", "2", "halt_max_steps=8"),
         ("L_cycles + halt_max_steps", "1, 4", "2, 8", "both moved"),
+        ("L_cycles ↔ halt_max_steps", "1, 8", "2, 4", "one moved instead of the other"),
         ("L_cycles × halt_max_steps", "1, 4", "2, 8", "interaction")]
-    assert eff["kind"].to_list() == ["effect"] * 4 + ["joint", "interaction"]
+    assert eff["kind"].to_list() == ["effect"] * 4 + ["joint", "trade", "interaction"]
     assert eff["delta"][0] == pytest.approx(grid["pass@2"][1] - grid["pass@2"][0])
     assert eff["delta"][3] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][1])
     # the interaction is the same difference of effects whichever factor is read as moved first
-    assert eff["delta"][5] == pytest.approx(eff["delta"][1] - eff["delta"][0]) == pytest.approx(eff["delta"][3] - eff["delta"][2])
+    assert eff["delta"][6] == pytest.approx(eff["delta"][1] - eff["delta"][0]) == pytest.approx(eff["delta"][3] - eff["delta"][2])
     # the joint row compares the far corner with the first directly: one effect plus the other's
     assert eff["delta"][4] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][0]) == pytest.approx(eff["delta"][0] + eff["delta"][3])
     joint = own(runs[(8, 2, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][4], eff["worse"][4]) == (int((joint > report.MOVED).sum()), int((joint < -report.MOVED).sum()))
+    # the trade row: L_cycles moved alone against halt_max_steps moved alone
+    assert eff["delta"][5] == pytest.approx(grid["pass@2"][2] - grid["pass@2"][1]) == pytest.approx(eff["delta"][2] - eff["delta"][0])
     inter = own(runs[(8, 2, 0)]) - own(runs[(4, 2, 0)]) / 2 - own(runs[(4, 2, 1)]) / 2 - own(runs[(8, 1, 0)]) + own(runs[(4, 1, 0)])
-    assert (eff["better"][5], eff["worse"][5]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
+    assert (eff["better"][6], eff["worse"][6]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
     assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
     d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
