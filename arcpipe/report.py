@@ -40,7 +40,7 @@ METRICS = ("pass@1", "pass@2", "oracle")
 BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 14
+LAYOUT = 15
 GALLERY = 4  # solved and failed test inputs shown each
 #: A task counts as gained or lost when its score moved by more than this: scores are seed means
 #: of fractions like 1/3, so two equal ones can differ in the last bit, and a sum of four of them
@@ -80,6 +80,36 @@ def paired_effects(diffs: np.ndarray) -> dict[str, np.ndarray]:
     lo, hi = bootstrap_ci(diffs)
     return {"delta": diffs.mean(axis=1), "delta_ci_low": lo, "delta_ci_high": hi,
             "better": (diffs > MOVED).sum(axis=1), "worse": (diffs < -MOVED).sum(axis=1)}
+
+
+def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0,
+                      level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each linear combination ``combos`` (C, A) of arm means, resampling the
+    tasks *and* each arm's training runs (``arms``: A matrices (runs, T) of per-task scores).
+
+    ``paired_effects`` averages an arm's seeds per task and resamples tasks only: it holds the
+    trainings fixed, so it says how these runs would fare on other tasks, not how other trainings
+    would, and a gap that a fresh draw of seeds (or another CPU model, which is one) undoes can still
+    look resolved. Here every replicate draws the tasks once for all arms (so differences stay
+    paired over tasks, with the same draws as ``bootstrap_ci``) and, independently per arm, which of
+    its runs count (with replacement): a two-level bootstrap whose width grows with the spread
+    between seeds. A combination touching an arm with fewer than two runs has no seed spread to
+    resample and gets NaN."""
+    combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
+    t = arms[0].shape[-1]
+    rng = np.random.default_rng(seed)
+    tasks = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B), as bootstrap_ci draws them
+    reps = np.empty((len(arms), n_boot))
+    for a, m in enumerate(arms):
+        m = np.atleast_2d(np.asarray(m, dtype=np.float64))
+        r = m.shape[0]
+        pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot).T / r  # (R, B)
+        reps[a] = ((m @ tasks) * pick).sum(axis=0)
+    lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
+    thin = np.array([np.atleast_2d(m).shape[0] < 2 for m in arms])
+    bad = (combos[:, thin] != 0).any(axis=1)
+    lo[bad], hi[bad] = np.nan, np.nan
+    return lo, hi
 
 
 def default_points(max_n: int) -> list[int]:
@@ -367,6 +397,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
     run_scores = run_table(runs, queries, varying, primary, step, top, source_ids)
     _write_table(run_scores, work, "runs")
+    _write_table(run_task_table(runs, queries, primary, step, top), work, "run_tasks")
 
     # 5. per test input: which rule solves it, and its vote margin (all variants)
     per_input = None
@@ -404,6 +435,12 @@ def _slice(runs: Sequence[Run], queries: Sequence[_Queries], main: Run, others: 
     and are scored on ``task_ids``."""
     return [i for i, r in enumerate(runs) if all(matches_setting(r, main, g) for g in others)
             and queries[i].info["task_ids"] == list(task_ids)]
+
+
+def _run_matrix(queries: Sequence[_Queries], group: Sequence[int], rule: str, step: int | None, top: int,
+                task_ids: Sequence[str]) -> np.ndarray:
+    """Per-task pass@2 of each of the ``group`` runs, (runs, tasks); every cached variant voted."""
+    return np.stack([queries[i].all_variants(rule, step, top, task_ids)["pass@2"] for i in group])
 
 
 def _seed_mean(queries: Sequence[_Queries], group: Sequence[int], rule: str, step: int | None, top: int,
@@ -466,7 +503,8 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     varying factor (a one-factor slice; training seeds averaged per task), every rule at all variants;
     pass@2 by ACT step, and by the number of variants voted, for the primary rule. Runs scored on
     other tasks are left out. Each row of the first table also holds its paired difference from the
-    main run's value (``paired_effects``).
+    main run's value (``paired_effects``) and that difference's interval with the training runs
+    resampled too (``seed_bootstrap_ci``).
 
     The vote-count curve asks whether an arm needs its variants at inference as well as in
     training: each point is the mean over ``seeds`` seeded subsamples (the identity kept) and the
@@ -503,6 +541,8 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(mats))
     base = {r["rule"]: m for r, m in zip(rows, mats) if r[f] == main.factor(f)}
     effects = paired_effects(np.stack([m - base[r["rule"]] for r, m in zip(rows, mats)]))
+    effects["delta_seeds_low"], effects["delta_seeds_high"] = _seed_deltas(queries, arms, rules, step, top, task_ids,
+                                                                           [v for v, _ in arms].index(main.factor(f)))
     table = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi),
                                             **{k: pl.Series(v) for k, v in effects.items()})
     lo, hi = bootstrap_ci(np.stack(step_mats))
@@ -510,6 +550,19 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(vote_mats))
     voted = pl.DataFrame(vote_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps, voted
+
+
+def _seed_deltas(queries: Sequence[_Queries], arms: Sequence[tuple[Any, list[int]]], rules: Sequence[str], step: int | None,
+                 top: int, task_ids: Sequence[str], base: int) -> tuple[np.ndarray, np.ndarray]:
+    """``seed_bootstrap_ci`` of every arm's difference from arm ``base``, rule by rule, in
+    ``factor_tables``' row order (arm-major, then rule)."""
+    lo = np.empty((len(arms), len(rules)))
+    hi = np.empty_like(lo)
+    eye = np.eye(len(arms))
+    for k, rule in enumerate(rules):
+        mats = [_run_matrix(queries, group, rule, step, top, task_ids) for _, group in arms]
+        lo[:, k], hi[:, k] = seed_bootstrap_ci(mats, eye - eye[base])
+    return lo.ravel(), hi.ravel()
 
 
 def rule_effects(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, rules: Sequence[str], step: int | None,
@@ -525,6 +578,12 @@ def rule_effects(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     p2 = np.stack([mats[r][0] for r in rules])
     lo, hi = bootstrap_ci(p2)
     effects = paired_effects(p2 - mats[primary][0])
+    # the rules vote the same runs, so a run is drawn for all of them at once: resample the runs'
+    # own per-task differences
+    base = _run_matrix(queries, group, primary, step, top, task_ids)
+    seeded = [seed_bootstrap_ci([_run_matrix(queries, group, r, step, top, task_ids) - base], np.ones((1, 1))) for r in rules]
+    effects["delta_seeds_low"] = np.array([lo[0] for lo, _ in seeded])
+    effects["delta_seeds_high"] = np.array([hi[0] for _, hi in seeded])
     return pl.DataFrame({"rule": list(rules), "runs": len(group), "pass@2": p2.mean(axis=1), "oracle": [mats[r][1] for r in rules],
                          "ci_low": lo, "ci_high": hi, **effects})
 
@@ -553,7 +612,8 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     trained), then the other diagonal (f moved against g moved: more variants or more steps?),
     then the interactions: for each later pair of values, the effect of one factor's move
     at the other's later value minus at its first (the same either way round), paired over tasks
-    too."""
+    too. Every effect row also carries ``seed_bootstrap_ci``'s interval, which resamples each
+    cell's training runs as well."""
     import itertools
 
     import polars as pl
@@ -576,35 +636,41 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
                          "oracle": oracle, **{k: v for k, v in _train_means(runs, group).items() if k in ("train_exact", "train_samples")}})
         lo, hi = bootstrap_ci(np.stack(list(p2s.values())))
         grid = pl.DataFrame(rows, strict=False).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
+        # every row is a signed sum of cells (+1 / -1 weights), so its per-task difference and its
+        # seed-resampled interval come from the same weights
+        moves = []  # (kind, factor, from, to, at), cells added, cells subtracted: one per row
         # one factor moved from its first value, the other held at each of its values
-        moves, diffs = [], []  # (kind, factor, from, to, at) and the per-task difference, one per row
         for a in fv:
             for b in gv[1:]:
-                moves.append(("effect", g, gv[0], b, f"{f}={a}"))
-                diffs.append(p2s[(a, b)] - p2s[(a, gv[0])])
+                moves.append((("effect", g, gv[0], b, f"{f}={a}"), [(a, b)], [(a, gv[0])]))
         for b in gv:
             for a in fv[1:]:
-                moves.append(("effect", f, fv[0], a, f"{g}={b}"))
-                diffs.append(p2s[(a, b)] - p2s[(fv[0], b)])
+                moves.append((("effect", f, fv[0], a, f"{g}={b}"), [(a, b)], [(fv[0], b)]))
         # both moved at once from the first corner: the comparison a trade asks about ("does 3x the
         # steps make up for one refinement segment instead of four?"), which no single effect holds
         for a in fv[1:]:
             for b in gv[1:]:
-                moves.append(("joint", f"{f} + {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "both moved"))
-                diffs.append(p2s[(a, b)] - p2s[(fv[0], gv[0])])
+                moves.append((("joint", f"{f} + {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "both moved"), [(a, b)], [(fv[0], gv[0])]))
         # one moved instead of the other: the other diagonal ("more variants or more steps?")
         for a in fv[1:]:
             for b in gv[1:]:
-                moves.append(("trade", f"{f} ↔ {g}", f"{fv[0]}, {b}", f"{a}, {gv[0]}", "one moved instead of the other"))
-                diffs.append(p2s[(a, gv[0])] - p2s[(fv[0], b)])
+                moves.append((("trade", f"{f} ↔ {g}", f"{fv[0]}, {b}", f"{a}, {gv[0]}", "one moved instead of the other"),
+                              [(a, gv[0])], [(fv[0], b)]))
         # interaction: how much moving g changes what moving f does (symmetric), per task, so its
         # interval is paired like the effects' -- "does the gap close at more variants?" in one row
         for a in fv[1:]:
             for b in gv[1:]:
-                moves.append(("interaction", f"{f} × {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "interaction"))
-                diffs.append(p2s[(a, b)] - p2s[(a, gv[0])] - p2s[(fv[0], b)] + p2s[(fv[0], gv[0])])
-        effects = pl.DataFrame({**{c: [str(m[i]) for m in moves] for i, c in enumerate(("kind", "factor", "from", "to", "at"))},
-                                "rule": rule, **paired_effects(np.stack(diffs))})
+                moves.append((("interaction", f"{f} × {g}", f"{fv[0]}, {gv[0]}", f"{a}, {b}", "interaction"),
+                              [(a, b), (fv[0], gv[0])], [(a, gv[0]), (fv[0], b)]))
+        cell_at = {c: k for k, c in enumerate(p2s)}
+        w = np.zeros((len(moves), len(cell_at)))
+        for k, (_, plus, minus) in enumerate(moves):
+            np.add.at(w[k], [cell_at[c] for c in plus], 1.0)
+            np.add.at(w[k], [cell_at[c] for c in minus], -1.0)
+        slo, shi = seed_bootstrap_ci([_run_matrix(queries, cells[c], rule, step, top, task_ids) for c in p2s], w)
+        effects = pl.DataFrame({**{c: [str(m[0][i]) for m in moves] for i, c in enumerate(("kind", "factor", "from", "to", "at"))},
+                                "rule": rule, **paired_effects(w @ np.stack(list(p2s.values()))),
+                                "delta_seeds_low": slo, "delta_seeds_high": shi})
         out.append((f, g, grid, effects))
     return out
 
@@ -634,6 +700,21 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                         for name, ids in (sources or {}).items()},
                      **_run_signals(q, step)})
     return pl.DataFrame(rows, infer_schema_length=None, strict=False)
+
+
+def run_task_table(runs: Sequence[Run], queries: Sequence[_Queries], rule: str, step: int | None, top: int) -> Any:
+    """One row per run and scored task: the run's infer key and seed, the task, its pass@2 and
+    oracle (``rule``, all the run's variants). What every paired and seed-resampled interval is
+    computed from, kept so that runs of different reports -- another machine's, another session's --
+    can be pooled or compared per task in a notebook after their caches are gone."""
+    import polars as pl
+
+    frames = []
+    for r, q in zip(runs, queries):
+        pt = q.all_variants(rule, step, top)
+        frames.append(pl.DataFrame({"infer": r.infer.key, "seed": r.train_seed, "task_id": q.info["task_ids"], "rule": rule,
+                                    "pass@2": pt["pass@2"], "oracle": pt["oracle"]}))
+    return pl.concat(frames)
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float | None:

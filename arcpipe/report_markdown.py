@@ -56,7 +56,7 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
     parts = [f"## pass@2 by {title}", "",
              f"Runs that differ from the main run only in `{f}` ({_held(runs, main, [f])}); "
              f"training seeds averaged per task; every cached variant voted. Rule columns: pass@2 [95% CI]. "
-             f"Train exact = exact accuracy on the training pairs at the end of training. Last column: the "
+             f"Train exact = exact accuracy on the training pairs at the end of training. Column Δ: the "
              f"difference from `{f}={main.factor(f)}` on the same tasks, pass@2 points ({primary}), with a paired "
              f"bootstrap interval (tasks that gained ↑ / lost ↓).", "",
              f"![pass@2 by {title}](by_{f}.png)", ""]
@@ -72,9 +72,10 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
         prim = d.filter(pl.col("rule") == primary).row(0, named=True)
         rows.append([v, first["runs"], _fmt(first["params"], "params"), _fmt(first["train_exact"], "train_exact"),
                      _fmt(first.get("train_samples"), "train_samples"), _fmt(first["train_s"], "train_s")] + cells + [_pct(first["oracle"]),
-                                                                  "—" if v == main.factor(f) else _delta(prim)])
-    parts += [_md_table([f, "runs", "dense params", "train exact", "samples trained", "train time"] + rules + ["oracle", f"Δ vs {main.factor(f)}"],
-                        rows), ""]
+                                                                  "—" if v == main.factor(f) else _delta(prim),
+                                                                  "—" if v == main.factor(f) else _seeds(prim)])
+    parts += [_md_table([f, "runs", "dense params", "train exact", "samples trained", "train time"] + rules
+                        + ["oracle", f"Δ vs {main.factor(f)}", "seeds resampled"], rows), "", SEEDS_NOTE, ""]
     if split is not None:
         counts = dict(zip(split["source"].to_list(), split["tasks"].to_list()))
         parts += [f"pass@2 by task source (rule {primary}; " + ", ".join(f"{k}: {n} tasks" for k, n in counts.items())
@@ -169,6 +170,21 @@ def _delta(r: dict) -> str:
             f"({r['better']}↑ {r['worse']}↓)")
 
 
+def _seeds(r: dict) -> str:
+    """The difference's interval with training runs resampled too; blank where an arm had one run."""
+    lo, hi = r.get("delta_seeds_low"), r.get("delta_seeds_high")
+    if lo is None or hi is None or lo != lo or hi != hi:  # NaN: one run, no seed spread to resample
+        return "(one run)"
+    return f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+#: What the second interval of every paired difference means (factor, grid and rule tables).
+SEEDS_NOTE = ("The column *seeds resampled* gives the same difference's 95% interval when each arm's training runs are "
+              "resampled as well as the tasks (a two-level bootstrap): the paired interval holds the trainings fixed, "
+              "so it says how these runs would fare on other tasks, not how other trainings (other seeds, or another "
+              "CPU model, which draws another training) would. Read a difference as resolved when this one excludes zero too.")
+
+
 def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run], main: Run) -> list[str]:
     import polars as pl
 
@@ -192,8 +208,9 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
             f"its first): which of the two moves is worth more? An interaction row is the effect of moving `{g}` where `{f}` is moved minus where it is not (equally: "
             f"the effect of moving `{f}` where `{g}` is moved minus where it is not); an interval excluding zero says "
             f"the two settings do not act separately. Table `grid_{f}_{g}_effects`.", "",
-            _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})"],
-                      [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r)] for r in effects.iter_rows(named=True)]), ""]
+            _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})", "seeds resampled"],
+                      [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r), _seeds(r)]
+                       for r in effects.iter_rows(named=True)]), "", SEEDS_NOTE, ""]
 
 
 def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
@@ -245,8 +262,12 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
                   f"variant voted: pass@2 [95% CI], and the paired difference from `{primary}` over the same tasks "
                   f"(tasks that gained ↑ / lost ↓). Table `rules`.", ""]
         rows = [[r["rule"], f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", _pct(r["oracle"]),
-                 "—" if r["rule"] == primary else _delta(r)] for r in by_rule.iter_rows(named=True)]
-        parts.append(_md_table(["rule", "pass@2", "oracle", f"Δ vs {primary}"], rows))
+                 "—" if r["rule"] == primary else _delta(r), "—" if r["rule"] == primary else _seeds(r)]
+                for r in by_rule.iter_rows(named=True)]
+        parts.append(_md_table(["rule", "pass@2", "oracle", f"Δ vs {primary}", "seeds resampled"], rows))
+        if n > 1:
+            parts += ["", "*Seeds resampled*: the difference's interval when the arm's runs are resampled too (each "
+                          "drawn run brings every rule's votes on it)."]
     parts += ["", "## Scores vs inference n_aug", "", "![pass@1 and pass@2 vs n_aug](n_aug_curves.png)", ""]
     rows = []
     for n in points:

@@ -149,9 +149,13 @@ def test_report_numbers_equal_vote(cached, built):
     assert st.path == out and not st.cached
     for f in ("report.md", "manifest.json", "n_aug_curves.png", "act_steps.png", "gallery_solved.png",
               "gallery_failed.png", "n_aug_curves.csv", "n_aug_curves.parquet", "per_task.csv", "per_task.parquet",
-              "runs.csv", "runs.parquet",
+              "runs.csv", "runs.parquet", "run_tasks.csv", "run_tasks.parquet",
               "act_steps.csv", "act_steps.parquet"):
         assert (out / f).is_file(), f
+    # every run's per-task scores, what the intervals resample: their mean is the run's own score
+    per_run = pl.read_parquet(out / "run_tasks.parquet")
+    assert per_run["infer"].unique().to_list() == [inf.key] and per_run["task_id"].n_unique() == per_run.height
+    assert per_run["pass@2"].mean() == pytest.approx(pl.read_parquet(out / "runs.parquet")["pass@2"][0])
     curves = pl.read_parquet(out / "n_aug_curves.parquet")
     assert set(curves["rule"]) == set(vote.RULES) and set(curves["n_aug"]) == {1, 4, N_AUG}
     prepared = vote.prepare(inf)
@@ -349,6 +353,37 @@ def test_paired_effects_cancel_task_difficulty():
     shift = report.paired_effects(np.full((1, 30), -0.2))
     assert shift["delta_ci_low"][0] == pytest.approx(-0.2) and shift["delta_ci_high"][0] == pytest.approx(-0.2)
     assert (shift["better"][0], shift["worse"][0]) == (0, 30)
+
+
+def test_seed_bootstrap_resamples_runs_as_well_as_tasks():
+    """Runs identical within each arm: the two-level interval is the paired one exactly (same task
+    draws). Runs that differ by a whole-run offset (a lucky and an unlucky training): averaging the
+    seeds per task makes a pure shift look certain, resampling the runs does not. An arm with one
+    run has no spread to resample: NaN for the rows touching it only."""
+    rng = np.random.default_rng(5)
+    tasks = rng.uniform(0, 1, size=40)
+    a = np.tile(tasks, (4, 1))
+    b = np.tile(np.clip(tasks + rng.normal(0.05, 0.1, size=40), 0, 1), (4, 1))
+    e = report.paired_effects((b - a).mean(axis=0))
+    lo, hi = report.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0]]))
+    assert (lo[0], hi[0]) == pytest.approx((e["delta_ci_low"][0], e["delta_ci_high"][0]))
+    offsets = np.array([0.25, -0.15, 0.2, -0.1])[:, None]  # mean +0.05, spread 0.2
+    b = tasks + offsets
+    shift = report.paired_effects((b - a).mean(axis=0))
+    assert shift["delta_ci_low"][0] == pytest.approx(0.05) == shift["delta_ci_high"][0]
+    lo, hi = report.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0], [0.0, 1.0]]))
+    assert lo[0] < 0 < 0.05 < hi[0]
+    # against a direct nested resampling loop: runs of each arm, then tasks, drawn with replacement
+    reps = []
+    for _ in range(3000):
+        t = rng.integers(0, 40, size=40)
+        ra, rb = rng.integers(0, 4, size=4), rng.integers(0, 4, size=4)
+        reps.append(b[rb][:, t].mean() - a[ra][:, t].mean())
+    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.02)
+    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.02)
+    one = [a, b[:1]]
+    lo, hi = report.seed_bootstrap_ci(one, np.array([[-1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
+    assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isfinite([lo[1], hi[1], lo[2], hi[2]]).all()
 
 
 def test_default_points():
@@ -590,7 +625,10 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
     d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
+    # the seed-resampled interval: every row here touches a cell of one run, which has no seed spread
+    assert eff["delta_seeds_low"].is_nan().all() and eff["delta_seeds_high"].is_nan().all()
     md = (out / "report.md").read_text()
+    assert "| interaction | " in md and "(one run) |" in md and "seeds resampled" in md
     assert "## pass@2 by L cycles per H cycle × ACT steps (halt_max_steps)" in md and "`grid_L_cycles_halt_max_steps`" in md
     assert "| `halt_max_steps` 4 → 8 | L_cycles=1 |" in md and "| `L_cycles × halt_max_steps` 1, 4 → 2, 8 | interaction |" in md
     assert "| `L_cycles + halt_max_steps` 1, 4 → 2, 8 | both moved |" in md and " · 50.0% · 40 |" in md
@@ -643,8 +681,8 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
 
     root, tasks, aug, _ = cached
     arm = [make_infer(root, aug, skill=0.5, seed=70 + s, train=make_train(root, aug, "tiny", seed=s, H_cycles=3)) for s in (0, 1)]
-    other = make_infer(root, aug, skill=0.5, seed=72, train=make_train(root, aug, "tiny", seed=0, H_cycles=1))
-    report.report([*arm, other], name="rules", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm", "q-max", "count"],
+    other = [make_infer(root, aug, skill=0.3, seed=72 + s, train=make_train(root, aug, "tiny", seed=s, H_cycles=1)) for s in (0, 1)]
+    report.report([*arm, *other], name="rules", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm", "q-max", "count"],
                   root=root)
     t = pl.read_parquet(tmp_path / "rules" / "rules.parquet")
     assert t["rule"].to_list() == ["hrm", "q-max", "count"] and set(t["runs"]) == {2}
@@ -661,7 +699,19 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
     assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"]
     assert t.row(0, named=True)["delta"] == 0
     md = (tmp_path / "rules" / "report.md").read_text()
-    assert "## Voting rules compared" in md and "(2 runs, training seeds averaged per task)" in md and "| rule | pass@2 | oracle | Δ vs hrm |" in md
+    assert "## Voting rules compared" in md and "(2 runs, training seeds averaged per task)" in md
+    assert "| rule | pass@2 | oracle | Δ vs hrm | seeds resampled |" in md
+    # resampling the arm's two runs: each drawn run brings both rules' votes, so the interval is
+    # that of the runs' own per-task differences
+    lo, hi = report.seed_bootstrap_ci([np.stack([own(x, "q-max") - own(x, "hrm") for x in arm])], np.ones((1, 1)))
+    assert (row["delta_seeds_low"], row["delta_seeds_high"]) == pytest.approx((lo[0], hi[0]))
+    assert f"[{100 * lo[0]:+.1f}, {100 * hi[0]:+.1f}] |" in md
+    # the factor section's difference, with each arm's two runs resampled independently
+    f = pl.read_parquet(tmp_path / "rules" / "by_H_cycles.parquet").filter(pl.col("rule") == "hrm").sort("H_cycles")
+    lo, hi = report.seed_bootstrap_ci([np.stack([own(x, "hrm") for x in other]), np.stack([own(x, "hrm") for x in arm])],
+                                      np.array([[1.0, -1.0]]))
+    assert (f["delta_seeds_low"][0], f["delta_seeds_high"][0]) == pytest.approx((lo[0], hi[0]))
+    assert f["delta_seeds_low"][1] == f["delta_seeds_high"][1] == 0  # the main value against itself
 
 
 def test_signals_section(cached, built):
