@@ -93,8 +93,13 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     look resolved. Here every replicate draws the tasks once for all arms (so differences stay
     paired over tasks, with the same draws as ``bootstrap_ci``) and, independently per arm, which of
     its runs count (with replacement): a two-level bootstrap whose width grows with the spread
-    between seeds. A combination touching an arm with fewer than two runs has no seed spread to
-    resample and gets NaN."""
+    between seeds. Drawing r runs out of r understates their variance by (r - 1) / r, a lot at the
+    usual four seeds, so each run's deviation from its arm's mean is first widened by
+    sqrt(r / (r - 1)). Still a percentile interval without t tails: in a simulation of two equal
+    4-run arms on 60 tasks with whole-run offsets of 5 points sd, its 95% interval covered the zero
+    difference 92% of the time (88% unwidened), the task-only paired interval 30%
+    (tests/test_report.py). A combination touching an arm with fewer than two runs has no seed
+    spread to resample and gets NaN."""
     combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
     t = arms[0].shape[-1]
     rng = np.random.default_rng(seed)
@@ -103,6 +108,8 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     for a, m in enumerate(arms):
         m = np.atleast_2d(np.asarray(m, dtype=np.float64))
         r = m.shape[0]
+        if r > 1:  # widen each run's deviation from the arm mean by sqrt(r / (r - 1)): drawing r of r
+            m = m.mean(axis=0) + np.sqrt(r / (r - 1)) * (m - m.mean(axis=0))  # runs shrinks their variance by that
         pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot).T / r  # (R, B)
         reps[a] = ((m @ tasks) * pick).sum(axis=0)
     lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
