@@ -75,7 +75,7 @@ def _factor_markdown(f: str, table: Any, steps: Any, voted: Any, runs: Sequence[
                                                                   "—" if v == main.factor(f) else _delta(prim),
                                                                   "—" if v == main.factor(f) else _seeds(prim)])
     parts += [_md_table([f, "runs", "dense params", "train exact", "samples trained", "train time"] + rules
-                        + ["oracle", f"Δ vs {main.factor(f)}", "seeds resampled"], rows), "", SEEDS_NOTE, ""]
+                        + ["oracle", f"Δ vs {main.factor(f)}", "seeds resampled"], rows), ""]
     if split is not None:
         counts = dict(zip(split["source"].to_list(), split["tasks"].to_list()))
         parts += [f"pass@2 by task source (rule {primary}; " + ", ".join(f"{k}: {n} tasks" for k, n in counts.items())
@@ -171,18 +171,21 @@ def _delta(r: dict) -> str:
 
 
 def _seeds(r: dict) -> str:
-    """The difference's interval with training runs resampled too; blank where an arm had one run."""
+    """The difference's interval with training runs resampled too; "(one run)" where an arm had one."""
     lo, hi = r.get("delta_seeds_low"), r.get("delta_seeds_high")
     if lo is None or hi is None or lo != lo or hi != hi:  # NaN: one run, no seed spread to resample
         return "(one run)"
     return f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-#: What the second interval of every paired difference means (factor, grid and rule tables).
-SEEDS_NOTE = ("The column *seeds resampled* gives the same difference's 95% interval when each arm's training runs are "
-              "resampled as well as the tasks (a two-level bootstrap): the paired interval holds the trainings fixed, "
-              "so it says how these runs would fare on other tasks, not how other trainings (other seeds, or another "
-              "CPU model, which draws another training) would. Read a difference as resolved when this one excludes zero too.")
+#: What the second interval of every paired difference means (factor, grid and rule tables), said
+#: once at the top of a report of several runs.
+SEEDS_NOTE = ("Every paired difference below has a second interval, *seeds resampled*: its 95% interval when each "
+              "arm's training runs are resampled as well as the tasks (a two-level bootstrap; in the rules table "
+              "a drawn run brings every rule's votes). The paired interval holds the trainings fixed, so it says how "
+              "these runs would fare on other tasks, not how other trainings (other seeds, or another CPU model, "
+              "which draws another training) would: read a difference as resolved when the seed-resampled interval "
+              "excludes zero too. An arm of one run has no spread to resample: *(one run)*.")
 
 
 def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run], main: Run) -> list[str]:
@@ -210,7 +213,7 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
             f"the two settings do not act separately. Table `grid_{f}_{g}_effects`.", "",
             _md_table(["setting moved", "held at", f"Δ pass@2 ({rule})", "seeds resampled"],
                       [[f"`{r['factor']}` {r['from']} → {r['to']}", r["at"], _delta(r), _seeds(r)]
-                       for r in effects.iter_rows(named=True)]), "", SEEDS_NOTE, ""]
+                       for r in effects.iter_rows(named=True)]), ""]
 
 
 def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
@@ -231,7 +234,7 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
     extra = [f for f in varying_factors(runs) if f not in FACTORS] if len(runs) > 1 else []
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
-                      f"({main.describe(extra)}): the one sharing the most settings with the others."]
+                      f"({main.describe(extra)}): the one sharing the most settings with the others. " + SEEDS_NOTE]
     trained = [h for r, h in zip(runs, run_scores["train_host"]) if r.train is not None]  # runs table's column
     hosts = list(dict.fromkeys(h for h in trained if h))
     if hosts:
@@ -265,9 +268,6 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
                  "—" if r["rule"] == primary else _delta(r), "—" if r["rule"] == primary else _seeds(r)]
                 for r in by_rule.iter_rows(named=True)]
         parts.append(_md_table(["rule", "pass@2", "oracle", f"Δ vs {primary}", "seeds resampled"], rows))
-        if n > 1:
-            parts += ["", "*Seeds resampled*: the difference's interval when the arm's runs are resampled too (each "
-                          "drawn run brings every rule's votes on it)."]
     parts += ["", "## Scores vs inference n_aug", "", "![pass@1 and pass@2 vs n_aug](n_aug_curves.png)", ""]
     rows = []
     for n in points:
