@@ -22,7 +22,7 @@ from typing import Optional
 
 import typer
 
-from arcpipe.commands import augment, infer, report, run, score, train, vote
+from arcpipe.commands import augment, compare, infer, report, run, score, train, vote
 from arcpipe.errors import ArcpipeError
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ app.command("infer")(infer.command)
 app.command("vote")(vote.command)
 app.command("score")(score.command)
 app.command("report")(report.command)
+app.command("compare")(compare.command)
 app.command("run")(run.command)
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from arcpipe.cli import app
 
-VERBS = ["augment", "train", "infer", "vote", "score", "report", "run"]
+VERBS = ["augment", "train", "infer", "vote", "score", "report", "compare", "run"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -732,6 +732,15 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
                                       np.array([[1.0, -1.0]]))
     assert (f["delta_seeds_low"][0], f["delta_seeds_high"][0]) == pytest.approx((lo[0], hi[0]))
     assert f["delta_seeds_low"][1] == f["delta_seeds_high"][1] == 0  # the main value against itself
+    # arcpipe compare, from the report's runs and run_tasks tables alone, gives the section's numbers
+    from arcpipe import compare
+
+    out = compare.compare([f"{tmp_path / 'rules'}:H_cycles=1"], [f"{tmp_path / 'rules'}:H_cycles=3"])
+    t = out["over_tasks"]
+    assert t["tasks"] == len(own(arm[0], "hrm")) and t["delta"] == pytest.approx(100 * f["delta"][0])
+    assert (t["low"], t["high"]) == pytest.approx((100 * f["delta_ci_low"][0], 100 * f["delta_ci_high"][0]))
+    assert (t["seeds_low"], t["seeds_high"]) == pytest.approx((100 * lo[0], 100 * hi[0]))
+    assert out["over_runs"]["delta"] == pytest.approx(100 * f["delta"][0])
 
 
 def test_signals_section(cached, built):

@@ -1,0 +1,39 @@
+"""`arcpipe compare --plus ARM --minus ARM`: a difference between arms of built reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+
+def command(
+    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports)."),
+    minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
+    reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
+) -> None:
+    """Mean pass@2 of the --plus arms minus the --minus arms, from reports' runs tables, pooled across reports
+    if asked (e.g. the same stage keys trained on two CPU kinds): over runs (Welch's interval on per-run pass@2,
+    any report) and over the tasks all arms share (paired, and with each arm's runs resampled too), where every
+    report involved kept per-task scores (run_tasks, reports built since LAYOUT 15). Nothing is retrained."""
+    from rich.console import Console
+
+    from arcpipe.compare import compare
+
+    out = compare(plus, minus, reports)
+    console = Console(highlight=False, soft_wrap=True)
+    for sign, a in out["arms"]:
+        hosts = sorted({"host not recorded" if h is None else str(h).split(" (")[0]
+                        for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
+        v = a.values
+        console.print(f"{'+' if sign > 0 else '-'} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
+                      f"(mean {v.mean():.1f}; trained on {', '.join(hosts)})")
+    r = out["over_runs"]
+    console.print(f"over runs: {r['delta']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] (95% Welch interval, df {r['df']:.1f})")
+    t = out["over_tasks"]
+    if t is None:
+        console.print("over tasks: not available (a report involved predates run_tasks)")
+    else:
+        console.print(f"over tasks ({t['tasks']} shared): {t['delta']:+.1f} [{t['low']:+.1f}, {t['high']:+.1f}] paired "
+                      f"({t['better']} up, {t['worse']} down); seeds resampled [{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]")

@@ -1,0 +1,144 @@
+"""Differences between arms of built reports, pooled across reports if need be.
+
+A report compares the runs it was built from. Two of its questions need more: runs of two
+reports (the same stage keys trained on two CPU kinds, which are two draws of the trainings; or
+an arm one report has and another lacks), and reports whose caches are gone, which cannot be
+rebuilt with a newer layout. Both are answered from what a report leaves behind: its ``runs``
+table (every run's own pass@2 and settings) and, from LAYOUT 15 on, its ``run_tasks`` table
+(every run's per-task pass@2).
+
+An arm is ``REPORT:col=value,...``, several joined with ``;`` to pool them; REPORT names a folder
+under ``reports/`` or any path. A difference (or an interaction: four arms, two of each sign) is
+given two ways: over runs, Welch's t interval on the per-run pass@2 (any report); and over tasks,
+when every report involved has ``run_tasks``: paired over the tasks all arms share, with the
+report's own two intervals (seeds averaged per task, and seeds resampled too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from arcpipe.errors import ArcpipeError
+from arcpipe.report import paired_effects, seed_bootstrap_ci
+
+
+@dataclass
+class Arm:
+    """The runs one arm spec selects: rows of the reports' runs tables (with ``report``), and their
+    per-task scores when every report involved kept them."""
+
+    spec: str
+    runs: Any  # pl.DataFrame
+    tasks: Any | None  # pl.DataFrame (report, infer, task_id, pass@2) or None
+
+    @property
+    def values(self) -> np.ndarray:
+        """Per-run pass@2, in points."""
+        return 100 * self.runs["pass@2"].to_numpy()
+
+
+def _report_dir(name: str, reports: Path) -> Path:
+    path = Path(name)
+    return path if path.is_dir() else reports / name
+
+
+def arm(spec: str, reports: str | Path = "reports") -> Arm:
+    """The runs ``spec`` selects (``REPORT:col=value,...[;REPORT:...]``). A column a report's runs
+    table lacks is an error rather than a wildcard: it did not vary there, so the table cannot say
+    which value its runs held."""
+    import polars as pl
+
+    runs, tasks = [], []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, _, where = part.partition(":")
+        folder = _report_dir(name, Path(reports))
+        table = folder / "runs.parquet"
+        if not table.is_file():
+            raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
+        got = pl.read_parquet(table).with_columns(report=pl.lit(name))
+        for kv in filter(None, where.split(",")):
+            col, eq, value = kv.partition("=")
+            if not eq:
+                raise ArcpipeError(f"compare {part!r}: {kv!r}: expected column=value")
+            if col not in got.columns:
+                raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
+                                   f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
+            got = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
+        if got.is_empty():
+            raise ArcpipeError(f"compare {part!r}: no run of {folder.name} matches")
+        runs.append(got)
+        per_task = folder / "run_tasks.parquet"
+        tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)).join(
+            got.select("report", "infer"), on=["report", "infer"]) if per_task.is_file() else None)
+    if not runs:
+        raise ArcpipeError(f"compare {spec!r}: empty arm")
+    # reports share runs (a baseline arm reused by a later sweep): one training counts once, known by
+    # its stage key and its score (the same key trained on another CPU kind is another run)
+    table = pl.concat(runs, how="diagonal_relaxed").unique(subset=["infer", "pass@2"], keep="first", maintain_order=True)
+    per_task = None if any(t is None for t in tasks) else pl.concat(tasks).join(table.select("report", "infer"),
+                                                                                on=["report", "infer"])
+    return Arm(spec, table, per_task)
+
+
+def t_quantile(q: float, df: float) -> float:
+    """Student's t quantile (q > 0.5) from its closed-form density integrated on a fine grid --
+    numpy is enough, where scipy would be a dependency for one number."""
+    if not math.isfinite(df):
+        df = 1e9
+    x = np.linspace(0.0, 200.0, 2_000_001)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(x))])
+    return float(np.interp(q, cdf, x))
+
+
+def over_runs(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> dict[str, float]:
+    """A signed sum of arm means of per-run values and its Welch interval (Welch-Satterthwaite
+    degrees of freedom): each arm a sample of trainings."""
+    if any(len(v) < 2 for _, v in arms):
+        raise ArcpipeError("compare: an arm of one run has no spread between runs to use")
+    est = float(sum(s * v.mean() for s, v in arms))
+    parts = [v.var(ddof=1) / len(v) for _, v in arms]
+    se = math.sqrt(sum(parts))
+    df = sum(parts) ** 2 / sum(p * p / (len(v) - 1) for p, (_, v) in zip(parts, arms)) if se > 0 else math.inf
+    half = t_quantile(1 - (1 - level) / 2, df) * se
+    return {"delta": est, "low": est - half, "high": est + half, "df": df}
+
+
+def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:
+    """The signed sum over the tasks every arm was scored on: paired over tasks with seeds averaged
+    per task, and with each arm's runs resampled too (the intervals a report prints), in points;
+    None when a report involved has no run_tasks table."""
+    import polars as pl
+
+    if any(a.tasks is None for _, a in arms):
+        return None
+    common = sorted(set.intersection(*(set(a.tasks["task_id"].to_list()) for _, a in arms)))
+    if not common:
+        raise ArcpipeError("compare: the arms share no task")
+    mats = []
+    for _, a in arms:
+        wide = (a.tasks.filter(pl.col("task_id").is_in(common))
+                .pivot(on="task_id", index=["report", "infer"], values="pass@2").select(common))
+        mats.append(wide.to_numpy().astype(np.float64))
+    signs = np.array([s for s, _ in arms])
+    paired = paired_effects(sum(s * m.mean(axis=0) for s, m in zip(signs, mats)))
+    lo, hi = seed_bootstrap_ci(mats, signs[None, :])
+    return {"tasks": len(common), "delta": 100 * float(paired["delta"][0]),
+            "low": 100 * float(paired["delta_ci_low"][0]), "high": 100 * float(paired["delta_ci_high"][0]),
+            "seeds_low": 100 * float(lo[0]), "seeds_high": 100 * float(hi[0]),
+            "better": int(paired["better"][0]), "worse": int(paired["worse"][0])}
+
+
+def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path = "reports") -> dict[str, Any]:
+    """Sum of the ``plus`` arms' mean pass@2 minus the ``minus`` arms' (points), over runs and,
+    where kept, over tasks; with each arm's runs."""
+    if not plus and not minus:
+        raise ArcpipeError("compare: give at least one arm")
+    arms = [(1.0, arm(s, reports)) for s in plus] + [(-1.0, arm(s, reports)) for s in minus]
+    return {"arms": arms, "over_runs": over_runs([(s, a.values) for s, a in arms]), "over_tasks": over_tasks(arms)}

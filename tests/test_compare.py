@@ -1,0 +1,64 @@
+"""arcpipe compare: differences between arms of built reports -- over runs (Welch, from runs
+tables, any report) and over tasks (from run_tasks, with the report's own two intervals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arcpipe import compare
+from arcpipe.errors import ArcpipeError
+
+
+@pytest.mark.parametrize(("df", "want"), [(1, 12.706205), (3, 3.182446), (5.4, 2.514349), (30, 2.042272), (1000, 1.962339)])
+def test_t_quantile_matches_tables(df, want):
+    assert compare.t_quantile(0.975, df) == pytest.approx(want, abs=2e-5)
+
+
+def test_welch_on_two_arms_and_an_interaction():
+    a, b = np.array([42.7, 40.1, 39.3, 38.4]), np.array([32.5, 28.8, 35.0, 33.3])
+    r = compare.over_runs([(1.0, a), (-1.0, b)])
+    se = np.sqrt(a.var(ddof=1) / 4 + b.var(ddof=1) / 4)
+    assert r["delta"] == pytest.approx(a.mean() - b.mean()) and r["high"] - r["delta"] == pytest.approx(r["delta"] - r["low"])
+    assert (r["high"] - r["delta"]) / se == pytest.approx(compare.t_quantile(0.975, r["df"])) and 3 < r["df"] < 6
+    # four arms of equal spread and size: Welch's df is the pooled 4 x 3 = 12
+    r = compare.over_runs([(s, np.array([1.0, 2.0, 3.0, 4.0]) + k) for k, s in enumerate((1.0, -1.0, -1.0, 1.0))])
+    assert r["delta"] == pytest.approx(0.0) and r["df"] == pytest.approx(12.0)
+    with pytest.raises(ArcpipeError, match="one run"):
+        compare.over_runs([(1.0, a), (-1.0, b[:1])])
+
+
+def test_committed_reports_over_runs():
+    """The Xeon's one-segment lead at 24000 steps, from the committed runs tables; runs two reports
+    share (the same stage key, the same score) count once when pooled."""
+    out = compare.compare(["outer-loop-59tasks-24k:halt_max_steps=1"], ["outer-loop-59tasks-24k:halt_max_steps=4,core=hrm"])
+    r = out["over_runs"]
+    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (7.7, 3.7, 11.7)
+    assert out["over_tasks"] is None  # built before run_tasks
+    hrm = compare.arm("outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;puzzle-emb-59tasks-24k:puzzle_emb_ndim=64,max_steps=24000")
+    assert hrm.runs.height == 4 and sorted(hrm.values.round(1)) == [31.9, 34.5, 35.0, 41.0]
+    with pytest.raises(ArcpipeError, match="no column 'max_steps'"):
+        compare.arm("outer-loop-59tasks-24k:max_steps=24000")
+    with pytest.raises(ArcpipeError, match="no run of"):
+        compare.arm("outer-loop-59tasks-24k:halt_max_steps=3")
+    with pytest.raises(ArcpipeError, match="no runs table"):
+        compare.arm("no-such-report:halt_max_steps=1")
+
+
+def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reports = Path(__file__).resolve().parents[1] / "reports"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "arcpipe.cli", "compare", "--reports", str(reports), *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    ok = cli("--plus", "outer-loop-59tasks:core=transformer", "--minus", "outer-loop-59tasks:core=hrm,L_cycles=2,halt_max_steps=4")
+    assert ok.returncode == 0, ok.stderr
+    assert "4 runs, pass@2 35.0 / 39.3 / 31.9 / 26.6" in ok.stdout and "over runs: +5.2 [-3.1, +13.4]" in ok.stdout
+    assert "over tasks: not available" in ok.stdout
+    bad = cli("--plus", "outer-loop-59tasks:max_steps=7400")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no column 'max_steps'" in bad.stderr
