@@ -73,12 +73,12 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
             raise ArcpipeError(f"compare {part!r}: no run of {folder.name} matches")
         runs.append(got)
         per_task = folder / "run_tasks.parquet"
-        tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)).join(
-            got.select("report", "infer"), on=["report", "infer"]) if per_task.is_file() else None)
+        tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)) if per_task.is_file() else None)
     if not runs:
         raise ArcpipeError(f"compare {spec!r}: empty arm")
     # reports share runs (a baseline arm reused by a later sweep): one training counts once, known by
-    # its stage key and its score (the same key trained on another CPU kind is another run)
+    # its stage key and its score (the same key trained on another CPU kind is another run); the
+    # per-task rows follow the runs kept
     table = pl.concat(runs, how="diagonal_relaxed").unique(subset=["infer", "pass@2"], keep="first", maintain_order=True)
     per_task = None if any(t is None for t in tasks) else pl.concat(tasks).join(table.select("report", "infer"),
                                                                                 on=["report", "infer"])

@@ -105,15 +105,16 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     rng = np.random.default_rng(seed)
     tasks = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B), as bootstrap_ci draws them
     reps = np.empty((len(arms), n_boot))
+    thin = np.zeros(len(arms), dtype=bool)  # arms of one run: no seed spread to resample
     for a, m in enumerate(arms):
         m = np.atleast_2d(np.asarray(m, dtype=np.float64))
         r = m.shape[0]
+        thin[a] = r < 2
         if r > 1:  # widen each run's deviation from the arm mean by sqrt(r / (r - 1)): drawing r of r
             m = m.mean(axis=0) + np.sqrt(r / (r - 1)) * (m - m.mean(axis=0))  # runs shrinks their variance by that
         pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot).T / r  # (R, B)
         reps[a] = ((m @ tasks) * pick).sum(axis=0)
     lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
-    thin = np.array([np.atleast_2d(m).shape[0] < 2 for m in arms])
     bad = (combos[:, thin] != 0).any(axis=1)
     lo[bad], hi[bad] = np.nan, np.nan
     return lo, hi
@@ -444,18 +445,14 @@ def _slice(runs: Sequence[Run], queries: Sequence[_Queries], main: Run, others: 
             and queries[i].info["task_ids"] == list(task_ids)]
 
 
-def _run_matrix(queries: Sequence[_Queries], group: Sequence[int], rule: str, step: int | None, top: int,
-                task_ids: Sequence[str]) -> np.ndarray:
-    """Per-task pass@2 of each of the ``group`` runs, (runs, tasks); every cached variant voted."""
-    return np.stack([queries[i].all_variants(rule, step, top, task_ids)["pass@2"] for i in group])
-
-
 def _seed_mean(queries: Sequence[_Queries], group: Sequence[int], rule: str, step: int | None, top: int,
-               task_ids: Sequence[str]) -> tuple[np.ndarray, float]:
+               task_ids: Sequence[str]) -> tuple[np.ndarray, float, np.ndarray]:
     """Per-task pass@2 of the ``group`` runs (one setting, several training seeds) averaged over the
-    seeds, and their mean oracle; every cached variant voted."""
+    seeds, their mean oracle, and the per-run pass@2 it averages, (runs, tasks), which the
+    seed-resampled intervals draw from; every cached variant voted."""
     pts = [queries[i].all_variants(rule, step, top, task_ids) for i in group]
-    return np.mean([pt["pass@2"] for pt in pts], axis=0), float(np.mean([pt["oracle"] for pt in pts], axis=0).mean())
+    per_run = np.stack([pt["pass@2"] for pt in pts])
+    return per_run.mean(axis=0), float(np.mean([pt["oracle"] for pt in pts], axis=0).mean()), per_run
 
 
 def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float | None]:
@@ -523,13 +520,14 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     arms = _one_factor_arms(runs, queries, main_i, f, task_ids)
     if len(arms) < 2:
         return None
-    rows, mats, step_rows, step_mats, vote_rows, vote_mats = [], [], [], [], [], []
+    rows, mats, run_mats, step_rows, step_mats, vote_rows, vote_mats = [], [], [], [], [], [], []
     for v, group in arms:
         meta = _train_means(runs, group)
         for rule in rules:
-            p2, oracle = _seed_mean(queries, group, rule, step, top, task_ids)
+            p2, oracle, per_run = _seed_mean(queries, group, rule, step, top, task_ids)
             rows.append({f: v, "rule": rule, "runs": len(group), "pass@2": float(p2.mean()), "oracle": oracle, **meta})
             mats.append(p2)
+            run_mats.append(per_run)
         for s in sorted({s for i in group for s in queries[i].info["steps"]}):
             pts = [queries[i].all_variants(primary, s, top, task_ids) for i in group if s in queries[i].info["steps"]]
             p2 = np.mean([pt["pass@2"] for pt in pts], axis=0)
@@ -548,8 +546,12 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(mats))
     base = {r["rule"]: m for r, m in zip(rows, mats) if r[f] == main.factor(f)}
     effects = paired_effects(np.stack([m - base[r["rule"]] for r, m in zip(rows, mats)]))
-    effects["delta_seeds_low"], effects["delta_seeds_high"] = _seed_deltas(queries, arms, rules, step, top, task_ids,
-                                                                           [v for v, _ in arms].index(main.factor(f)))
+    # rows are arm-major, then rule: each rule's arms against the main value's arm, runs resampled
+    base = [v for v, _ in arms].index(main.factor(f))
+    eye = np.eye(len(arms))
+    seeded = [seed_bootstrap_ci(run_mats[k::len(rules)], eye - eye[base]) for k in range(len(rules))]
+    effects["delta_seeds_low"] = np.stack([lo for lo, _ in seeded], axis=1).ravel()
+    effects["delta_seeds_high"] = np.stack([hi for _, hi in seeded], axis=1).ravel()
     table = pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi),
                                             **{k: pl.Series(v) for k, v in effects.items()})
     lo, hi = bootstrap_ci(np.stack(step_mats))
@@ -557,19 +559,6 @@ def factor_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(np.stack(vote_mats))
     voted = pl.DataFrame(vote_rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi), rule=pl.lit(primary))
     return table, steps, voted
-
-
-def _seed_deltas(queries: Sequence[_Queries], arms: Sequence[tuple[Any, list[int]]], rules: Sequence[str], step: int | None,
-                 top: int, task_ids: Sequence[str], base: int) -> tuple[np.ndarray, np.ndarray]:
-    """``seed_bootstrap_ci`` of every arm's difference from arm ``base``, rule by rule, in
-    ``factor_tables``' row order (arm-major, then rule)."""
-    lo = np.empty((len(arms), len(rules)))
-    hi = np.empty_like(lo)
-    eye = np.eye(len(arms))
-    for k, rule in enumerate(rules):
-        mats = [_run_matrix(queries, group, rule, step, top, task_ids) for _, group in arms]
-        lo[:, k], hi[:, k] = seed_bootstrap_ci(mats, eye - eye[base])
-    return lo.ravel(), hi.ravel()
 
 
 def rule_effects(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, rules: Sequence[str], step: int | None,
@@ -587,8 +576,7 @@ def rule_effects(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     effects = paired_effects(p2 - mats[primary][0])
     # the rules vote the same runs, so a run is drawn for all of them at once: resample the runs'
     # own per-task differences
-    base = _run_matrix(queries, group, primary, step, top, task_ids)
-    seeded = [seed_bootstrap_ci([_run_matrix(queries, group, r, step, top, task_ids) - base], np.ones((1, 1))) for r in rules]
+    seeded = [seed_bootstrap_ci([mats[r][2] - mats[primary][2]], np.ones((1, 1))) for r in rules]
     effects["delta_seeds_low"] = np.array([lo[0] for lo, _ in seeded])
     effects["delta_seeds_high"] = np.array([hi[0] for _, hi in seeded])
     return pl.DataFrame({"rule": list(rules), "runs": len(group), "pass@2": p2.mean(axis=1), "oracle": [mats[r][1] for r in rules],
@@ -635,10 +623,10 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
         gv = _ordered(main.factor(g), [b for _, b in cells])
         if len(fv) < 2 or len(gv) < 2 or len(cells) != len(fv) * len(gv):
             continue
-        rows, p2s = [], {}
+        rows, p2s, per_run = [], {}, {}
         for a, b in itertools.product(fv, gv):
             group = cells[(a, b)]
-            p2s[(a, b)], oracle = _seed_mean(queries, group, rule, step, top, task_ids)
+            p2s[(a, b)], oracle, per_run[(a, b)] = _seed_mean(queries, group, rule, step, top, task_ids)
             rows.append({f: a, g: b, "rule": rule, "runs": len(group), "pass@2": float(p2s[(a, b)].mean()),
                          "oracle": oracle, **{k: v for k, v in _train_means(runs, group).items() if k in ("train_exact", "train_samples")}})
         lo, hi = bootstrap_ci(np.stack(list(p2s.values())))
@@ -674,7 +662,7 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
         for k, (_, plus, minus) in enumerate(moves):
             np.add.at(w[k], [cell_at[c] for c in plus], 1.0)
             np.add.at(w[k], [cell_at[c] for c in minus], -1.0)
-        slo, shi = seed_bootstrap_ci([_run_matrix(queries, cells[c], rule, step, top, task_ids) for c in p2s], w)
+        slo, shi = seed_bootstrap_ci([per_run[c] for c in p2s], w)
         effects = pl.DataFrame({**{c: [str(m[0][i]) for m in moves] for i, c in enumerate(("kind", "factor", "from", "to", "at"))},
                                 "rule": rule, **paired_effects(w @ np.stack(list(p2s.values()))),
                                 "delta_seeds_low": slo, "delta_seeds_high": shi})
