@@ -95,10 +95,10 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     its runs count (with replacement): a two-level bootstrap whose width grows with the spread
     between seeds. Drawing r runs out of r understates their variance by (r - 1) / r, a lot at the
     usual four seeds, so each run's deviation from its arm's mean is first widened by
-    sqrt(r / (r - 1)). Still a percentile interval without t tails: in a simulation of two equal
-    4-run arms on 60 tasks with whole-run offsets of 5 points sd, its 95% interval covered the zero
-    difference 92% of the time (88% unwidened), the task-only paired interval 30%
-    (tests/test_report.py). A combination touching an arm with fewer than two runs has no seed
+    sqrt(r / (r - 1)). Still a percentile interval without t tails: in the simulation of
+    tests/test_report.py (200 draws of two equal 4-run arms on 60 tasks, whole-run offsets of 5
+    points sd) its 95% interval covers the zero difference 91% of the time, the task-only paired
+    interval 30%. A combination touching an arm with fewer than two runs has no seed
     spread to resample and gets NaN."""
     combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
     t = arms[0].shape[-1]
