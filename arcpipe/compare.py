@@ -16,7 +16,6 @@ report's own two intervals (seeds averaged per task, and seeds resampled too).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from arcpipe.errors import ArcpipeError
-from arcpipe.report import paired_effects, seed_bootstrap_ci
+from arcpipe.stats import paired_effects, seed_bootstrap_ci, t_quantile, welch  # noqa: F401 (t_quantile: re-exported)
 
 
 @dataclass
@@ -85,29 +84,12 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
     return Arm(spec, table, per_task)
 
 
-def t_quantile(q: float, df: float) -> float:
-    """Student's t quantile (q > 0.5) from its closed-form density integrated on a fine grid --
-    numpy is enough, where scipy would be a dependency for one number."""
-    if not math.isfinite(df):
-        df = 1e9
-    x = np.linspace(0.0, 200.0, 2_000_001)
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
-    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(x))])
-    return float(np.interp(q, cdf, x))
-
-
 def over_runs(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> dict[str, float]:
     """A signed sum of arm means of per-run values and its Welch interval (Welch-Satterthwaite
     degrees of freedom): each arm a sample of trainings."""
     if any(len(v) < 2 for _, v in arms):
         raise ArcpipeError("compare: an arm of one run has no spread between runs to use")
-    est = float(sum(s * v.mean() for s, v in arms))
-    parts = [v.var(ddof=1) / len(v) for _, v in arms]
-    se = math.sqrt(sum(parts))
-    df = sum(parts) ** 2 / sum(p * p / (len(v) - 1) for p, (_, v) in zip(parts, arms)) if se > 0 else math.inf
-    half = t_quantile(1 - (1 - level) / 2, df) * se
-    return {"delta": est, "low": est - half, "high": est + half, "df": df}
+    return welch(arms, level)
 
 
 def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:

@@ -35,89 +35,13 @@ from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
 from arcpipe.figures import draw_grid, plot_curves, plot_factor, plot_steps
 from arcpipe.runs import FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
+from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstrap_ci
 
 METRICS = ("pass@1", "pass@2", "oracle")
-BOOTSTRAP = 2000
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 15
+LAYOUT = 16  # 16: seeds-resampled intervals with t tails (stats.seed_bootstrap_ci)
 GALLERY = 4  # solved and failed test inputs shown each
-#: A task counts as gained or lost when its score moved by more than this: scores are seed means
-#: of fractions like 1/3, so two equal ones can differ in the last bit, and a sum of four of them
-#: (an interaction) more so; real moves are at least 1 / (test inputs x seeds) apart.
-MOVED = 1e-9
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap over the last axis (tasks) of ``values`` (C, T) for every row at once.
-
-    Resampling T tasks with replacement is a multinomial weight vector per
-    replicate, so all C rows' replicate means are one (C, T) @ (T, B) product.
-    """
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    t = values.shape[-1]
-    if t == 0:
-        nan = np.full(values.shape[0], np.nan)
-        return nan, nan
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B)
-    reps = values @ weights  # (C, B)
-    lo, hi = np.quantile(reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
-    return lo, hi
-
-
-def paired_effects(diffs: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean per-task difference between two settings scored on the same tasks, for each row of
-    ``diffs`` (C, T), with a paired percentile bootstrap interval and how many tasks moved each way.
-
-    The per-setting intervals are wide mostly because tasks differ in difficulty; resampling the
-    tasks *together* cancels that, so a difference whose unpaired intervals overlap can still be
-    resolved (and one that is not, is shown as such)."""
-    diffs = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
-    lo, hi = bootstrap_ci(diffs)
-    return {"delta": diffs.mean(axis=1), "delta_ci_low": lo, "delta_ci_high": hi,
-            "better": (diffs > MOVED).sum(axis=1), "worse": (diffs < -MOVED).sum(axis=1)}
-
-
-def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0,
-                      level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of each linear combination ``combos`` (C, A) of arm means, resampling the
-    tasks *and* each arm's training runs (``arms``: A matrices (runs, T) of per-task scores).
-
-    ``paired_effects`` averages an arm's seeds per task and resamples tasks only: it holds the
-    trainings fixed, so it says how these runs would fare on other tasks, not how other trainings
-    would, and a gap that a fresh draw of seeds (or another CPU model, which is one) undoes can still
-    look resolved. Here every replicate draws the tasks once for all arms (so differences stay
-    paired over tasks, with the same draws as ``bootstrap_ci``) and, independently per arm, which of
-    its runs count (with replacement): a two-level bootstrap whose width grows with the spread
-    between seeds. Drawing r runs out of r understates their variance by (r - 1) / r, a lot at the
-    usual four seeds, so each run's deviation from its arm's mean is first widened by
-    sqrt(r / (r - 1)). Still a percentile interval without t tails: in the simulation of
-    tests/test_report.py (200 draws of two equal 4-run arms on 60 tasks, whole-run offsets of 5
-    points sd) its 95% interval covers the zero difference 91% of the time, the task-only paired
-    interval 30%. A combination touching an arm with fewer than two runs has no seed
-    spread to resample and gets NaN."""
-    combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
-    t = arms[0].shape[-1]
-    rng = np.random.default_rng(seed)
-    tasks = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B), as bootstrap_ci draws them
-    reps = np.empty((len(arms), n_boot))
-    thin = np.zeros(len(arms), dtype=bool)  # arms of one run: no seed spread to resample
-    for a, m in enumerate(arms):
-        m = np.atleast_2d(np.asarray(m, dtype=np.float64))
-        r = m.shape[0]
-        thin[a] = r < 2
-        if r > 1:  # widen each run's deviation from the arm mean by sqrt(r / (r - 1)): drawing r of r
-            m = m.mean(axis=0) + np.sqrt(r / (r - 1)) * (m - m.mean(axis=0))  # runs shrinks their variance by that
-        pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot).T / r  # (R, B)
-        reps[a] = ((m @ tasks) * pick).sum(axis=0)
-    lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
-    bad = (combos[:, thin] != 0).any(axis=1)
-    lo[bad], hi[bad] = np.nan, np.nan
-    return lo, hi
 
 
 def default_points(max_n: int) -> list[int]:

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from arcpipe import cache, figures, report, report_markdown, transforms
+from arcpipe import cache, figures, report, report_markdown, stats, transforms
 from arcpipe.errors import ArcpipeError
 
 N_AUG = 32
@@ -324,88 +324,6 @@ def test_header_counts_runs_whose_machine_is_unrecorded(cached, tmp_path):
     assert pl.read_parquet(tmp_path / "mixed" / "runs.parquet")["train_host"].to_list() == [None, host]
 
 
-def test_bootstrap_ci():
-    const = np.full((1, 50), 0.25)
-    lo, hi = report.bootstrap_ci(const)
-    assert lo[0] == pytest.approx(0.25) and hi[0] == pytest.approx(0.25)
-    rng = np.random.default_rng(1)
-    v = rng.uniform(size=(2, 200))
-    lo, hi = report.bootstrap_ci(v, n_boot=4000)
-    # against a direct resampling loop
-    idx = rng.integers(0, 200, size=(4000, 200))
-    reps = v[0][idx].mean(1)
-    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.01)
-    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.01)
-    assert np.all(lo < v.mean(1)) and np.all(v.mean(1) < hi)
-
-
-def test_paired_effects_cancel_task_difficulty():
-    """Two settings on tasks of very different difficulty, one a steady 10 points better: the
-    unpaired intervals overlap, the paired one excludes zero; a pure shift has a zero-width interval."""
-    rng = np.random.default_rng(2)
-    hard = rng.uniform(0, 0.9, size=30)
-    a, b = hard, np.clip(hard + 0.1 + rng.normal(0, 0.02, size=30), 0, 1)
-    lo, hi = report.bootstrap_ci(np.stack([a, b]))
-    assert hi[0] > lo[1]  # unpaired: overlapping
-    e = report.paired_effects(b - a)
-    assert e["delta_ci_low"][0] > 0.05 and e["delta"][0] == pytest.approx((b - a).mean())
-    assert e["better"][0] + e["worse"][0] <= 30
-    shift = report.paired_effects(np.full((1, 30), -0.2))
-    assert shift["delta_ci_low"][0] == pytest.approx(-0.2) and shift["delta_ci_high"][0] == pytest.approx(-0.2)
-    assert (shift["better"][0], shift["worse"][0]) == (0, 30)
-
-
-def test_seed_bootstrap_resamples_runs_as_well_as_tasks():
-    """Runs identical within each arm: the two-level interval is the paired one exactly (same task
-    draws). Runs that differ by a whole-run offset (a lucky and an unlucky training): averaging the
-    seeds per task makes a pure shift look certain, resampling the runs does not. An arm with one
-    run has no spread to resample: NaN for the rows touching it only."""
-    rng = np.random.default_rng(5)
-    tasks = rng.uniform(0, 1, size=40)
-    a = np.tile(tasks, (4, 1))
-    b = np.tile(np.clip(tasks + rng.normal(0.05, 0.1, size=40), 0, 1), (4, 1))
-    e = report.paired_effects((b - a).mean(axis=0))
-    lo, hi = report.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0]]))
-    assert (lo[0], hi[0]) == pytest.approx((e["delta_ci_low"][0], e["delta_ci_high"][0]))
-    offsets = np.array([0.25, -0.15, 0.2, -0.1])[:, None]  # mean +0.05, spread 0.2
-    b = tasks + offsets
-    shift = report.paired_effects((b - a).mean(axis=0))
-    assert shift["delta_ci_low"][0] == pytest.approx(0.05) == shift["delta_ci_high"][0]
-    lo, hi = report.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0], [0.0, 1.0]]))
-    assert lo[0] < 0 < 0.05 < hi[0]
-    # against a direct nested resampling loop: runs of each arm (their deviations from the arm
-    # mean widened by sqrt(4 / 3)), then tasks, drawn with replacement
-    wide = b.mean(axis=0) + np.sqrt(4 / 3) * (b - b.mean(axis=0))
-    reps = []
-    for _ in range(3000):
-        t = rng.integers(0, 40, size=40)
-        ra, rb = rng.integers(0, 4, size=4), rng.integers(0, 4, size=4)
-        reps.append(wide[rb][:, t].mean() - a[ra][:, t].mean())
-    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.02)
-    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.02)
-    one = [a, b[:1]]
-    lo, hi = report.seed_bootstrap_ci(one, np.array([[-1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
-    assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isfinite([lo[1], hi[1], lo[2], hi[2]]).all()
-
-
-def test_seed_resampled_interval_covers_a_null_difference_the_paired_one_misses():
-    """Two arms of four runs drawn alike, each run shifted as a whole (a lucky or unlucky training,
-    5 points sd) on 60 tasks: the true difference is zero. The task-only paired interval, which
-    holds the runs fixed, excludes it most of the time; the seed-resampled one near its nominal
-    rate (here 182 of 200 draws, 91%; the paired one 61, 30%: seed_bootstrap_ci's docstring)."""
-    rng = np.random.default_rng(1)
-    covered = {"paired": 0, "seeds": 0}
-    n = 200
-    for k in range(n):
-        base = rng.uniform(0, 1, 60)
-        arms = [np.clip(base + rng.normal(0, 0.05, (4, 1)) + rng.normal(0, 0.1, (4, 60)), 0, 1) for _ in range(2)]
-        lo, hi = report.seed_bootstrap_ci(arms, np.array([[1.0, -1.0]]), n_boot=500, seed=k)
-        covered["seeds"] += lo[0] <= 0 <= hi[0]
-        e = report.paired_effects(arms[0].mean(axis=0) - arms[1].mean(axis=0))
-        covered["paired"] += e["delta_ci_low"][0] <= 0 <= e["delta_ci_high"][0]
-    assert covered["paired"] / n < 0.5 and covered["seeds"] / n > 0.86
-
-
 def test_default_points():
     assert report.default_points(1000) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
     assert report.default_points(8) == [1, 2, 4, 8]
@@ -637,11 +555,11 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     # the joint row compares the far corner with the first directly: one effect plus the other's
     assert eff["delta"][4] == pytest.approx(grid["pass@2"][3] - grid["pass@2"][0]) == pytest.approx(eff["delta"][0] + eff["delta"][3])
     joint = own(runs[(8, 2, 0)]) - own(runs[(4, 1, 0)])
-    assert (eff["better"][4], eff["worse"][4]) == (int((joint > report.MOVED).sum()), int((joint < -report.MOVED).sum()))
+    assert (eff["better"][4], eff["worse"][4]) == (int((joint > stats.MOVED).sum()), int((joint < -stats.MOVED).sum()))
     # the trade row: L_cycles moved alone against halt_max_steps moved alone
     assert eff["delta"][5] == pytest.approx(grid["pass@2"][2] - grid["pass@2"][1]) == pytest.approx(eff["delta"][2] - eff["delta"][0])
     inter = own(runs[(8, 2, 0)]) - own(runs[(4, 2, 0)]) / 2 - own(runs[(4, 2, 1)]) / 2 - own(runs[(8, 1, 0)]) + own(runs[(4, 1, 0)])
-    assert (eff["better"][6], eff["worse"][6]) == (int((inter > report.MOVED).sum()), int((inter < -report.MOVED).sum()))
+    assert (eff["better"][6], eff["worse"][6]) == (int((inter > stats.MOVED).sum()), int((inter < -stats.MOVED).sum()))
     assert ((eff["delta_ci_low"] <= eff["delta"] + 1e-12) & (eff["delta"] <= eff["delta_ci_high"] + 1e-12)).all()
     d = own(runs[(8, 1, 0)]) - own(runs[(4, 1, 0)])
     assert (eff["better"][0], eff["worse"][0]) == (int((d > 0).sum()), int((d < 0).sum()))
@@ -723,12 +641,12 @@ def test_voting_rules_compared_on_the_main_arm(cached, tmp_path):
     assert "| rule | pass@2 | oracle | Δ vs hrm | seeds resampled |" in md
     # resampling the arm's two runs: each drawn run brings both rules' votes, so the interval is
     # that of the runs' own per-task differences
-    lo, hi = report.seed_bootstrap_ci([np.stack([own(x, "q-max") - own(x, "hrm") for x in arm])], np.ones((1, 1)))
+    lo, hi = stats.seed_bootstrap_ci([np.stack([own(x, "q-max") - own(x, "hrm") for x in arm])], np.ones((1, 1)))
     assert (row["delta_seeds_low"], row["delta_seeds_high"]) == pytest.approx((lo[0], hi[0]))
     assert f"[{100 * lo[0]:+.1f}, {100 * hi[0]:+.1f}] |" in md
     # the factor section's difference, with each arm's two runs resampled independently
     f = pl.read_parquet(tmp_path / "rules" / "by_H_cycles.parquet").filter(pl.col("rule") == "hrm").sort("H_cycles")
-    lo, hi = report.seed_bootstrap_ci([np.stack([own(x, "hrm") for x in other]), np.stack([own(x, "hrm") for x in arm])],
+    lo, hi = stats.seed_bootstrap_ci([np.stack([own(x, "hrm") for x in other]), np.stack([own(x, "hrm") for x in arm])],
                                       np.array([[1.0, -1.0]]))
     assert (f["delta_seeds_low"][0], f["delta_seeds_high"][0]) == pytest.approx((lo[0], hi[0]))
     assert f["delta_seeds_low"][1] == f["delta_seeds_high"][1] == 0  # the main value against itself
