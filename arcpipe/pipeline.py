@@ -627,7 +627,10 @@ def plan(path: str | os.PathLike, sets: Sequence[str] = ()) -> Plan:
         settings = {k: v for k, v in rep.items() if k != "enabled"}
         settings.setdefault("name", path.stem)
         vote_nodes = list(dict.fromkeys(leaves))  # ordered, unique
-        ident = {"stage": "report", "settings": settings, "parents": [n.pkey for n in vote_nodes], "arcpipe": __version__}
+        from arcpipe.report import LAYOUT  # a new layout rebuilds the report: --dry-run should say so
+
+        ident = {"stage": "report", "settings": settings, "parents": [n.pkey for n in vote_nodes], "arcpipe": __version__,
+                 "layout": LAYOUT}
         report = Node("report", cache.content_key(ident), settings, {f"vote{i}": n for i, n in enumerate(vote_nodes)}, {})
         order.append(report)
     return Plan(path, sections, sweeps, points, order, report)

@@ -86,6 +86,8 @@ def fake(monkeypatch) -> FakeStages:
     for name in ("augment", "train", "infer", "vote", "report"):
         mod = types.ModuleType(f"arcpipe.{name}")
         setattr(mod, name, getattr(f, name))
+        if name == "report":
+            mod.LAYOUT = 1  # the plan keys the report on it
         monkeypatch.setitem(sys.modules, f"arcpipe.{name}", mod)
         monkeypatch.setattr(arcpipe, name, mod, raising=False)
     return f
@@ -208,6 +210,17 @@ def test_dry_run_sees_changed_stage_defaults(fake, tmp_path, monkeypatch):
     assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] * 5
     monkeypatch.setitem(hrm_config._PRESETS, "tiny", {**hrm_config._PRESETS["tiny"], "hidden_size": 8})
     assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] + ["would run"] * 4
+
+
+def test_dry_run_sees_a_new_report_layout(fake, tmp_path, monkeypatch):
+    """A report of an older layout is rebuilt on the next run (its content key holds LAYOUT), so
+    the dry run says so rather than calling the published report current."""
+    p = base(tmp_path)
+    root = tmp_path / "cache"
+    pipeline.run(p, root=root)
+    assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] * 5
+    monkeypatch.setattr(sys.modules["arcpipe.report"], "LAYOUT", 2)
+    assert [n.status for n in pipeline.run(p, root=root, dry_run=True)] == ["cached"] * 4 + ["would run"]
 
 
 def test_force_recomputes(fake, tmp_path):
