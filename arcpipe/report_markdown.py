@@ -181,8 +181,9 @@ def _seeds(r: dict) -> str:
 #: What the second interval of every paired difference means (factor, grid and rule tables), said
 #: once at the top of a report of several runs.
 SEEDS_NOTE = ("Every paired difference below has a second interval, *seeds resampled*: its 95% interval when each "
-              "arm's training runs are resampled as well as the tasks (a two-level bootstrap, its tails stretched by "
-              "t / z for the few runs an arm has; in the rules table a drawn run brings every rule's votes). The paired interval holds the trainings fixed, so it says how "
+              "arm's training runs are resampled as well as the tasks (each arm's whole-run offsets drawn on top of "
+              "the task draw, with t tails for the few runs an arm has; in the rules table a drawn run brings every "
+              "rule's votes). The paired interval holds the trainings fixed, so it says how "
               "these runs would fare on other tasks, not how other trainings (other seeds, or another CPU model, "
               "which draws another training) would: read a difference as resolved when the seed-resampled interval "
               "excludes zero too. An arm of one run has no spread to resample: *(one run)*.")

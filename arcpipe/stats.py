@@ -88,6 +88,32 @@ def welch(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> dict
     return {"delta": est, "low": est - half, "high": est + half, "df": df}
 
 
+def run_offsets(m: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each run's whole-run offset (its mean over tasks minus the arm's) shrunk so that their
+    variance is the whole-run variance component alone, and that component (variance of one
+    run's offset).
+
+    A run's mean over T tasks varies with the whole run (a lucky seed: variance s_u) and with
+    which tasks it happens to solve (run-by-task variance s_e, averaged over T: s_e / T). The
+    per-task paired bootstrap already carries s_e (it is in each task's seed-averaged score), so
+    resampling raw run means would count it twice: in a simulation of 0/1 task outcomes
+    (benchmarks/coverage.py) that made the interval cover 99-100% where 95% was meant and wider
+    than Welch's over runs. The two-way ANOVA moments split the two: s_e from the residuals of
+    rows + columns, s_u = var(run means) - s_e / T (clipped at 0); the offsets are scaled by
+    sqrt(s_u / var(run means)), the shrunken-residual bootstrap of random-effect models."""
+    m = np.atleast_2d(np.asarray(m, dtype=np.float64))
+    r, t = m.shape
+    if r < 2:
+        return np.zeros(r), 0.0
+    rows = m.mean(axis=1)
+    off = rows - rows.mean()
+    v_rows = off.var(ddof=1)
+    resid = m - rows[:, None] - m.mean(axis=0) + rows.mean()
+    s_e = float((resid ** 2).sum() / ((r - 1) * (t - 1))) if t > 1 else 0.0
+    s_u = max(0.0, v_rows - s_e / t)
+    return (off * np.sqrt(s_u / v_rows) if v_rows > 0 else off), s_u
+
+
 def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0,
                       level: float = 0.95, t_tails: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Interval of each linear combination ``combos`` (C, A) of arm means, resampling the tasks
@@ -96,47 +122,44 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     ``paired_effects`` averages an arm's seeds per task and resamples tasks only: it holds the
     trainings fixed, so it says how these runs would fare on other tasks, not how other trainings
     would, and a gap that a fresh draw of seeds (or another CPU model, which is one) undoes can
-    still look resolved. Here every replicate draws the tasks once for all arms (so differences
-    stay paired over tasks, with the same draws as ``bootstrap_ci``) and, independently per arm,
-    which of its runs count (with replacement): a two-level bootstrap whose width grows with the
-    spread between seeds. Drawing r runs out of r understates their variance by (r - 1) / r, a lot
-    at the usual four seeds, so each run's deviation from its arm's mean is first widened by
-    sqrt(r / (r - 1)).
+    still look resolved. Each replicate here is that paired replicate (the same task draws as
+    ``bootstrap_ci``, every arm's seed means per task) plus, independently per arm, the mean of r
+    of its runs' whole-run offsets drawn with replacement (``run_offsets``: shrunk to the
+    whole-run variance, since the run-by-task part is already in the task draw), widened by
+    sqrt(r / (r - 1)) because drawing r of r understates their variance by (r - 1) / r.
 
-    That fixes the variance, not the tails: with four runs an arm the spread between seeds is
-    itself estimated from three degrees of freedom, and a percentile interval reads it as if it
-    were known (in the simulation of tests/test_stats.py, 200 draws of two equal 4-run arms,
-    whole-run offsets of 5 points sd, it covered the zero difference 91% of the time). With
-    ``t_tails`` (the default) the percentile distances from the estimate are stretched by
-    t(df) / z, df the Welch-Satterthwaite degrees of freedom of the variance: each arm's
-    between-run part (the variance of its runs' means over r - 1 degrees of freedom) plus the task
-    part, counted as known as the paired interval counts it. So runs that agree leave the interval
-    the paired one, and the more of the width the seeds make, the more it grows (about 1.2x at four
-    runs an arm), and in the simulation it covers 97% (194 of 200; nominal 95%). A combination touching an
-    arm with fewer than two runs has no seed spread to resample and gets NaN."""
+    With ``t_tails`` (the default) the percentile distances from the estimate are then stretched
+    by t(df) / z, df the Welch-Satterthwaite degrees of freedom of the variance: each arm's
+    whole-run part on r - 1 degrees of freedom, the task part counted as known, as the paired
+    interval counts it. So runs that agree give the paired interval exactly, and the more of the
+    width the seeds make, the more the few seeds' uncertainty widens it. benchmarks/coverage.py
+    measures coverage of a true zero on simulated 0/1 task outcomes (13 or 59 tasks, 2-8 runs an
+    arm); tests/test_stats.py on whole-run shifts. A combination touching an arm with fewer than
+    two runs has no seed spread to resample and gets NaN."""
     combos = np.atleast_2d(np.asarray(combos, dtype=np.float64))
     t = arms[0].shape[-1]
     rng = np.random.default_rng(seed)
     tasks = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B), as bootstrap_ci draws them
     reps = np.empty((len(arms), n_boot))
-    thin = np.zeros(len(arms), dtype=bool)  # arms of one run: no seed spread to resample
-    runs = np.zeros(len(arms))  # each arm's between-run variance of its mean, and its degrees of freedom
     means = np.empty((len(arms), t))
+    thin = np.zeros(len(arms), dtype=bool)  # arms of one run: no seed spread to resample
+    runs = np.zeros(len(arms))  # each arm's whole-run variance of its mean
+    dfs = np.zeros(len(arms))
     for a, m in enumerate(arms):
         m = np.atleast_2d(np.asarray(m, dtype=np.float64))
         r = m.shape[0]
-        thin[a] = r < 2
+        thin[a], dfs[a] = r < 2, r - 1
         means[a] = m.mean(axis=0)
-        if r > 1:  # widen each run's deviation from the arm mean by sqrt(r / (r - 1)): drawing r of r
-            runs[a] = m.mean(axis=1).var(ddof=1) / r
-            m = means[a] + np.sqrt(r / (r - 1)) * (m - means[a])  # runs shrinks their variance by that
-        pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot).T / r  # (R, B)
-        reps[a] = ((m @ tasks) * pick).sum(axis=0)
+        off, s_u = run_offsets(m)
+        if r > 1:
+            runs[a] = s_u / r
+            off = off * np.sqrt(r / (r - 1))
+        pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot) / r  # (B, R)
+        reps[a] = means[a] @ tasks + pick @ off
     lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
     if t_tails:
         est = (combos @ means).mean(axis=1)
         task_part = (combos @ means).var(axis=1, ddof=1) / t if t > 1 else np.zeros(len(combos))
-        dfs = [r - 1 for r in (np.atleast_2d(m).shape[0] for m in arms)]
         z = NormalDist().inv_cdf(1 - (1 - level) / 2)
         for c, w in enumerate(combos):
             df = satterthwaite_df([task_part[c], *(w * w * runs)], [math.inf, *dfs])

@@ -1,5 +1,5 @@
 """The intervals of arcpipe.stats: over tasks (percentile bootstrap, paired), seeds resampled
-(two-level bootstrap with t tails), over runs (Welch) -- each against a direct computation, and
+(the paired draw plus whole-run offsets, t tails), over runs (Welch) -- each against a direct computation, and
 the seed-resampled one's coverage in a simulation."""
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def test_paired_effects_cancel_task_difficulty():
 
 
 def test_seed_bootstrap_resamples_runs_as_well_as_tasks():
-    """Runs identical within each arm: the two-level interval is the paired one exactly (same task
-    draws). Runs that differ by a whole-run offset (a lucky and an unlucky training): averaging the
-    seeds per task makes a pure shift look certain, resampling the runs does not. An arm with one
+    """Runs identical within each arm: the seed-resampled interval is the paired one exactly (same
+    task draws). Runs that differ by a whole-run offset (a lucky and an unlucky training):
+    averaging the seeds per task makes a pure shift look certain, resampling the runs does not. An arm with one
     run has no spread to resample: NaN for the rows touching it only."""
     rng = np.random.default_rng(5)
     tasks = rng.uniform(0, 1, size=40)
@@ -66,24 +66,45 @@ def test_seed_bootstrap_resamples_runs_as_well_as_tasks():
     assert shift["delta_ci_low"][0] == pytest.approx(0.05) == shift["delta_ci_high"][0]
     lo, hi = stats.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0], [0.0, 1.0]]), t_tails=False)
     assert lo[0] < 0 < 0.05 < hi[0]
-    # against a direct nested resampling loop: runs of each arm (their deviations from the arm
-    # mean widened by sqrt(4 / 3)), then tasks, drawn with replacement
-    wide = b.mean(axis=0) + np.sqrt(4 / 3) * (b - b.mean(axis=0))
+    # against a direct resampling loop, on runs that differ task by task too: tasks drawn with
+    # replacement for the seed means, and per arm 4 of its 4 shrunk whole-run offsets (widened
+    # by sqrt(4 / 3))
+    b = np.clip(tasks + offsets + rng.normal(0, 0.1, (4, 40)), 0, 1)
+    lo, hi = stats.seed_bootstrap_ci([a, b], np.array([[-1.0, 1.0]]), t_tails=False)
+    off = stats.run_offsets(b)[0]
+    assert 0 < np.abs(off).sum() < np.abs(b.mean(axis=1) - b.mean()).sum()  # shrunk, not dropped
+    off = off * np.sqrt(4 / 3)
     reps = []
-    for _ in range(3000):
+    for _ in range(4000):
         t = rng.integers(0, 40, size=40)
-        ra, rb = rng.integers(0, 4, size=4), rng.integers(0, 4, size=4)
-        reps.append(wide[rb][:, t].mean() - a[ra][:, t].mean())
-    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.02)
-    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.02)
+        reps.append(b.mean(axis=0)[t].mean() + off[rng.integers(0, 4, size=4)].mean() - a.mean(axis=0)[t].mean())
+    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.015)
+    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.015)
     one = [a, b[:1]]
     lo, hi = stats.seed_bootstrap_ci(one, np.array([[-1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]))
     assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isfinite([lo[1], hi[1], lo[2], hi[2]]).all()
 
 
+def test_run_offsets_keep_the_whole_run_part_only():
+    """Pure whole-run shifts are kept as they are; on runs that differ task by task as well, the
+    kept variance estimates the whole-run component alone (unbiased where it is positive, about
+    zero where there is none), not the spread of the run means, which holds the task noise too."""
+    rng = np.random.default_rng(4)
+    tasks = rng.uniform(0, 1, 40)
+    shifts = np.array([0.25, -0.15, 0.2, -0.1])
+    off, s_u = stats.run_offsets(tasks + shifts[:, None])
+    assert off == pytest.approx(shifts - shifts.mean()) and s_u == pytest.approx(shifts.var(ddof=1))
+    with_u = [stats.run_offsets(rng.normal(0, 0.05, (4, 1)) + rng.normal(0, 0.2, (4, 59)))[1] for _ in range(2000)]
+    without = [stats.run_offsets(rng.normal(0, 0.2, (4, 59)))[1] for _ in range(2000)]
+    assert np.mean(with_u) == pytest.approx(0.05 ** 2, rel=0.1)
+    assert np.mean(without) < 0.1 * 0.2 ** 2 / 59 * 4 + 0.0003 and np.mean(np.array(without) == 0) > 0.4
+    off, s_u = stats.run_offsets(rng.normal(0, 0.2, (1, 59)))
+    assert s_u == 0.0 and off.tolist() == [0.0]
+
+
 def test_t_tails_stretch_by_t_over_z_around_the_estimate():
     """With t tails the percentile interval's two distances from the estimate grow by t(df) / z,
-    df from the between-run variances (r - 1 each) and the task part counted as known."""
+    df from the whole-run variances (r - 1 each) and the task part counted as known."""
     rng = np.random.default_rng(3)
     base = rng.uniform(0, 1, 50)
     arms = [np.clip(base + rng.normal(0, 0.05, (4, 1)) + rng.normal(0, 0.1, (4, 50)), 0, 1) for _ in range(2)]
@@ -91,7 +112,7 @@ def test_t_tails_stretch_by_t_over_z_around_the_estimate():
     lo0, hi0 = stats.seed_bootstrap_ci(arms, w, t_tails=False)
     lo, hi = stats.seed_bootstrap_ci(arms, w)
     est = arms[0].mean() - arms[1].mean()
-    parts = [(arms[0].mean(axis=0) - arms[1].mean(axis=0)).var(ddof=1) / 50] + [m.mean(axis=1).var(ddof=1) / 4 for m in arms]
+    parts = [(arms[0].mean(axis=0) - arms[1].mean(axis=0)).var(ddof=1) / 50] + [stats.run_offsets(m)[1] / 4 for m in arms]
     df = sum(parts) ** 2 / sum(p * p / 3 for p in parts[1:])
     k = stats.t_quantile(0.975, df) / 1.959964
     assert 3 < df < 12 and k > 1.05
@@ -104,8 +125,8 @@ def test_seed_resampled_interval_covers_a_null_difference_the_paired_one_misses(
     """Two arms of four runs drawn alike, each run shifted as a whole (a lucky or unlucky training,
     5 points sd) on 60 tasks: the true difference is zero. The task-only paired interval, which
     holds the runs fixed, excludes it most of the time (61 of 200 draws cover it, 30%); the
-    seed-resampled percentile interval falls short of its nominal 95% (182, 91%); with t tails it
-    reaches it (194, 97%: seed_bootstrap_ci's docstring)."""
+    seed-resampled one comes near its nominal 95%: 180 (90%) as a percentile interval, 187 (93.5%)
+    with t tails. benchmarks/coverage.py does the same on 0/1 task outcomes."""
     rng = np.random.default_rng(1)
     covered = {"paired": 0, "percentile": 0, "t": 0}
     n = 200
@@ -117,7 +138,7 @@ def test_seed_resampled_interval_covers_a_null_difference_the_paired_one_misses(
             covered[key] += lo[0] <= 0 <= hi[0]
         e = stats.paired_effects(arms[0].mean(axis=0) - arms[1].mean(axis=0))
         covered["paired"] += e["delta_ci_low"][0] <= 0 <= e["delta_ci_high"][0]
-    assert covered["paired"] / n < 0.5 and 0.86 < covered["percentile"] / n < 0.94 <= covered["t"] / n
+    assert covered["paired"] / n < 0.5 and 0.86 < covered["percentile"] / n < covered["t"] / n > 0.91
 
 
 def test_welch_matches_its_formula():
