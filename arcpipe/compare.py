@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from arcpipe.errors import ArcpipeError
-from arcpipe.stats import paired_effects, seed_bootstrap_ci, t_quantile, welch  # noqa: F401 (t_quantile: re-exported)
+from arcpipe.stats import paired_effects, seed_bootstrap_ci, welch
 
 
 @dataclass

@@ -40,7 +40,7 @@ from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstra
 METRICS = ("pass@1", "pass@2", "oracle")
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 16  # 16: seeds-resampled intervals with t tails (stats.seed_bootstrap_ci)
+LAYOUT = 16  # 16: seeds-resampled intervals from shrunk whole-run offsets, with t tails (stats.seed_bootstrap_ci)
 GALLERY = 4  # solved and failed test inputs shown each
 
 
