@@ -142,29 +142,29 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     tasks = rng.multinomial(t, np.full(t, 1.0 / t), size=n_boot).T / t  # (T, B), as bootstrap_ci draws them
     reps = np.empty((len(arms), n_boot))
     means = np.empty((len(arms), t))
-    thin = np.zeros(len(arms), dtype=bool)  # arms of one run: no seed spread to resample
     runs = np.zeros(len(arms))  # each arm's whole-run variance of its mean
-    dfs = np.zeros(len(arms))
+    dfs = np.zeros(len(arms))  # and its degrees of freedom, r - 1 (0: one run, no spread to resample)
     for a, m in enumerate(arms):
         m = np.atleast_2d(np.asarray(m, dtype=np.float64))
         r = m.shape[0]
-        thin[a], dfs[a] = r < 2, r - 1
+        dfs[a] = r - 1
         means[a] = m.mean(axis=0)
-        off, s_u = run_offsets(m)
+        off, s_u = run_offsets(m)  # zeros for one run
+        runs[a] = s_u / r
         if r > 1:
-            runs[a] = s_u / r
             off = off * np.sqrt(r / (r - 1))
         pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot) / r  # (B, R)
         reps[a] = means[a] @ tasks + pick @ off
     lo, hi = np.quantile(combos @ reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
     if t_tails:
-        est = (combos @ means).mean(axis=1)
-        task_part = (combos @ means).var(axis=1, ddof=1) / t if t > 1 else np.zeros(len(combos))
+        paired = combos @ means  # (C, T): each combination per task, seeds averaged
+        est = paired.mean(axis=1)
+        task_part = paired.var(axis=1, ddof=1) / t if t > 1 else np.zeros(len(combos))
         z = NormalDist().inv_cdf(1 - (1 - level) / 2)
         for c, w in enumerate(combos):
             df = satterthwaite_df([task_part[c], *(w * w * runs)], [math.inf, *dfs])
             k = t_quantile(1 - (1 - level) / 2, df) / z
             lo[c], hi[c] = est[c] - k * (est[c] - lo[c]), est[c] + k * (hi[c] - est[c])
-    bad = (combos[:, thin] != 0).any(axis=1)
+    bad = (combos[:, dfs < 1] != 0).any(axis=1)
     lo[bad], hi[bad] = np.nan, np.nan
     return lo, hi
