@@ -13,6 +13,7 @@ import numpy as np
 
 from arcpipe import signals
 from arcpipe.runs import FACTOR_TITLES, FACTORS, Run, same_partition, varying_factors
+from arcpipe.stats import expanded_tail
 
 #: The metrics of the headline table, in its column order.
 HEADLINE = ("pass@1", "pass@2", "oracle")
@@ -178,6 +179,11 @@ def _seeds(r: dict) -> str:
     return f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
+def _tails(n_tasks: int) -> str:
+    tail = expanded_tail(n_tasks)
+    return f"{100 * tail:.2f}% and {100 * (1 - tail):.2f}%"
+
+
 #: What the second interval of every paired difference means (factor, grid and rule tables), said
 #: once at the top of a report of several runs.
 SEEDS_NOTE = ("Every paired difference below has a second interval, *seeds resampled*: its 95% interval when each "
@@ -230,7 +236,8 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
         f"ACT steps recorded: {info['steps'][0]}..{info['steps'][-1]}. Scores are ARC-style: a test input is solved "
         f"when one of the top-2 attempts is exactly right; a task's score is the fraction of its test inputs solved. "
         f"Each n_aug point is the mean over {seeds} seeded subsamples of the cached variants (identity always kept); "
-        f"intervals are 95% bootstrap over tasks."
+        f"intervals are 95% bootstrap over tasks, read at the small-sample tails of a mean over {n_tasks} tasks "
+        f"({_tails(n_tasks)}: Student's width, where 2.5% and 97.5% would cover less)."
     )
     extra = [f for f in varying_factors(runs) if f not in FACTORS] if len(runs) > 1 else []
     if len(runs) > 1:

@@ -7,12 +7,16 @@ is mostly 0 or 1, tasks of very different difficulty, and training runs that dif
 whole (a lucky seed) and task by task (seeds solving different tasks). This script simulates
 that under the null (both arms drawn from one distribution) and counts coverage for
 
-  paired    stats.paired_effects: tasks resampled, each arm's runs averaged per task
+  paired-pct  tasks resampled, each arm's runs averaged per task, plain percentile (reports
+            before LAYOUT 17)
+  paired    stats.paired_effects: the same read at the small-sample tails of
+            stats.expanded_tail (what reports print from LAYOUT 17)
   both      tasks and whole runs resampled together (the first, LAYOUT 15 version of the
             seed-resampled interval: `both_levels` below), percentile
   seeds-pct stats.seed_bootstrap_ci(t_tails=False): the paired draw plus each arm's whole-run
             offsets, shrunk to the whole-run variance component, percentile
-  seeds-t   stats.seed_bootstrap_ci: the same with t tails (what reports print, LAYOUT 16)
+  seeds-t   stats.seed_bootstrap_ci: the same with t tails (what reports print; from LAYOUT 17
+            on the paired interval's small-sample tails)
   welch     stats.welch on the per-run mean pass@2 (arcpipe compare, over runs)
 
 Model, per setting: task difficulty a_t ~ N(-0.5, 2.5) on the logit scale, a run effect
@@ -34,7 +38,7 @@ import numpy as np
 
 from arcpipe import stats
 
-METHODS = ("paired", "both", "seeds-pct", "seeds-t", "welch")
+METHODS = ("paired-pct", "paired", "both", "seeds-pct", "seeds-t", "welch")
 
 
 def both_levels(arms: list[np.ndarray], boot: int, seed: int) -> tuple[float, float]:
@@ -72,8 +76,12 @@ def coverage(tasks: int, runs: int, run_sd: float, task_sd: float, draws: int, b
         a = rng.normal(-0.5, 2.5, tasks)
         arms = [draw_arm(rng, a, runs, run_sd, task_sd) for _ in range(2)]
         run_sds.append(np.mean([m.mean(axis=1).std(ddof=1) for m in arms]))
-        e = stats.paired_effects(arms[0].mean(axis=0) - arms[1].mean(axis=0))
-        got = {"paired": (e["delta_ci_low"][0], e["delta_ci_high"][0]), "both": both_levels(arms, boot, k)}
+        diff = arms[0].mean(axis=0) - arms[1].mean(axis=0)
+        got = {}
+        for name, expand in (("paired-pct", False), ("paired", True)):
+            lo, hi = stats.bootstrap_ci(diff, n_boot=boot, seed=k, expand=expand)
+            got[name] = (lo[0], hi[0])
+        got["both"] = both_levels(arms, boot, k)
         for name, tails in (("seeds-pct", False), ("seeds-t", True)):
             lo, hi = stats.seed_bootstrap_ci(arms, combo, n_boot=boot, seed=k, t_tails=tails)
             got[name] = (lo[0], hi[0])

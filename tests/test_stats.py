@@ -27,9 +27,37 @@ def test_bootstrap_ci():
     # against a direct resampling loop
     idx = rng.integers(0, 200, size=(4000, 200))
     reps = v[0][idx].mean(1)
-    assert lo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.01)
-    assert hi[0] == pytest.approx(np.quantile(reps, 0.975), abs=0.01)
+    tail = stats.expanded_tail(200)
+    assert lo[0] == pytest.approx(np.quantile(reps, tail), abs=0.01)
+    assert hi[0] == pytest.approx(np.quantile(reps, 1 - tail), abs=0.01)
     assert np.all(lo < v.mean(1)) and np.all(v.mean(1) < hi)
+    plo, phi = stats.bootstrap_ci(v, n_boot=4000, expand=False)
+    assert plo[0] == pytest.approx(np.quantile(reps, 0.025), abs=0.01) and np.all(lo < plo) and np.all(phi < hi)
+
+
+def test_expanded_tail_is_students_width():
+    """The small-sample tails: Phi(-sqrt(n / (n - 1)) * t(n - 1)), by hand at 13 tasks (t(12) =
+    2.178813), tending to the nominal 2.5% with many tasks; so on normal replicates of the
+    bootstrap's own variance s^2 (n - 1) / n the interval is Student's, t(n - 1) * s."""
+    assert stats.expanded_tail(13) == pytest.approx(0.0116713, abs=2e-6)
+    assert stats.expanded_z(13) == pytest.approx(math.sqrt(13 / 12) * 2.178813, abs=1e-5)
+    assert 0.0245 < stats.expanded_tail(400) < 0.025 and stats.expanded_tail(1) == pytest.approx(0.025)
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(1 - stats.expanded_tail(13))
+    assert z * math.sqrt(12 / 13) == pytest.approx(2.178813, abs=1e-5)
+
+
+def test_expanded_tails_cover_a_mean_over_few_tasks():
+    """13 tasks' paired differences drawn from a normal null (mean zero), 2000 times: the plain
+    percentile interval misses the true mean too often (91.0% here; 91.6% expected from
+    z * sqrt(12 / 13) against t(12)), read at the expanded tails it covers 94.9%."""
+    rng = np.random.default_rng(7)
+    d = rng.normal(size=(2000, 13))
+    cover = {}
+    for expand in (False, True):
+        lo, hi = stats.bootstrap_ci(d, n_boot=1000, expand=expand)
+        cover[expand] = float(np.mean((lo <= 0) & (0 <= hi)))
+    assert cover[False] < 0.925 and cover[True] > 0.94 and cover[True] - cover[False] > 0.025, cover
 
 
 def test_paired_effects_cancel_task_difficulty():
@@ -43,6 +71,10 @@ def test_paired_effects_cancel_task_difficulty():
     e = stats.paired_effects(b - a)
     assert e["delta_ci_low"][0] > 0.05 and e["delta"][0] == pytest.approx((b - a).mean())
     assert e["better"][0] + e["worse"][0] <= 30
+    # seed means of fractions whose lower end is a replicate mean of 0, which the (T, B) product gives
+    # as 6.9e-18: reported as exactly 0, so it does not read as excluding zero
+    near = np.array([0, 0, 6, 3, 0, 5, 3, 2, 5, -4, 2, 0, 0]) / 12
+    assert stats.paired_effects(near)["delta_ci_low"][0] == 0.0
     shift = stats.paired_effects(np.full((1, 30), -0.2))
     assert shift["delta_ci_low"][0] == pytest.approx(-0.2) and shift["delta_ci_high"][0] == pytest.approx(-0.2)
     assert (shift["better"][0], shift["worse"][0]) == (0, 30)
@@ -102,21 +134,25 @@ def test_run_offsets_keep_the_whole_run_part_only():
     assert s_u == 0.0 and off.tolist() == [0.0]
 
 
-def test_t_tails_stretch_by_t_over_z_around_the_estimate():
-    """With t tails the percentile interval's two distances from the estimate grow by t(df) / z,
-    df from the whole-run variances (r - 1 each) and the task part counted as known."""
+def test_t_tails_give_students_width_with_satterthwaite_df():
+    """With t tails, on replicates near normal (many bootstrap draws, 50 tasks), each side of the
+    interval is about t(df) * sqrt(V): V the task part (unbiased) plus each arm's whole-run part,
+    df Welch-Satterthwaite's (task part on T - 1, whole-run parts on r - 1) -- wider than the
+    plain percentile interval, which reads the replicates at 2.5% and 97.5%."""
     rng = np.random.default_rng(3)
     base = rng.uniform(0, 1, 50)
     arms = [np.clip(base + rng.normal(0, 0.05, (4, 1)) + rng.normal(0, 0.1, (4, 50)), 0, 1) for _ in range(2)]
     w = np.array([[1.0, -1.0]])
-    lo0, hi0 = stats.seed_bootstrap_ci(arms, w, t_tails=False)
-    lo, hi = stats.seed_bootstrap_ci(arms, w)
+    lo0, hi0 = stats.seed_bootstrap_ci(arms, w, t_tails=False, n_boot=20000)
+    lo, hi = stats.seed_bootstrap_ci(arms, w, n_boot=20000)
     est = arms[0].mean() - arms[1].mean()
     parts = [(arms[0].mean(axis=0) - arms[1].mean(axis=0)).var(ddof=1) / 50] + [stats.run_offsets(m)[1] / 4 for m in arms]
-    df = sum(parts) ** 2 / sum(p * p / 3 for p in parts[1:])
-    k = stats.t_quantile(0.975, df) / 1.959964
-    assert 3 < df < 12 and k > 1.05
-    assert est - lo == pytest.approx(k * (est - lo0[0]), rel=1e-4) and hi - est == pytest.approx(k * (hi0[0] - est), rel=1e-4)
+    df = stats.satterthwaite_df(parts, [49, 3, 3])
+    assert df == pytest.approx(sum(parts) ** 2 / (parts[0] ** 2 / 49 + sum(p * p / 3 for p in parts[1:])))
+    half = stats.t_quantile(0.975, df) * math.sqrt(sum(parts))
+    assert 3 < df < 30 and parts[1] + parts[2] > parts[0] / 4
+    assert est - lo[0] == pytest.approx(half, rel=0.06) and hi[0] - est == pytest.approx(half, rel=0.06)
+    assert lo[0] < lo0[0] and hi0[0] < hi[0]
     assert stats.satterthwaite_df([1.0, 0.0], [math.inf, 3]) == math.inf
     assert stats.satterthwaite_df([1.0, 1.0], [3, 3]) == pytest.approx(6.0)
 
