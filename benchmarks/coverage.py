@@ -9,8 +9,8 @@ that under the null (both arms drawn from one distribution) and counts coverage 
 
   paired-pct  tasks resampled, each arm's runs averaged per task, plain percentile (reports
             before LAYOUT 17)
-  paired    stats.paired_effects: the same read at the small-sample tails of
-            stats.expanded_tail (what reports print from LAYOUT 17)
+  paired    the same read at the small-sample tails of stats.expanded_tail (stats.bootstrap_ci's
+            default, so what stats.paired_effects and reports print from LAYOUT 17)
   both      tasks and whole runs resampled together (the first, LAYOUT 15 version of the
             seed-resampled interval: `both_levels` below), percentile
   seeds-pct stats.seed_bootstrap_ci(t_tails=False): the paired draw plus each arm's whole-run
