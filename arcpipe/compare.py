@@ -70,6 +70,7 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
             got = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
         if got.is_empty():
             raise ArcpipeError(f"compare {part!r}: no run of {folder.name} matches")
+        _one_setting(part, got)
         runs.append(got)
         per_task = folder / "run_tasks.parquet"
         tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)) if per_task.is_file() else None)
@@ -82,6 +83,25 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
     per_task = None if any(t is None for t in tasks) else pl.concat(tasks).join(table.select("report", "infer"),
                                                                                 on=["report", "infer"])
     return Arm(spec, table, per_task)
+
+
+def _one_setting(part: str, got: Any) -> None:
+    """Refuse a part whose runs differ in a setting other than the seed: ``L_cycles=1`` in a
+    report that also holds the plain transformer (whose L_cycles is 1 too) would pool two models
+    into one arm without a word. Pooling on purpose stays possible, one part per setting joined
+    with ';'. The settings are the runs table's columns between its stage keys and ``seed``
+    (``report.run_table``: FACTORS, then the factors that varied)."""
+    cols = got.columns
+    if "augment" not in cols or "seed" not in cols:
+        return
+    settings = cols[cols.index("augment") + 1:cols.index("seed")]
+    mixed = {c: sorted(map(str, got[c].unique().to_list())) for c in settings if got[c].n_unique() > 1}
+    if mixed:
+        first = next(iter(mixed))
+        raise ArcpipeError(f"compare {part!r}: its {got.height} runs differ in "
+                           + ", ".join(f"{c} ({' / '.join(v)})" for c, v in mixed.items())
+                           + f": add e.g. {first}={mixed[first][0]} (to pool them on purpose, give one part per "
+                           f"setting joined with ';')")
 
 
 def over_runs(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> dict[str, float]:

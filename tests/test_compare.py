@@ -40,6 +40,18 @@ def test_committed_reports_over_runs():
         compare.arm("no-such-report:halt_max_steps=1")
 
 
+def test_an_arm_of_one_report_holds_one_setting():
+    """L_cycles=1 also picks the plain transformer (its L_cycles is 1 as well): refused, naming the
+    settings the matched runs differ in and one to add; one part per setting pools them on purpose."""
+    with pytest.raises(ArcpipeError, match=r"8 runs differ in core \(hrm / transformer\), preset .*add e.g. core=hrm"):
+        compare.arm("outer-loop-59tasks:L_cycles=1")
+    assert compare.arm("outer-loop-59tasks:L_cycles=1,preset=tiny").runs.height == 4
+    both = compare.arm("outer-loop-59tasks:L_cycles=1,preset=tiny;outer-loop-59tasks:preset=transformer-tiny")
+    assert both.runs.height == 8 and set(both.runs["preset"]) == {"tiny", "transformer-tiny"}
+    with pytest.raises(ArcpipeError, match=r"16 runs differ in H_cycles"):
+        compare.arm("outer-loop-59tasks-hierarchy:L_cycles=2")
+
+
 def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
     import subprocess
     import sys

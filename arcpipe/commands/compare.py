@@ -9,7 +9,7 @@ import typer
 
 
 def command(
-    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports)."),
+    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports; a part must pick runs of one setting)."),
     minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
 ) -> None:
