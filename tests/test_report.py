@@ -193,6 +193,11 @@ def test_report_numbers_equal_vote(cached, built):
         assert f"]({png})" in md
     hrm_p2 = curves.filter((pl.col("rule") == "hrm") & (pl.col("n_aug") == N_AUG) & (pl.col("metric") == "pass@2"))["mean"][0]
     assert f"{100 * hrm_p2:.1f}%" in md
+    # and the tails its intervals are read at, for its number of tasks
+    from arcpipe.stats import expanded_tail
+
+    n_tasks = len(pl.read_parquet(out / "per_task.parquet")["task_id"].unique())
+    assert f"a mean over {n_tasks} tasks ({100 * expanded_tail(n_tasks):.2f}% and" in md
     # the manifest lists every input stage's manifest
     man = json.loads((out / "manifest.json").read_text())
     assert {m["stage"] for m in man["input_manifests"]} == {"augment", "infer"}
