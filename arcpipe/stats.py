@@ -194,11 +194,12 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
         task_part = paired.var(axis=1, ddof=1) / t
         z_t = expanded_z(t, level)
         for c, w in enumerate(combos):
-            run_part = float(w * w @ runs)
+            arm_parts = w * w * runs  # each arm's whole-run variance in this combination
+            run_part = float(arm_parts.sum())
             boot = task_part[c] * (t - 1) / t + run_part
             if boot <= 0:
                 continue
-            df = satterthwaite_df([task_part[c], *(w * w * runs)], [t - 1, *dfs])
+            df = satterthwaite_df([task_part[c], *arm_parts], [t - 1, *dfs])
             k = t_quantile(1 - (1 - level) / 2, df) * math.sqrt((task_part[c] + run_part) / boot) / z_t
             lo[c], hi[c] = est[c] - k * (est[c] - lo[c]), est[c] + k * (hi[c] - est[c])
     bad = (combos[:, dfs < 1] != 0).any(axis=1)
