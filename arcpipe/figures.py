@@ -191,3 +191,40 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: A
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
+    """pass@2 of every arm against its training FLOPs (log axis): the arm's mean with its 95% CI,
+    its runs as dots beside it, the frontier (arms no cheaper arm beats) joined by a line. The
+    picture of an equal-compute comparison: two arms on one vertical line cost the same."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    x = table["train_flops"].to_numpy().astype(float)
+    y = table["pass@2"].to_numpy()
+    for xi, runs in zip(x, per_run):  # beside the arm's bar, not under it
+        ax.scatter(np.full(len(runs), xi / 1.04), runs, s=10, c="0.6", zorder=2)
+    ax.errorbar(x, y, yerr=[y - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - y], fmt="o", ms=5, capsize=3,
+                zorder=3, label="arm: seeds averaged per task, 95% CI")
+    front = table["frontier"].to_numpy()
+    # the best score bought with at most x FLOPs: a step up at each frontier arm
+    ax.plot(np.append(x[front], x.max() * 1.6), np.append(y[front], y[front][-1]), "k--", lw=1, zorder=1,
+            drawstyle="steps-post", label="frontier: best at most this compute")
+    for xi, yi, label in zip(x, y, table["arm"].to_list()):
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(7, 5), fontsize=7, zorder=4,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    ax.scatter([], [], s=10, c="0.6", label="one training run")
+    ax.set_xscale("log")
+    ax.set_xlim(x.min() / 1.6, x.max() * 1.6)
+    ax.set_ylim(0, max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15)))
+    ax.set_xlabel("training FLOPs (model matrix products, counted from the config)")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title(f"pass@2 against training compute (rule {table['rule'][0]}, all variants)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -35,14 +35,14 @@ import numpy as np
 
 from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
-from arcpipe.figures import draw_grid, plot_curves, plot_factor, plot_steps
-from arcpipe.runs import FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
-from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstrap_ci
+from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_steps
+from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
+from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci
 
 METRICS = ("pass@1", "pass@2", "oracle")
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 17  # 17: paired and per-arm intervals read at small-sample tails (stats.expanded_tail), the seeds-resampled ones to match
+LAYOUT = 18  # 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs
 GALLERY = 4  # solved and failed test inputs shown each
 
 
@@ -327,6 +327,14 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         _write_table(grid, work, f"grid_{f}_{g}")
         _write_table(effects, work, f"grid_{f}_{g}_effects")
 
+    # 3c. every arm against its training compute: cheaper settings given more steps, at equal FLOPs
+    compute = compute_table(runs, queries, main_i, varying, primary, step, top, task_ids)
+    if compute is not None:
+        _write_table(compute[0], work, "compute")
+        if compute[1] is not None:
+            _write_table(compute[1], work, "compute_pairs")
+        plot_compute(work / "compute.png", compute[0], compute[2])
+
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
     run_scores = run_table(runs, queries, varying, primary, step, top, source_ids)
@@ -355,7 +363,8 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     plot_steps(work / "act_steps.png", by_step, rules)
 
     md = report_markdown.markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
-                   run_scores, pools, grids, by_rule, (sig, cal), sources, by_source)
+                   run_scores, pools, grids, by_rule, (sig, cal), sources, by_source,
+                   compute)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -385,7 +394,7 @@ def _train_means(runs: Sequence[Run], group: Sequence[int]) -> dict[str, float |
     """``Run.train_summary`` averaged over the ``group`` runs (None when a run lacks a figure)."""
     summ = [runs[i].train_summary() for i in group]
     return {k: (float(np.mean([x[k] for x in summ])) if all(x[k] is not None for x in summ) else None)
-            for k in ("params", "train_exact", "train_s", "train_samples")}
+            for k in ("params", "train_exact", "train_s", "train_samples", "train_flops")}
 
 
 def _one_factor_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, f: str,
@@ -596,6 +605,79 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
     return out
 
 
+def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
+                  step: int | None, top: int, task_ids: Sequence[str]) -> tuple[Any, Any, list[np.ndarray]] | None:
+    """Every arm (the runs that share all varying settings but the seed, scored on ``task_ids``)
+    against the arithmetic its training took; None unless at least two arms' training FLOPs differ.
+
+    A factor section holds everything else fixed, so it cannot say whether a cheaper model given
+    more steps beats a dearer one: those arms differ in two settings. Counted FLOPs put every arm on
+    one axis, the same on any machine (wall time is in the table too, comparable only between runs
+    trained on one kind of machine at one concurrency).
+
+    Returns three things. The arms, in ascending training FLOPs: ``arm`` (the settings it moves
+    away from the main run's arm; that arm's own, after "main: "), ``main``, a column per varying
+    factor, rule, runs, params, train_exact, train_s, train_samples, train_flops and
+    ``flops_ratio`` to the main arm's, pass@2 with its interval (seeds averaged per task), oracle,
+    the paired difference from the main run's arm with its seeds-resampled interval, and
+    ``frontier`` (no arm of at most its compute scored more; point estimates). The pairs of arms
+    at about equal compute (within ``EQUAL_COMPUTE``) that differ in two settings or more (None
+    when there are none): ``from`` and
+    ``to`` (arm labels, ``to`` the dearer or, at a tie, the later), ``flops_ratio`` (to / from),
+    and the paired difference to − from with both intervals. And each arm's per-run pass@2 over
+    ``task_ids``, for the figure."""
+    import polars as pl
+
+    main = runs[main_i]
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        if r.train is not None and queries[i].info["task_ids"] == list(task_ids):
+            groups.setdefault(repr([r.factor(f) for f in varying]), []).append(i)
+    metas = {k: _train_means(runs, g) for k, g in groups.items()}
+    if len(groups) < 2 or any(m["train_flops"] is None for m in metas.values()):
+        return None
+    flops = {k: m["train_flops"] for k, m in metas.items()}
+    if max(flops.values()) <= min(flops.values()) * (1 + 1e-9):
+        return None
+    main_key = next(k for k, g in groups.items() if main_i in g)
+    keys = sorted(groups, key=lambda k: (flops[k], k != main_key))
+    seeded = [_seed_mean(queries, groups[k], rule, step, top, task_ids) for k in keys]
+    p2 = np.stack([p for p, _, _ in seeded])
+    per_run = [r for _, _, r in seeded]
+    mean = p2.mean(axis=1)
+    lo, hi = bootstrap_ci(p2)
+    labels = []
+    for k in keys:
+        first = runs[groups[k][0]]
+        labels.append(f"main: {', '.join(f'{f}={main.factor(f)}' for f in varying)}" if k == main_key
+                      else ", ".join(f"{f}={first.factor(f)}" for f in varying if first.factor(f) != main.factor(f)))
+    # every row is a difference of two arms: from the main arm, then each pair at about equal compute
+    # that moves two settings or more (a one-setting move has its factor section)
+    base = keys.index(main_key)
+    values = [[runs[groups[k][0]].factor(f) for f in varying] for k in keys]
+    pairs = [(a, b) for a in range(len(keys)) for b in range(a + 1, len(keys))
+             if flops[keys[b]] <= flops[keys[a]] * EQUAL_COMPUTE and sum(x != y for x, y in zip(values[a], values[b])) >= 2]
+    eye = np.eye(len(keys))
+    w = np.concatenate([eye - eye[base], np.array([eye[b] - eye[a] for a, b in pairs]).reshape(-1, len(keys))])
+    effects = paired_effects(w @ p2)
+    slo, shi = seed_bootstrap_ci(per_run, w)
+    rows = []
+    for a, k in enumerate(keys):
+        first = runs[groups[k][0]]
+        beaten = any(flops[keys[b]] <= flops[k] and mean[b] > mean[a] + MOVED for b in range(len(keys)))
+        rows.append({"arm": labels[a], "main": k == main_key, **{f: first.factor(f) for f in varying},
+                     "rule": rule, "runs": len(groups[k]), **metas[k], "flops_ratio": flops[k] / flops[main_key],
+                     "pass@2": float(mean[a]), "ci_low": float(lo[a]), "ci_high": float(hi[a]), "oracle": seeded[a][1],
+                     **{n: v[a].item() for n, v in effects.items()},
+                     "delta_seeds_low": float(slo[a]), "delta_seeds_high": float(shi[a]), "frontier": not beaten})
+    n = len(keys)
+    table_pairs = pl.DataFrame([{"from": labels[a], "to": labels[b], "rule": rule, "flops_ratio": flops[keys[b]] / flops[keys[a]],
+                                 **{name: v[n + j].item() for name, v in effects.items()},
+                                 "delta_seeds_low": float(slo[n + j]), "delta_seeds_high": float(shi[n + j])}
+                                for j, (a, b) in enumerate(pairs)]) if pairs else None
+    return pl.DataFrame(rows, strict=False), table_pairs, [r.mean(axis=1) for r in per_run]
+
+
 def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequence[str], rule: str, step: int | None,
               top: int, sources: dict[str, Sequence[str]] | None = None) -> Any:
     """One row per run: its stage keys, the value of every factor (``FACTORS`` and the ``varying``
@@ -615,7 +697,7 @@ def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequenc
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
                      "oracle": float(pt["oracle"].mean()),
-                     **{k: v for k, v in r.train_summary().items() if k in ("train_exact", "train_samples")},
+                     **{k: v for k, v in r.train_summary().items() if k in ("train_exact", "train_samples", "train_s", "train_flops")},
                      "train_host": r.train_host(),
                      **{f"pass@2 {name}": _masked_mean(pt["pass@2"], np.isin(info["task_ids"], list(ids)))
                         for name, ids in (sources or {}).items()},

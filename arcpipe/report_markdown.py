@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from arcpipe import signals
-from arcpipe.runs import FACTOR_TITLES, FACTORS, Run, same_partition, varying_factors
+from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, same_partition, varying_factors
 from arcpipe.stats import expanded_tail
 
 #: The metrics of the headline table, in its column order.
@@ -34,7 +34,15 @@ def _fmt(v: Any, kind: str) -> str:
         return "-"
     return {"params": lambda x: f"{x / 1e3:.0f}k" if x < 1e6 else f"{x / 1e6:.2f}M",
             "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min",
-            "train_samples": lambda x: f"{x:.0f}" if x < 1e4 else f"{x / 1e3:.0f}k"}[kind](v)
+            "train_samples": lambda x: f"{x:.0f}" if x < 1e4 else f"{x / 1e3:.0f}k", "train_flops": _flops}[kind](v)
+
+
+def _flops(x: float) -> str:
+    """FLOPs with an SI prefix: 2.9e13 -> "29.1 TFLOP"."""
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} FLOP"
 
 
 def _held(runs: Sequence[Run], main: Run, moved: Sequence[str]) -> str:
@@ -223,9 +231,34 @@ def _grid_markdown(f: str, g: str, grid: Any, effects: Any, runs: Sequence[Run],
                        for r in effects.iter_rows(named=True)]), ""]
 
 
+def _compute_markdown(table: Any, pairs: Any) -> list[str]:
+    rows = [[r["arm"], r["runs"], f"{_fmt(r['train_flops'], 'train_flops')} ({r['flops_ratio']:.2f}×)", _fmt(r["train_s"], "train_s"),
+             _fmt(r["train_exact"], "train_exact"), f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]",
+             "—" if r["main"] else _delta(r), "—" if r["main"] else _seeds(r), "✓" if r["frontier"] else ""]
+            for r in table.iter_rows(named=True)]
+    return ["## pass@2 against training compute", "",
+            "Every arm (the runs sharing all settings but the training seed; seeds averaged per task, every cached variant "
+            f"voted, rule {table['rule'][0]}) by the arithmetic its training took, cheapest first. A factor section moves one "
+            "setting; here arms that trade one setting for another (a cheaper model given more steps) meet at the "
+            "compute they cost. Training FLOPs are counted from each run's model config and steps (`hrm.flops`: the "
+            "matrix products of every step's forward, Q-target forward and backward; the same on any machine), × = "
+            "the ratio to the main run's arm; train time is wall clock, comparable only between runs trained on one "
+            "kind of machine at one concurrency. Δ: the paired difference from the main run's arm (tasks that gained ↑ / "
+            "lost ↓). Frontier ✓: no arm of at most its compute scored more (point estimates: the intervals say which "
+            "gaps are real). Table `compute`.", "", "![pass@2 against training compute](compute.png)", "",
+            _md_table(["arm", "runs", "training FLOPs", "train time", "train exact", "pass@2", "Δ vs main run's arm",
+                       "seeds resampled", "frontier"], rows), ""] + ([] if pairs is None else [
+            f"Arms at about equal compute (training FLOPs within {EQUAL_COMPUTE}× of each other) that differ in two "
+            "settings or more, which no factor section compares, paired directly: the dearer arm (at a tie, the later "
+            "row) minus the other. Table `compute_pairs`.", "",
+            _md_table(["arm", "against", "FLOPs ratio", "Δ pass@2", "seeds resampled"],
+                      [[r["to"], r["from"], f"{r['flops_ratio']:.2f}×", _delta(r), _seeds(r)] for r in pairs.iter_rows(named=True)]),
+            ""])
+
+
 def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
               max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None,
-              sources=None, by_source=None) -> str:
+              sources=None, by_source=None, compute=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -299,6 +332,8 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
         parts += _factor_markdown(f, table, steps, voted, runs, main, rules, primary, seeds, (by_source or {}).get(f))
     for f, g, grid, effects in grids:
         parts += _grid_markdown(f, g, grid, effects, runs, main)
+    if compute is not None:
+        parts += _compute_markdown(compute[0], compute[1])
     parts += ["## Per test input (all variants)", "",
               "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
     header = ["task", "test"] + rules + [f"margin ({primary})"]
@@ -324,5 +359,6 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
               "Tables: `n_aug_curves`, `act_steps`, `signals`, `calibration`, `per_task`, `runs`" + "".join(f", `by_{f}`, `by_{f}_steps`, `by_{f}_n_aug`" + (f", `by_{f}_sources`" if f in (by_source or {}) else "")
                       for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
+              + (", `compute`" + (", `compute_pairs`" if compute[1] is not None else "") if compute is not None else "")
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

@@ -36,6 +36,10 @@ FACTOR_TITLES = {"core": "model core", "preset": "preset", "train_aug": "trainin
 #: how a run executes, not what it computes.
 NOT_FACTORS = frozenset({"seed", "device", "deterministic", "compile", "eval_every", "eval_size",
                          "checkpoint_every", "retries", "materialize", "extra", "seq_len", "num_puzzle_identifiers"})
+#: Two arms count as trained at about equal compute when their training FLOPs (``Run.train_summary``)
+#: differ by at most this factor: a report's compute section pairs them directly (HRM at 12000 steps
+#: against a model half as dear per step at 24000).
+EQUAL_COMPUTE = 1.25
 
 
 @dataclass
@@ -124,25 +128,35 @@ class Run:
         return ", ".join(parts)
 
     def train_summary(self) -> dict[str, Any]:
-        """Dense parameters, final train exact accuracy, training wall time and samples trained on
-        (for factor tables).
+        """Dense parameters, final train exact accuracy, training wall time, samples trained on and
+        training FLOPs (for factor tables and the compute section).
 
         ``train_samples`` is the number of training sequences run to their halt, summed over the
         run's steps: under ACT a sequence stays in the batch for up to ``halt_max_steps`` steps, so
         a step budget buys one-segment models several times the samples of four-segment ones, and
-        this is the figure that says how many."""
-        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None, "train_samples": None}
+        this is the figure that says how many. ``train_flops`` is the arithmetic the training took,
+        counted from its model config (``hrm.flops.step_flops(...).train`` times the steps it ran):
+        unlike the wall time, the same on every machine and at any concurrency, so arms that trade
+        one setting for more steps can be compared at equal compute."""
+        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None, "train_samples": None,
+                               "train_flops": None}
         if self.train is None:
             return out
+        counts = self.train.manifest.get("counts", {})
         model = self.train.config.get("model")
         if isinstance(model, dict):
             try:
                 import hrm
+                from hrm.flops import step_flops
 
-                out["params"] = int(hrm.count_parameters(hrm.HRMConfig(**model))["trainable"])
+                cfg = hrm.HRMConfig(**model)
+                out["params"] = int(hrm.count_parameters(cfg)["trainable"])
+                batch, steps = (self.train.config.get("train") or {}).get("global_batch_size"), counts.get("steps")
+                if batch and steps:
+                    out["train_flops"] = int(steps) * step_flops(cfg, int(batch)).train
             except (TypeError, ValueError):
                 pass  # a config from another version: the table shows "-"
-        out["train_exact"] = self.train.manifest.get("counts", {}).get("eval_train_exact_accuracy")
+        out["train_exact"] = counts.get("eval_train_exact_accuracy")
         out["train_s"] = self.train.manifest.get("wall_time_s")
         metrics = Path(self.train.path) / "metrics.parquet"
         if metrics.is_file():

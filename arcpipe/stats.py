@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zlib
 from collections.abc import Sequence
 from statistics import NormalDist
 
@@ -152,7 +153,8 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
     would, and a gap that a fresh draw of seeds (or another CPU model, which is one) undoes can
     still look resolved. Each replicate here is that paired replicate (the same task draws as
     ``bootstrap_ci``, every arm's seed means per task) plus, independently per arm, the mean of r
-    of its runs' whole-run offsets drawn with replacement (``run_offsets``: shrunk to the
+    of its runs' whole-run offsets drawn with replacement (its own draws, seeded by its scores, so
+    an arm's order in ``arms`` changes nothing; ``run_offsets``: shrunk to the
     whole-run variance, since the run-by-task part is already in the task draw), widened by
     sqrt(r / (r - 1)) because drawing r of r understates their variance by (r - 1) / r.
 
@@ -184,7 +186,10 @@ def seed_bootstrap_ci(arms: Sequence[np.ndarray], combos: np.ndarray, *, n_boot:
         runs[a] = s_u / r
         if r > 1:
             off = off * np.sqrt(r / (r - 1))
-        pick = rng.multinomial(r, np.full(r, 1.0 / r), size=n_boot) / r  # (B, R)
+        # each arm's run draw keyed by its own scores, not its place in the list: the same contrast
+        # gets the same interval in every table that holds it, whatever the arms' order there
+        own = np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(m).tobytes())])
+        pick = own.multinomial(r, np.full(r, 1.0 / r), size=n_boot) / r  # (B, R)
         reps[a] = means[a] @ tasks + pick @ off
     tail = expanded_tail(t, level) if t_tails else (1 - level) / 2
     lo, hi = np.quantile(combos @ reps, [tail, 1 - tail], axis=1)

@@ -51,19 +51,19 @@ def make_augment(root: Path, tasks: Path, train_aug: int | None = None, **kinds)
                    **kinds)
 
 
-def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, **model_over) -> cache.Stage:
+def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, steps: int = 10, **model_over) -> cache.Stage:
     """A train stage's manifest as ``arcpipe.train`` writes one (config + counts), without the weights."""
     import hrm
 
     model = hrm.HRMConfig.preset(preset, **model_over).to_dict()
 
     def build(work: Path) -> dict:
-        # 10 steps of 32 rows, each sequence halting at the model's last ACT segment
+        # 10 logged steps of 32 rows, each sequence halting at the model's last ACT segment
         pl.DataFrame({"step": range(1, 11), "halted": [32.0 / model["halt_max_steps"]] * 10}).write_parquet(work / "metrics.parquet")
-        return {"eval_train_exact_accuracy": 0.5, "steps": 10}
+        return {"eval_train_exact_accuracy": 0.5, "steps": steps}
 
-    return cache.run_stage("train", {"model": model, "preset": preset, "train": {"seed": seed}}, {"augment": aug.key},
-                           build, root=root)
+    train = {"seed": seed, "global_batch_size": 32, "max_steps": steps}
+    return cache.run_stage("train", {"model": model, "preset": preset, "train": train}, {"augment": aug.key}, build, root=root)
 
 
 def make_infer(root: Path, aug: cache.Stage, *, skill: float = 0.5, seed: int = 0, train: cache.Stage | None = None,
@@ -578,7 +578,71 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     assert (out / "by_halt_max_steps.parquet").is_file() and (out / "by_L_cycles.parquet").is_file()
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
-    assert not list((tmp_path / "slices").glob("grid_*")) and "×" not in (tmp_path / "slices" / "report.md").read_text()
+    assert not list((tmp_path / "slices").glob("grid_*")) and "## pass@2 by L cycles per H cycle ×" not in (tmp_path / "slices" / "report.md").read_text()
+
+
+def test_compute_section_meets_arms_at_equal_compute(cached, tmp_path):
+    """Arms that differ in two settings (the plain transformer, half HRM's FLOPs a step, trained for
+    twice the steps) meet in the compute section: training FLOPs counted from each config times its
+    steps, the frontier, and the pair at about equal compute paired directly, its numbers the runs'
+    own vote scores. Runs that differ only at inference cost the same: no section."""
+    import hrm
+    from hrm.flops import step_flops
+
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    runs = {}
+    for i, (preset, steps, seed) in enumerate((("tiny", 10, 0), ("tiny", 10, 1), ("transformer-tiny", 10, 0),
+                                                ("transformer-tiny", 20, 0), ("transformer-tiny", 20, 1))):
+        t = make_train(root, aug, preset, seed=seed, steps=steps)
+        runs[(preset, steps, seed)] = make_infer(root, aug, skill=0.15 + 0.1 * i, seed=90 + i, train=t)
+    report.report(list(runs.values()), name="compute", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    out = tmp_path / "compute"
+    table = pl.read_parquet(out / "compute.parquet")
+    per_step = {p: step_flops(hrm.HRMConfig.preset(p), 32).train for p in ("tiny", "transformer-tiny")}
+    assert per_step["transformer-tiny"] < per_step["tiny"] < 2 * per_step["transformer-tiny"]  # heads cost both the same
+    # cheapest first; the main run (most common values: the transformer, 10 steps) is the reference
+    assert list(zip(table["core"], table["max_steps"], table["runs"], table["main"])) == [
+        ("transformer", 10, 1, True), ("hrm", 10, 2, False), ("transformer", 20, 2, False)]
+    assert table["train_flops"].to_list() == [10 * per_step["transformer-tiny"], 10 * per_step["tiny"], 20 * per_step["transformer-tiny"]]
+    assert table["flops_ratio"][2] == pytest.approx(2.0) and table["arm"].to_list() == [
+        "main: core=transformer, max_steps=10", "core=hrm", "max_steps=20"]
+
+    def own(st):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    scores = {k: own(v) for k, v in runs.items()}
+    hrm10 = (scores[("tiny", 10, 0)] + scores[("tiny", 10, 1)]) / 2
+    tf20 = (scores[("transformer-tiny", 20, 0)] + scores[("transformer-tiny", 20, 1)]) / 2
+    assert table["pass@2"].to_list() == pytest.approx([scores[("transformer-tiny", 10, 0)].mean(), hrm10.mean(), tf20.mean()])
+    assert table["delta"][1] == pytest.approx(hrm10.mean() - scores[("transformer-tiny", 10, 0)].mean())
+    # the frontier: no arm of at most an arm's compute scored more
+    p2, fl = table["pass@2"].to_list(), table["train_flops"].to_list()
+    assert table["frontier"].to_list() == [not any(fl[b] <= fl[a] and p2[b] > p2[a] + stats.MOVED for b in range(3)) for a in range(3)]
+    assert table["frontier"][0]  # the cheapest arm always is
+    # the one pair within EQUAL_COMPUTE: the transformer at 20 steps against HRM at 10
+    pairs = pl.read_parquet(out / "compute_pairs.parquet")
+    assert pairs.height == 1 and (pairs["from"][0], pairs["to"][0]) == ("core=hrm", "max_steps=20")
+    assert 1 < pairs["flops_ratio"][0] <= report.EQUAL_COMPUTE
+    d = tf20 - hrm10
+    assert pairs["delta"][0] == pytest.approx(d.mean())
+    assert (pairs["better"][0], pairs["worse"][0]) == (int((d > stats.MOVED).sum()), int((d < -stats.MOVED).sum()))
+    assert pairs["delta_ci_low"][0] <= pairs["delta"][0] <= pairs["delta_ci_high"][0]
+    assert pairs["delta_seeds_low"][0] <= pairs["delta"][0] <= pairs["delta_seeds_high"][0]
+    md = (out / "report.md").read_text()
+    assert "## pass@2 against training compute" in md and "![pass@2 against training compute](compute.png)" in md
+    assert "| max_steps=20 | core=hrm | " in md and "`compute_pairs`" in md and (out / "compute.png").is_file()
+    got = pl.read_parquet(out / "runs.parquet")
+    assert sorted(got["train_flops"].to_list()) == sorted(
+        [10 * per_step["tiny"]] * 2 + [10 * per_step["transformer-tiny"]] + [20 * per_step["transformer-tiny"]] * 2)
+    # the same training read with a blank identifier: one cost, no compute section
+    t = make_train(root, aug, "tiny", seed=5)
+    same = [make_infer(root, aug, skill=0.4, seed=96, train=t), make_infer(root, aug, skill=0.1, seed=97, train=t, puzzle_id="blank")]
+    report.report(same, name="same", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    assert not (tmp_path / "same" / "compute.parquet").exists()
+    assert "training compute" not in (tmp_path / "same" / "report.md").read_text()
 
 
 def test_factor_sections_vote_count_curves(cached, tmp_path):

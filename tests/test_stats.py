@@ -117,6 +117,18 @@ def test_seed_bootstrap_resamples_runs_as_well_as_tasks():
     assert np.isnan(lo[0]) and np.isnan(hi[0]) and np.isfinite([lo[1], hi[1], lo[2], hi[2]]).all()
 
 
+def test_seed_bootstrap_same_contrast_same_interval_in_any_arm_order():
+    """A report shows one contrast in several tables whose arms come in different orders (a factor
+    section's, the compute section's cheapest first): each arm's run draw is its own, so the
+    interval is the same wherever the contrast appears, and a third arm beside them changes nothing."""
+    rng = np.random.default_rng(9)
+    arms = [np.clip(rng.uniform(0, 1, 30) + rng.normal(0, 0.15, (r, 30)), 0, 1) for r in (3, 4, 5)]
+    lo, hi = stats.seed_bootstrap_ci(arms[:2], np.array([[-1.0, 1.0]]))
+    lo2, hi2 = stats.seed_bootstrap_ci([arms[2], arms[1], arms[0]], np.array([[-1.0, 1.0, 0.0], [0.0, 1.0, -1.0]]))
+    assert (lo2[1], hi2[1]) == (lo[0], hi[0])
+    assert np.isfinite([lo2[0], hi2[0]]).all() and (lo2[0], hi2[0]) != (lo[0], hi[0])
+
+
 def test_run_offsets_keep_the_whole_run_part_only():
     """Pure whole-run shifts are kept as they are; on runs that differ task by task as well, the
     kept variance estimates the whole-run component alone (unbiased where it is positive, about
