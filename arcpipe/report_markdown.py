@@ -34,10 +34,10 @@ def _fmt(v: Any, kind: str) -> str:
         return "-"
     return {"params": lambda x: f"{x / 1e3:.0f}k" if x < 1e6 else f"{x / 1e6:.2f}M",
             "train_exact": _pct, "train_s": lambda x: f"{x / 60:.1f} min",
-            "train_samples": lambda x: f"{x:.0f}" if x < 1e4 else f"{x / 1e3:.0f}k", "train_flops": _flops}[kind](v)
+            "train_samples": lambda x: f"{x:.0f}" if x < 1e4 else f"{x / 1e3:.0f}k", "train_flops": flops_text}[kind](v)
 
 
-def _flops(x: float) -> str:
+def flops_text(x: float) -> str:
     """FLOPs with an SI prefix: 2.9e13 -> "29.1 TFLOP"."""
     for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
         if x >= scale:

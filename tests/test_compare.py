@@ -67,5 +67,10 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "4 runs, pass@2 35.0 / 39.3 / 31.9 / 26.6" in ok.stdout and "over runs: +5.2 [-3.1, +13.4]" in ok.stdout
     assert "over tasks: not available" in ok.stdout
+    assert "TFLOP" not in ok.stdout  # built before runs tables held training FLOPs
+    # reports since LAYOUT 18 say what a training of each arm cost
+    ok = cli("--plus", "outer-loop-59tasks-H1-time:H_cycles=1,max_steps=21000", "--minus", "outer-loop-59tasks-H1-time:H_cycles=2")
+    assert ok.returncode == 0, ok.stderr
+    assert "Xeon(R) Processor; 48.5 TFLOP a training)" in ok.stdout and "Processor; 44.3 TFLOP a training)" in ok.stdout
     bad = cli("--plus", "outer-loop-59tasks:max_steps=7400")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no column 'max_steps'" in bad.stderr

@@ -20,15 +20,18 @@ def command(
     from rich.console import Console
 
     from arcpipe.compare import compare
+    from arcpipe.report_markdown import flops_text
 
     out = compare(plus, minus, reports)
     console = Console(highlight=False, soft_wrap=True)
     for sign, a in out["arms"]:
         hosts = sorted({"host not recorded" if h is None else str(h).split(" (")[0]
                         for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
+        flops = a.runs["train_flops"].drop_nulls() if "train_flops" in a.runs.columns else []
+        cost = f"; {flops_text(float(flops.mean()))} a training" if len(flops) == a.runs.height else ""
         v = a.values
         console.print(f"{'+' if sign > 0 else '-'} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
-                      f"(mean {v.mean():.1f}; trained on {', '.join(hosts)})")
+                      f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
     r = out["over_runs"]
     console.print(f"over runs: {r['delta']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] (95% Welch interval, df {r['df']:.1f})")
     t = out["over_tasks"]
