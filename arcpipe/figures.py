@@ -202,8 +202,13 @@ def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    x = table["train_flops"].to_numpy().astype(float)
+    fig, ax = plt.subplots(figsize=(11, 5.2))
+    flops = table["train_flops"].to_numpy().astype(float)
+    # arms at (about) the same compute side by side rather than on top of each other
+    x = flops.copy()
+    for i in range(len(flops)):
+        same = [j for j in range(len(flops)) if abs(math.log(flops[j] / flops[i])) < 0.02]
+        x[i] = flops[i] * 1.06 ** (same.index(i) - (len(same) - 1) / 2)
     y = table["pass@2"].to_numpy()
     for xi, runs in zip(x, per_run):  # beside the arm's bar, not under it
         ax.scatter(np.full(len(runs), xi / 1.04), runs, s=10, c="0.6", zorder=2)
@@ -213,18 +218,21 @@ def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     # the best score bought with at most x FLOPs: a step up at each frontier arm
     ax.plot(np.append(x[front], x.max() * 1.6), np.append(y[front], y[front][-1]), "k--", lw=1, zorder=1,
             drawstyle="steps-post", label="frontier: best at most this compute")
-    for xi, yi, label in zip(x, y, table["arm"].to_list()):
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(7, 5), fontsize=7, zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    # arms numbered at their point and named in a key beside the plot: labels of arms at one
+    # compute would overprint each other
+    for k, (xi, yi) in enumerate(zip(x, y)):
+        ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")
+    fig.text(0.70, 0.92, "\n".join(f"{k + 1}  {label}" for k, label in enumerate(table["arm"].to_list())),
+             fontsize=7, va="top", ha="left", wrap=True)
     ax.scatter([], [], s=10, c="0.6", label="one training run")
     ax.set_xscale("log")
-    ax.set_xlim(x.min() / 1.6, x.max() * 1.6)
+    ax.set_xlim(x.min() / 1.3, x.max() * 1.5)
     ax.set_ylim(0, max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15)))
     ax.set_xlabel("training FLOPs (model matrix products, counted from the config)")
     ax.set_ylabel("pass@2 (fraction of tasks)")
     ax.set_title(f"pass@2 against training compute (rule {table['rule'][0]}, all variants)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.69, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT, "variants": STR},
     "report": {
         "name": STR, "out_dir": STR, "n_aug_points": INTS, "seeds": INT, "rules": STRS, "step": INT,
-        "enabled": BOOL,
+        "enabled": BOOL, "main": STR,
     },
 }
 

@@ -185,13 +185,17 @@ def report(
     rules: Sequence[str] | None = None,
     step: int | None = None,
     top: int = 2,
+    main: str | None = None,
     root: str | os.PathLike | None = None,
     force: bool = False,
 ) -> cache.Stage:
     """Write ``<out_dir>/<name>/`` (report.md, PNGs, CSV+parquet tables, manifest.json); return it as a Stage.
 
     ``runs``: infer or vote stages (objects, directories or key prefixes);
-    default the newest vote's inference. The returned Stage's ``path`` is the
+    default the newest vote's inference. ``main``: the settings of the run the
+    single-run sections describe and every section compares against
+    (``"preset=tiny,max_steps=12000"``; default the run holding the most common
+    value of every setting, ``runs.main_run``). The returned Stage's ``path`` is the
     published directory, its ``key``/``cached`` those of the report stage.
     """
     from arcpipe import vote
@@ -211,6 +215,9 @@ def report(
         "name": name, "n_aug_points": list(n_aug_points) if n_aug_points else None, "seeds": int(seeds),
         "rules": rules, "step": step, "top": int(top), "bootstrap": BOOTSTRAP, "layout": LAYOUT,
     }
+    if main:
+        config["main"] = main
+        main_run(resolved, main)  # a spec no run matches fails before anything is built
     inputs: dict[str, str] = {}
     for i, r in enumerate(resolved):
         inputs[f"infer{i}"] = r.infer.key
@@ -259,7 +266,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
     t0 = time.perf_counter()
     rules, seeds, top = config["rules"], config["seeds"], config["top"]
     queries = [_Queries(vote, vote.prepare(r.infer)) for r in runs]
-    main_i = main_run(runs)
+    main_i = main_run(runs, config.get("main"))
     main, q = runs[main_i], queries[main_i]
     info = q.info
     task_ids, max_n, steps = info["task_ids"], info["n_aug"], info["steps"]
@@ -646,17 +653,18 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     per_run = [r for _, _, r in seeded]
     mean = p2.mean(axis=1)
     lo, hi = bootstrap_ci(p2)
-    labels = []
-    for k in keys:
-        first = runs[groups[k][0]]
-        labels.append(f"main: {', '.join(f'{f}={main.factor(f)}' for f in varying)}" if k == main_key
-                      else ", ".join(f"{f}={first.factor(f)}" for f in varying if first.factor(f) != main.factor(f)))
+    # an arm is named by the settings it moves from the main arm; a setting each holds at its own
+    # preset's value (the transformer's cycles beside HRM's) is not a move (``matches_setting``)
+    firsts = [runs[groups[k][0]] for k in keys]
+    labels = [f"main: {', '.join(f'{f}={main.factor(f)}' for f in varying)}" if k == main_key
+              else ", ".join(f"{f}={r.factor(f)}" for f in varying if not matches_setting(r, main, f))
+              for k, r in zip(keys, firsts)]
     # every row is a difference of two arms: from the main arm, then each pair at about equal compute
     # that moves two settings or more (a one-setting move has its factor section)
     base = keys.index(main_key)
-    values = [[runs[groups[k][0]].factor(f) for f in varying] for k in keys]
     pairs = [(a, b) for a in range(len(keys)) for b in range(a + 1, len(keys))
-             if flops[keys[b]] <= flops[keys[a]] * EQUAL_COMPUTE and sum(x != y for x, y in zip(values[a], values[b])) >= 2]
+             if flops[keys[b]] <= flops[keys[a]] * EQUAL_COMPUTE
+             and sum(not matches_setting(firsts[b], firsts[a], f) for f in varying) >= 2]
     eye = np.eye(len(keys))
     w = np.concatenate([eye - eye[base], np.array([eye[b] - eye[a] for a, b in pairs]).reshape(-1, len(keys))])
     effects = paired_effects(w @ p2)

@@ -275,7 +275,9 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
     extra = [f for f in varying_factors(runs) if f not in FACTORS] if len(runs) > 1 else []
     if len(runs) > 1:
         parts += ["", f"{len(runs)} runs. The sections up to the per-input table describe the main run "
-                      f"({main.describe(extra)}): the one sharing the most settings with the others. " + SEEDS_NOTE]
+                      f"({main.describe(extra)}): "
+                      + (f"the baseline the report was asked for (`main = \"{config['main']}\"`). " if config.get("main")
+                         else "the one sharing the most settings with the others. ") + SEEDS_NOTE]
     trained = [h for r, h in zip(runs, run_scores["train_host"]) if r.train is not None]  # runs table's column
     hosts = list(dict.fromkeys(h for h in trained if h))
     if hosts:

@@ -240,16 +240,30 @@ def resolve_runs(runs: Sequence[Any] | None, root: Path) -> list[Run]:
     return list(by_infer.values())
 
 
-def main_run(runs: Sequence[Run]) -> int:
+def main_run(runs: Sequence[Run], main: str | None = None) -> int:
     """Index of the run the single-run sections describe: the one holding the most common value of
     every factor -- the shared baseline of one-factor ablations. Ties: more training augmentation,
-    then the first given (so a plain train_aug x seeds sweep reports its largest train_aug)."""
+    then the first given (so a plain train_aug x seeds sweep reports its largest train_aug).
+
+    ``main`` (``"col=value,..."``, as ``arcpipe compare`` selects runs) names the baseline instead,
+    for a sweep whose most common values are not it (several lighter arms around one HRM): the same
+    rule then picks among the runs that hold those values."""
     from collections import Counter
 
     factors = varying_factors(runs)
     counts = {f: Counter(r.factor(f) for r in runs) for f in factors}
-    return max(range(len(runs)), key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in factors),
-                                                runs[i].train_aug or 0, -i))
+    pool = range(len(runs))
+    if main:
+        want = []
+        for kv in filter(None, (x.strip() for x in main.split(","))):
+            col, eq, value = kv.partition("=")
+            if not eq:
+                raise ArcpipeError(f"report main {main!r}: {kv!r}: expected setting=value")
+            want.append((col.strip(), value.strip().lower()))
+        pool = [i for i in pool if all(str(runs[i].factor(c)).lower() == v for c, v in want)]
+        if not pool:
+            raise ArcpipeError(f"report main {main!r}: no run holds these settings (varying: {', '.join(factors) or 'none'})")
+    return max(pool, key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in factors), runs[i].train_aug or 0, -i))
 
 
 def same_partition(a: Sequence[Any], b: Sequence[Any]) -> bool:

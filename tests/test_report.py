@@ -637,6 +637,17 @@ def test_compute_section_meets_arms_at_equal_compute(cached, tmp_path):
     got = pl.read_parquet(out / "runs.parquet")
     assert sorted(got["train_flops"].to_list()) == sorted(
         [10 * per_step["tiny"]] * 2 + [10 * per_step["transformer-tiny"]] + [20 * per_step["transformer-tiny"]] * 2)
+    # the baseline named: HRM, though the transformer holds the most common values
+    report.report(list(runs.values()), name="hrm-main", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"],
+                  main="preset=tiny", root=root)
+    named = pl.read_parquet(tmp_path / "hrm-main" / "compute.parquet")
+    assert named.filter(pl.col("main"))["core"].to_list() == ["hrm"] and named["flops_ratio"][0] == pytest.approx(
+        per_step["transformer-tiny"] / per_step["tiny"])
+    assert named.filter(pl.col("core") == "transformer")["delta"].to_list() == pytest.approx(
+        [scores[("transformer-tiny", 10, 0)].mean() - hrm10.mean(), tf20.mean() - hrm10.mean()])
+    assert 'the baseline the report was asked for (`main = "preset=tiny"`)' in (tmp_path / "hrm-main" / "report.md").read_text()
+    with pytest.raises(ArcpipeError, match="report main 'preset=trm-tiny': no run holds"):
+        report.report(list(runs.values()), name="x", out_dir=tmp_path, main="preset=trm-tiny", root=root)
     # the same training read with a blank identifier: one cost, no compute section
     t = make_train(root, aug, "tiny", seed=5)
     same = [make_infer(root, aug, skill=0.4, seed=96, train=t), make_infer(root, aug, skill=0.1, seed=97, train=t, puzzle_id="blank")]

@@ -29,6 +29,8 @@ def command(
     seeds: int = typer.Option(20, "--seeds", help="Seeded subsamples averaged per n_aug point."),
     rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated voting rules (default: all)."),
     step: Optional[int] = typer.Option(None, "--step", help="ACT step for the n_aug curves (default: the last recorded)."),
+    main: Optional[str] = typer.Option(None, "--main", help="Settings of the baseline run every section compares "
+                                       "against, e.g. preset=tiny,max_steps=12000 (default: the run holding the most common value of each)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
 ) -> None:
     """Write pass@1/pass@2/oracle vs n_aug per rule, the rules paired against hrm, pass@2 vs ACT step, how well
@@ -47,7 +49,7 @@ def command(
 
     st = report.report(
         runs or None, name=name, out_dir=out_dir, n_aug_points=_ints(n_aug_points, "--n-aug-points"), seeds=seeds,
-        rules=[r.strip() for r in rules.split(",") if r.strip()] if rules else None, step=step, force=force,
+        rules=[r.strip() for r in rules.split(",") if r.strip()] if rules else None, step=step, main=main, force=force,
     )
     counts = st.manifest.get("counts", {})
     Console().print(
