@@ -195,8 +195,9 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: A
 
 def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     """pass@2 of every arm against its training FLOPs (log axis): the arm's mean with its 95% CI,
-    its runs as dots beside it, the frontier (arms no cheaper arm beats) joined by a line. The
-    picture of an equal-compute comparison: two arms on one vertical line cost the same."""
+    its runs as dots beside it, the frontier (the best score at most each compute buys) as a step
+    line. The picture of an equal-compute comparison; arms within 2% of one cost are drawn a few
+    percent apart, side by side, so that neither hides the other (the table has the exact FLOPs)."""
     import matplotlib
 
     matplotlib.use("Agg")

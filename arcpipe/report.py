@@ -42,7 +42,7 @@ from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_b
 METRICS = ("pass@1", "pass@2", "oracle")
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 18  # 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs
+LAYOUT = 18  # 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
 GALLERY = 4  # solved and failed test inputs shown each
 
 
