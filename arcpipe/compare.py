@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from arcpipe.errors import ArcpipeError
+from arcpipe.runs import parse_settings
 from arcpipe.stats import paired_effects, seed_bootstrap_ci, welch
 
 
@@ -60,10 +61,7 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
         if not table.is_file():
             raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
         got = pl.read_parquet(table).with_columns(report=pl.lit(name))
-        for kv in filter(None, where.split(",")):
-            col, eq, value = kv.partition("=")
-            if not eq:
-                raise ArcpipeError(f"compare {part!r}: {kv!r}: expected column=value")
+        for col, value in parse_settings(where, f"compare {part!r}", "column"):
             if col not in got.columns:
                 raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
                                    f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")

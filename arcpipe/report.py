@@ -670,8 +670,7 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     effects = paired_effects(w @ p2)
     slo, shi = seed_bootstrap_ci(per_run, w)
     rows = []
-    for a, k in enumerate(keys):
-        first = runs[groups[k][0]]
+    for a, (k, first) in enumerate(zip(keys, firsts)):
         beaten = any(flops[keys[b]] <= flops[k] and mean[b] > mean[a] + MOVED for b in range(len(keys)))
         rows.append({"arm": labels[a], "main": k == main_key, **{f: first.factor(f) for f in varying},
                      "rule": rule, "runs": len(groups[k]), **metas[k], "flops_ratio": flops[k] / flops[main_key],

@@ -240,6 +240,18 @@ def resolve_runs(runs: Sequence[Any] | None, root: Path) -> list[Run]:
     return list(by_infer.values())
 
 
+def parse_settings(text: str, where: str, noun: str = "setting") -> list[tuple[str, str]]:
+    """``"col=value,..."`` as (col, value) pairs, empty items skipped: how ``arcpipe compare`` picks
+    a report's runs and ``report.main`` names a baseline. ``where`` prefixes the one-line error."""
+    out = []
+    for kv in filter(None, text.split(",")):
+        col, eq, value = kv.partition("=")
+        if not eq:
+            raise ArcpipeError(f"{where}: {kv!r}: expected {noun}=value")
+        out.append((col, value))
+    return out
+
+
 def main_run(runs: Sequence[Run], main: str | None = None) -> int:
     """Index of the run the single-run sections describe: the one holding the most common value of
     every factor -- the shared baseline of one-factor ablations. Ties: more training augmentation,
@@ -254,13 +266,8 @@ def main_run(runs: Sequence[Run], main: str | None = None) -> int:
     counts = {f: Counter(r.factor(f) for r in runs) for f in factors}
     pool = range(len(runs))
     if main:
-        want = []
-        for kv in filter(None, (x.strip() for x in main.split(","))):
-            col, eq, value = kv.partition("=")
-            if not eq:
-                raise ArcpipeError(f"report main {main!r}: {kv!r}: expected setting=value")
-            want.append((col.strip(), value.strip().lower()))
-        pool = [i for i in pool if all(str(runs[i].factor(c)).lower() == v for c, v in want)]
+        want = parse_settings(main, f"report main {main!r}")
+        pool = [i for i in pool if all(str(runs[i].factor(c)).lower() == v.lower() for c, v in want)]
         if not pool:
             raise ArcpipeError(f"report main {main!r}: no run holds these settings (varying: {', '.join(factors) or 'none'})")
     return max(pool, key=lambda i: (sum(counts[f][runs[i].factor(f)] for f in factors), runs[i].train_aug or 0, -i))
