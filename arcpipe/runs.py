@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class Run:
     votes: list[cache.Stage]
     train: cache.Stage | None
     augment: cache.Stage | None
+    #: ``train_summary``'s figures, read once: every factor table, the grid, the compute section and
+    #: the runs table ask for them, and each read builds the model on the meta device and scans metrics
+    _summary: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def train_aug(self) -> int | None:
@@ -138,6 +141,12 @@ class Run:
         counted from its model config (``hrm.flops.step_flops(...).train`` times the steps it ran):
         unlike the wall time, the same on every machine and at any concurrency, so arms that trade
         one setting for more steps can be compared at equal compute."""
+        if self._summary is None:
+            self._summary = self._read_train_summary()
+        return dict(self._summary)
+
+    def _read_train_summary(self) -> dict[str, Any]:
+        """``train_summary`` computed from the train stage's config, manifest and metrics."""
         out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None, "train_samples": None,
                                "train_flops": None}
         if self.train is None:
