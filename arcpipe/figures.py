@@ -237,3 +237,48 @@ def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     fig.tight_layout(rect=(0, 0, 0.69, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_fit(path: Path, table: Any, per_run: list[np.ndarray], fits: list[np.ndarray | None]) -> None:
+    """pass@2 of every arm against its training fit (final train exact accuracy): the arm's mean with
+    both intervals, its runs as dots, and the least-squares line through every arm's mean. Arms
+    numbered as in the compute figure. The picture of "does a model or a budget buy score by any
+    route but fitting its training pairs?": arms on one line say no."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 5.2))
+    x = np.array([np.nan if v is None else v for v in table["train_exact"].to_list()], dtype=float)
+    y = table["pass@2"].to_numpy()
+    for runs, f in zip(per_run, fits):
+        if f is not None:
+            ax.scatter(f, runs, s=10, c="0.6", zorder=2)
+    xlo = np.array([np.nan if v is None else v for v in table["train_exact_low"].to_list()], dtype=float)
+    xhi = np.array([np.nan if v is None else v for v in table["train_exact_high"].to_list()], dtype=float)
+    ax.errorbar(x, y, xerr=[np.nan_to_num(x - xlo), np.nan_to_num(xhi - x)],
+                yerr=[y - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - y], fmt="o", ms=5, capsize=3, zorder=3,
+                label="arm: mean fit over its runs, pass@2 seeds averaged per task; 95% CIs")
+    known = ~np.isnan(x)
+    slope, intercept = np.polyfit(x[known], y[known], 1)
+    grid = np.linspace(0, 1, 50)
+    ax.plot(grid, slope * grid + intercept, "k--", lw=1, zorder=1,
+            label=f"least squares through the arms: {100 * slope:+.1f} pass@2 points per 100 of fit")
+    for k, (xi, yi) in enumerate(zip(x, y)):
+        if known[k]:
+            ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")
+    fig.text(0.70, 0.92, "\n".join(f"{k + 1}  {label}" for k, label in enumerate(table["arm"].to_list())),
+             fontsize=7, va="top", ha="left", wrap=True)
+    ax.scatter([], [], s=10, c="0.6", label="one training run")
+    span = np.concatenate([x[known], *(f for f in fits if f is not None)])
+    ax.set_xlim(max(0.0, span.min() - 0.05), min(1.0, span.max() + 0.05))
+    ax.set_ylim(0, max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15)))
+    ax.set_xlabel("train exact: share of its sampled training rows (eval_size) the final model reproduces exactly")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title(f"pass@2 against training fit (rule {table['rule'][0]}, all variants)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0, 0.69, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

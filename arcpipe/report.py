@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shutil
 import threading
@@ -35,15 +36,16 @@ import numpy as np
 
 from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
-from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_steps
+from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_steps
 from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
-from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci
+from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci, t_quantile
 
 METRICS = ("pass@1", "pass@2", "oracle")
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 18  # 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
+LAYOUT = 19  # 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
 GALLERY = 4  # solved and failed test inputs shown each
+FIT_LINE_ARMS = 3  # other arms a fit line needs: a line through two fits them exactly, whatever the relation
 
 
 def default_points(max_n: int) -> list[int]:
@@ -341,6 +343,8 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         if compute[1] is not None:
             _write_table(compute[1], work, "compute_pairs")
         plot_compute(work / "compute.png", compute[0], compute[2])
+        if compute[0]["fit_line"].is_not_null().any():
+            plot_fit(work / "fit.png", compute[0], compute[2], compute[3])
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
@@ -627,12 +631,27 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     factor, rule, runs, params, train_exact, train_s, train_samples, train_flops and
     ``flops_ratio`` to the main arm's, pass@2 with its interval (seeds averaged per task), oracle,
     the paired difference from the main run's arm with its seeds-resampled interval, and
-    ``frontier`` (no arm of at most its compute scored more; point estimates). The pairs of arms
+    ``frontier`` (no arm of at most its compute scored more; point estimates), and the arm against
+    its training fit: ``train_exact_low``/``_high`` (t interval over its runs), ``fit_line`` (the
+    pass@2 the least-squares line through the other arms' (train_exact, pass@2) predicts at its
+    train_exact; None with fewer than ``FIT_LINE_ARMS`` others) and ``off_fit_line`` (pass@2 minus
+    that) with its intervals ``off_fit_low``/``_high`` (paired over tasks) and
+    ``off_fit_seeds_low``/``_high`` (seeds resampled too), the tasks above / below the line
+    ``off_fit_better``/``_worse``. The pairs of arms
     at about equal compute (within ``EQUAL_COMPUTE``) that differ in two settings or more (None
     when there are none): ``from`` and
     ``to`` (arm labels, ``to`` the dearer or, at a tie, the later), ``flops_ratio`` (to / from),
     and the paired difference to − from with both intervals. And each arm's per-run pass@2 over
-    ``task_ids``, for the figure."""
+    ``task_ids`` and its per-run train_exact (None where a run lacks it), for the figures.
+
+    Why the fit line: architectures and budgets differ first in how fast they fit their training
+    pairs. An arm on the line through the others scores what its fit predicts -- what moved it
+    bought score only by fitting more; an arm off it generalises more or less from the same fit.
+    The line is fitted to arm means (each over its runs' fit measures, on eval_size sampled rows),
+    not to runs: within an arm the runs' fits differ mostly by that measure's sampling noise, which
+    would flatten a per-run slope. With the fits held fixed the line's value is a weighted sum of the
+    other arms' per-task scores, so "off the line" is one more contrast of arms, paired over tasks
+    like every difference here; the fits' own noise is not in its intervals."""
     import polars as pl
 
     main = runs[main_i]
@@ -653,6 +672,9 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     per_run = [r for _, _, r in seeded]
     mean = p2.mean(axis=1)
     lo, hi = bootstrap_ci(p2)
+    fits = [_run_fits(runs, groups[k]) for k in keys]
+    fit_ci = [_mean_ci(f) for f in fits]
+    line_w = _leave_one_out_weights([metas[k]["train_exact"] for k in keys])
     # an arm is named by the settings it moves from the main arm; a setting each holds at its own
     # preset's value (the transformer's cycles beside HRM's) is not a move (``matches_setting``)
     firsts = [runs[groups[k][0]] for k in keys]
@@ -666,23 +688,74 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
              if flops[keys[b]] <= flops[keys[a]] * EQUAL_COMPUTE
              and sum(not matches_setting(firsts[b], firsts[a], f) for f in varying) >= 2]
     eye = np.eye(len(keys))
-    w = np.concatenate([eye - eye[base], np.array([eye[b] - eye[a] for a, b in pairs]).reshape(-1, len(keys))])
+    # then each arm minus the line through the others' fits, where there is one
+    lined = [a for a in range(len(keys)) if line_w[a] is not None]
+    w = np.concatenate([eye - eye[base], np.array([eye[b] - eye[a] for a, b in pairs]).reshape(-1, len(keys)),
+                        np.array([eye[a] - line_w[a] for a in lined]).reshape(-1, len(keys))])
     effects = paired_effects(w @ p2)
     slo, shi = seed_bootstrap_ci(per_run, w)
+    n = len(keys)
+    off = {a: n + len(pairs) + j for j, a in enumerate(lined)}  # the row of w holding arm a's distance from its line
     rows = []
     for a, (k, first) in enumerate(zip(keys, firsts)):
+        j = off.get(a)
         beaten = any(flops[keys[b]] <= flops[k] and mean[b] > mean[a] + MOVED for b in range(len(keys)))
         rows.append({"arm": labels[a], "main": k == main_key, **{f: first.factor(f) for f in varying},
                      "rule": rule, "runs": len(groups[k]), **metas[k], "flops_ratio": flops[k] / flops[main_key],
                      "pass@2": float(mean[a]), "ci_low": float(lo[a]), "ci_high": float(hi[a]), "oracle": seeded[a][1],
-                     **{n: v[a].item() for n, v in effects.items()},
-                     "delta_seeds_low": float(slo[a]), "delta_seeds_high": float(shi[a]), "frontier": not beaten})
-    n = len(keys)
+                     **{name: v[a].item() for name, v in effects.items()},
+                     "delta_seeds_low": float(slo[a]), "delta_seeds_high": float(shi[a]), "frontier": not beaten,
+                     "train_exact_low": fit_ci[a][0], "train_exact_high": fit_ci[a][1],
+                     "fit_line": None if j is None else float(line_w[a] @ mean),
+                     **_off_line(effects, slo, shi, j)})
     table_pairs = pl.DataFrame([{"from": labels[a], "to": labels[b], "rule": rule, "flops_ratio": flops[keys[b]] / flops[keys[a]],
                                  **{name: v[n + j].item() for name, v in effects.items()},
                                  "delta_seeds_low": float(slo[n + j]), "delta_seeds_high": float(shi[n + j])}
                                 for j, (a, b) in enumerate(pairs)]) if pairs else None
-    return pl.DataFrame(rows, strict=False), table_pairs, [r.mean(axis=1) for r in per_run]
+    return pl.DataFrame(rows, strict=False), table_pairs, [r.mean(axis=1) for r in per_run], fits
+
+
+def _off_line(effects: dict[str, np.ndarray], slo: np.ndarray, shi: np.ndarray, j: int | None) -> dict[str, Any]:
+    """An arm's distance from the line through the other arms' fits, row ``j`` of the compute
+    section's contrasts, as its ``off_fit_*`` columns (all None where it has no line)."""
+    names = {"line": "delta", "low": "delta_ci_low", "high": "delta_ci_high", "better": "better", "worse": "worse"}
+    if j is None:
+        return {f"off_fit_{c}": None for c in [*names, "seeds_low", "seeds_high"]}
+    return {**{f"off_fit_{c}": effects[e][j].item() for c, e in names.items()},
+            "off_fit_seeds_low": float(slo[j]), "off_fit_seeds_high": float(shi[j])}
+
+
+def _run_fits(runs: Sequence[Run], group: Sequence[int]) -> np.ndarray | None:
+    """Each run's final train exact accuracy; None when a run of the group lacks it."""
+    got = [runs[i].train_summary()["train_exact"] for i in group]
+    return None if any(g is None for g in got) else np.asarray(got, dtype=np.float64)
+
+
+def _mean_ci(values: np.ndarray | None, level: float = 0.95) -> tuple[float | None, float | None]:
+    """Student's t interval on the mean of ``values`` (None, None for fewer than two)."""
+    if values is None or len(values) < 2:
+        return None, None
+    half = t_quantile(1 - (1 - level) / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
+def _leave_one_out_weights(x: Sequence[float | None]) -> list[np.ndarray | None]:
+    """For each point, the weights on every point's y that give the least-squares line's value at
+    its x, the line fitted through the other points that have an x (so a point cannot pull the line
+    it is read against; a linear fit's value is linear in the y's). None where fewer than
+    ``FIT_LINE_ARMS`` others have an x, or their x's do not spread (no slope to fit)."""
+    out: list[np.ndarray | None] = []
+    for a, xa in enumerate(x):
+        others = [b for b, xb in enumerate(x) if b != a and xb is not None]
+        xs = np.array([x[b] for b in others], dtype=np.float64)
+        if xa is None or len(others) < FIT_LINE_ARMS or float(((xs - xs.mean()) ** 2).sum()) < 1e-12:
+            out.append(None)
+            continue
+        # y_hat(xa) = sum_b y_b * (1/m + (xa - mean) (x_b - mean) / Sxx)
+        w = np.zeros(len(x))
+        w[others] = 1 / len(xs) + (xa - xs.mean()) * (xs - xs.mean()) / ((xs - xs.mean()) ** 2).sum()
+        out.append(w)
+    return out
 
 
 def run_table(runs: Sequence[Run], queries: Sequence[_Queries], varying: Sequence[str], rule: str, step: int | None,

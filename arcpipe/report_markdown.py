@@ -253,7 +253,43 @@ def _compute_markdown(table: Any, pairs: Any) -> list[str]:
             "row) minus the other. Table `compute_pairs`.", "",
             _md_table(["arm", "against", "FLOPs ratio", "Δ pass@2", "seeds resampled"],
                       [[r["to"], r["from"], f"{r['flops_ratio']:.2f}×", _delta(r), _seeds(r)] for r in pairs.iter_rows(named=True)]),
-            ""])
+            ""]) + _fit_markdown(table)
+
+
+def _fit_markdown(table: Any) -> list[str]:
+    """The compute section's second reading: each arm's score against its training fit."""
+    if table["fit_line"].is_null().all():
+        return []
+
+    def fit(r: dict) -> str:
+        if r["train_exact_low"] is None:
+            return _fmt(r["train_exact"], "train_exact")
+        return f"{_pct(r['train_exact'])} [{_pct(r['train_exact_low'])}, {_pct(r['train_exact_high'])}]"
+
+    rows = [[k + 1, r["arm"], r["runs"], fit(r), f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]",
+             "-" if r["fit_line"] is None else _pct(r["fit_line"]),
+             *(["-", "-"] if r["off_fit_line"] is None else [_delta(_off(r)), _seeds(_off(r))])]
+            for k, r in enumerate(table.iter_rows(named=True))]
+    return ["Does a model or a budget buy score by any route but fitting more of its training pairs? Each arm's "
+            "pass@2 against its train exact (the share of its sampled training rows -- its own demonstration pairs "
+            "under its own variants -- that the final model reproduces exactly; 95% t interval over its runs), read "
+            "against the least-squares line through the other arms' points. On the line, an arm scores what its fit "
+            "predicts: whatever moved it bought score only by fitting more; above or below it, the arm generalises "
+            "more or less from the same fit. Off the line = pass@2 minus the line's value there, which is a weighted "
+            "sum of the other arms' scores, so it is paired over tasks like every difference here (tasks above ↑ / "
+            "below ↓ the line); the noise of the fits themselves is not in its intervals. Fits are on one scale only "
+            "between arms trained on the same rows and read at the same number of ACT segments: not across variant "
+            "counts, augmentation kinds or halt_max_steps. Columns `train_exact_low`, `train_exact_high`, `fit_line` "
+            "and `off_fit_*` of table `compute`.", "", "![pass@2 against training fit](fit.png)", "",
+            _md_table(["", "arm", "runs", "train exact", "pass@2", "line through the others", "off the line",
+                       "seeds resampled"], rows), ""]
+
+
+def _off(r: dict) -> dict:
+    """A compute row's distance from its fit line, under the names ``_delta`` and ``_seeds`` read."""
+    return {"delta": r["off_fit_line"], "delta_ci_low": r["off_fit_low"], "delta_ci_high": r["off_fit_high"],
+            "better": r["off_fit_better"], "worse": r["off_fit_worse"], "delta_seeds_low": r["off_fit_seeds_low"],
+            "delta_seeds_high": r["off_fit_seeds_high"]}
 
 
 def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,

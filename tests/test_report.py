@@ -51,8 +51,10 @@ def make_augment(root: Path, tasks: Path, train_aug: int | None = None, **kinds)
                    **kinds)
 
 
-def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, steps: int = 10, **model_over) -> cache.Stage:
-    """A train stage's manifest as ``arcpipe.train`` writes one (config + counts), without the weights."""
+def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, steps: int = 10, exact: float = 0.5,
+               **model_over) -> cache.Stage:
+    """A train stage's manifest as ``arcpipe.train`` writes one (config + counts; ``exact`` its final
+    train exact accuracy), without the weights."""
     import hrm
 
     model = hrm.HRMConfig.preset(preset, **model_over).to_dict()
@@ -60,7 +62,7 @@ def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, step
     def build(work: Path) -> dict:
         # 10 logged steps of 32 rows, each sequence halting at the model's last ACT segment
         pl.DataFrame({"step": range(1, 11), "halted": [32.0 / model["halt_max_steps"]] * 10}).write_parquet(work / "metrics.parquet")
-        return {"eval_train_exact_accuracy": 0.5, "steps": steps}
+        return {"eval_train_exact_accuracy": exact, "steps": steps}
 
     train = {"seed": seed, "global_batch_size": 32, "max_steps": steps}
     return cache.run_stage("train", {"model": model, "preset": preset, "train": train}, {"augment": aug.key}, build, root=root)
@@ -654,6 +656,77 @@ def test_compute_section_meets_arms_at_equal_compute(cached, tmp_path):
     report.report(same, name="same", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
     assert not (tmp_path / "same" / "compute.parquet").exists()
     assert "training compute" not in (tmp_path / "same" / "report.md").read_text()
+    # three arms: a line through the other two would fit them exactly, so no arm is read against one
+    assert table["fit_line"].is_null().all() and table["off_fit_line"].is_null().all() and not (out / "fit.png").exists()
+    assert "training fit" not in md
+
+
+def test_compute_section_reads_each_arm_against_the_fit_line(cached, tmp_path):
+    """Every arm's pass@2 against the least-squares line through the other arms' (train exact,
+    pass@2): the line's value is the weights ``_leave_one_out_weights`` gives times the arms'
+    scores, and the distance from it is paired over tasks like any contrast -- its counts the
+    tasks whose own score is above / below the line's per-task value."""
+    from arcpipe import vote
+
+    root, tasks, aug, _ = cached
+    arms = [("tiny", 10, (0.30, 0.40)), ("transformer-tiny", 10, (0.55,)), ("transformer-tiny", 20, (0.70,)),
+            ("tiny", 20, (0.62,)), ("transformer-tiny", 40, (0.90,))]
+    runs: dict[tuple, list] = {}
+    for i, (preset, steps, fits) in enumerate(arms):
+        for j, fit in enumerate(fits):
+            t = make_train(root, aug, preset, seed=30 + j, steps=steps, exact=fit)  # seeds no other test trains
+            runs.setdefault((preset, steps), []).append(make_infer(root, aug, skill=0.1 + 0.1 * i, seed=200 + 10 * i + j, train=t))
+    report.report([r for rs in runs.values() for r in rs], name="fit", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1,
+                  rules=["hrm"], main="preset=tiny,max_steps=10", root=root)
+    out = tmp_path / "fit"
+    table = pl.read_parquet(out / "compute.parquet")
+
+    def own(st):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule="hrm", top=2), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    core = {"hrm": "tiny", "transformer": "transformer-tiny"}
+    order = [(core[c], m) for c, m in zip(table["core"], table["max_steps"])]
+    per_task = np.stack([np.mean([own(r) for r in runs[k]], axis=0) for k in order])
+    fit = np.array([np.mean(dict((a[:2], a[2]) for a in arms)[k]) for k in order])
+    assert table["train_exact"].to_numpy() == pytest.approx(fit)
+    y = per_task.mean(axis=1)
+    for a in range(len(order)):
+        others = [b for b in range(len(order)) if b != a]
+        line = np.polyval(np.polyfit(fit[others], y[others], 1), fit[a])
+        assert table["fit_line"][a] == pytest.approx(line) and table["off_fit_line"][a] == pytest.approx(y[a] - line)
+        w = report._leave_one_out_weights(list(fit))[a]
+        d = per_task[a] - w @ per_task
+        assert (table["off_fit_better"][a], table["off_fit_worse"][a]) == (int((d > stats.MOVED).sum()), int((d < -stats.MOVED).sum()))
+        assert table["off_fit_low"][a] <= table["off_fit_line"][a] <= table["off_fit_high"][a]
+    # the fit's own interval: Student's t over the arm's two runs; one run has none
+    two = order.index(("tiny", 10))
+    half = stats.t_quantile(0.975, 1) * np.std([0.30, 0.40], ddof=1) / np.sqrt(2)
+    assert (table["train_exact_low"][two], table["train_exact_high"][two]) == pytest.approx((0.35 - half, 0.35 + half))
+    assert table["train_exact_low"].null_count() == len(order) - 1
+    md = (out / "report.md").read_text()
+    assert "![pass@2 against training fit](fit.png)" in md and (out / "fit.png").is_file()
+    assert "| line through the others | off the line | seeds resampled |" in md
+
+
+@given(st.lists(st.floats(0, 1), min_size=4, max_size=8, unique=True), st.randoms())
+@settings(max_examples=50, deadline=None)
+def test_leave_one_out_weights_give_the_line_through_the_others(x, rnd):
+    """The weights are the least-squares line's value as a linear function of the y's: for any y,
+    weights @ y equals polyfit through the other points, read at the point's own x; the point's own
+    weight is zero; an arm without a fit gets no line and weighs nothing in the others'."""
+    if np.ptp(x) < 1e-3:
+        return
+    y = np.array([rnd.uniform(0, 1) for _ in x])
+    got = report._leave_one_out_weights(x + [None])
+    assert got[-1] is None
+    for a, w in enumerate(got[:-1]):
+        others = [b for b in range(len(x)) if b != a]
+        if np.ptp(np.asarray(x)[others]) < 1e-3:
+            continue
+        assert w[a] == 0 and w[-1] == 0 and w.sum() == pytest.approx(1.0)
+        assert w[:-1] @ y == pytest.approx(np.polyval(np.polyfit(np.asarray(x)[others], y[others], 1), x[a]), abs=1e-6)
+    assert report._leave_one_out_weights([0.1, 0.2, 0.3]) == [None] * 3  # two others: no line
 
 
 def test_factor_sections_vote_count_curves(cached, tmp_path):
