@@ -241,8 +241,9 @@ def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
 
 def plot_fit(path: Path, table: Any, per_run: list[np.ndarray], fits: list[np.ndarray | None]) -> None:
     """pass@2 of every arm against its training fit (final train exact accuracy): the arm's mean with
-    both intervals, its runs as dots, and the least-squares line through every arm's mean. Arms
-    numbered as in the compute figure. The picture of "does a model or a budget buy score by any
+    both intervals, its runs as dots, and the least-squares line through the means of the arms
+    whose fit is on the main arm's scale (the others hollow). Arms numbered as in the compute
+    figure. The picture of "does a model or a budget buy score by any
     route but fitting its training pairs?": arms on one line say no."""
     import matplotlib
 
@@ -257,14 +258,19 @@ def plot_fit(path: Path, table: Any, per_run: list[np.ndarray], fits: list[np.nd
             ax.scatter(f, runs, s=10, c="0.6", zorder=2)
     xlo = np.array([np.nan if v is None else v for v in table["train_exact_low"].to_list()], dtype=float)
     xhi = np.array([np.nan if v is None else v for v in table["train_exact_high"].to_list()], dtype=float)
-    ax.errorbar(x, y, xerr=[np.nan_to_num(x - xlo), np.nan_to_num(xhi - x)],
-                yerr=[y - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - y], fmt="o", ms=5, capsize=3, zorder=3,
-                label="arm: mean fit over its runs, pass@2 seeds averaged per task; 95% CIs")
     known = ~np.isnan(x)
-    slope, intercept = np.polyfit(x[known], y[known], 1)
+    ref = table["fit_ref"].to_numpy() & known
+    xerr = np.array([np.nan_to_num(x - xlo), np.nan_to_num(xhi - x)])
+    yerr = np.array([y - table["ci_low"].to_numpy(), table["ci_high"].to_numpy() - y])
+    for mask, fmt, label in ((ref, "o", "arm: mean fit over its runs, pass@2 seeds averaged per task; 95% CIs"),
+                             (known & ~ref, "s", "arm whose fit is on another scale (other rows or segments): read, not in the line")):
+        if mask.any():
+            ax.errorbar(x[mask], y[mask], xerr=xerr[:, mask], yerr=yerr[:, mask], fmt=fmt, ms=5, capsize=3, zorder=3,
+                        mfc="C0" if fmt == "o" else "white", label=label)
+    slope, intercept = np.polyfit(x[ref], y[ref], 1)
     grid = np.linspace(0, 1, 50)
     ax.plot(grid, slope * grid + intercept, "k--", lw=1, zorder=1,
-            label=f"least squares through the arms: {100 * slope:+.1f} pass@2 points per 100 of fit")
+            label=f"least squares through the main arm's scale: {100 * slope:+.1f} pass@2 points per 100 of fit")
     for k, (xi, yi) in enumerate(zip(x, y)):
         if known[k]:
             ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")

@@ -632,9 +632,11 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     ``flops_ratio`` to the main arm's, pass@2 with its interval (seeds averaged per task), oracle,
     the paired difference from the main run's arm with its seeds-resampled interval, and
     ``frontier`` (no arm of at most its compute scored more; point estimates), and the arm against
-    its training fit: ``train_exact_low``/``_high`` (t interval over its runs), ``fit_line`` (the
-    pass@2 the least-squares line through the other arms' (train_exact, pass@2) predicts at its
-    train_exact; None with fewer than ``FIT_LINE_ARMS`` others) and ``off_fit_line`` (pass@2 minus
+    its training fit: ``train_exact_low``/``_high`` (t interval over its runs), ``fit_ref`` (its
+    fit is on the main arm's scale, ``Run.fit_scale``, so it helps draw the others' lines),
+    ``fit_line`` (the pass@2 the least-squares line through the other reference arms' (train_exact,
+    pass@2) predicts at its train_exact; None with fewer than ``FIT_LINE_ARMS`` of them),
+    ``fit_beyond`` (its train_exact outside theirs: the line extrapolated) and ``off_fit_line`` (pass@2 minus
     that) with its intervals ``off_fit_low``/``_high`` (paired over tasks) and
     ``off_fit_seeds_low``/``_high`` (seeds resampled too), the tasks above / below the line
     ``off_fit_better``/``_worse``. The pairs of arms
@@ -674,7 +676,11 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
     lo, hi = bootstrap_ci(p2)
     fits = [_run_fits(runs, groups[k]) for k in keys]
     fit_ci = [_mean_ci(f) for f in fits]
-    line_w = _leave_one_out_weights([metas[k]["train_exact"] for k in keys])
+    # the line is drawn through the arms whose fit is on the main arm's scale; the others are read against it
+    scale = runs[main_i].fit_scale()
+    ref = [all(runs[i].fit_scale() == scale for i in groups[k]) for k in keys]
+    x = [metas[k]["train_exact"] for k in keys]
+    line_w = _leave_one_out_weights(x, ref)
     # an arm is named by the settings it moves from the main arm; a setting each holds at its own
     # preset's value (the transformer's cycles beside HRM's) is not a move (``matches_setting``)
     firsts = [runs[groups[k][0]] for k in keys]
@@ -706,7 +712,8 @@ def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int,
                      **{name: v[a].item() for name, v in effects.items()},
                      "delta_seeds_low": float(slo[a]), "delta_seeds_high": float(shi[a]), "frontier": not beaten,
                      "train_exact_low": fit_ci[a][0], "train_exact_high": fit_ci[a][1],
-                     "fit_line": None if j is None else float(line_w[a] @ mean),
+                     "fit_ref": ref[a], "fit_line": None if j is None else float(line_w[a] @ mean),
+                     "fit_beyond": None if j is None else _beyond(x, line_w[a], a),
                      **_off_line(effects, slo, shi, j)})
     table_pairs = pl.DataFrame([{"from": labels[a], "to": labels[b], "rule": rule, "flops_ratio": flops[keys[b]] / flops[keys[a]],
                                  **{name: v[n + j].item() for name, v in effects.items()},
@@ -732,21 +739,31 @@ def _run_fits(runs: Sequence[Run], group: Sequence[int]) -> np.ndarray | None:
 
 
 def _mean_ci(values: np.ndarray | None, level: float = 0.95) -> tuple[float | None, float | None]:
-    """Student's t interval on the mean of ``values`` (None, None for fewer than two)."""
+    """Student's t interval on the mean of ``values``, proportions, clipped to [0, 1] (None, None
+    for fewer than two)."""
     if values is None or len(values) < 2:
         return None, None
     half = t_quantile(1 - (1 - level) / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return float(values.mean()) - half, float(values.mean()) + half
+    return max(0.0, float(values.mean()) - half), min(1.0, float(values.mean()) + half)
 
 
-def _leave_one_out_weights(x: Sequence[float | None]) -> list[np.ndarray | None]:
+def _beyond(x: Sequence[float | None], w: np.ndarray, a: int) -> bool:
+    """Whether point ``a`` lies outside the x range of the points its line was drawn through (the
+    line extrapolated: a straight line is a local description)."""
+    xs = [x[b] for b in np.flatnonzero(w)]
+    return not min(xs) <= x[a] <= max(xs)
+
+
+def _leave_one_out_weights(x: Sequence[float | None], ref: Sequence[bool] | None = None) -> list[np.ndarray | None]:
     """For each point, the weights on every point's y that give the least-squares line's value at
-    its x, the line fitted through the other points that have an x (so a point cannot pull the line
-    it is read against; a linear fit's value is linear in the y's). None where fewer than
-    ``FIT_LINE_ARMS`` others have an x, or their x's do not spread (no slope to fit)."""
+    its x, the line fitted through the other reference points (``ref``; all by default) that have
+    an x -- so a point cannot pull the line it is read against, and a linear fit's value is linear
+    in the y's. None where fewer than ``FIT_LINE_ARMS`` such others have an x, or their x's do not
+    spread (no slope to fit)."""
+    ref = [True] * len(x) if ref is None else ref
     out: list[np.ndarray | None] = []
     for a, xa in enumerate(x):
-        others = [b for b, xb in enumerate(x) if b != a and xb is not None]
+        others = [b for b, xb in enumerate(x) if b != a and xb is not None and ref[b]]
         xs = np.array([x[b] for b in others], dtype=np.float64)
         if xa is None or len(others) < FIT_LINE_ARMS or float(((xs - xs.mean()) ** 2).sum()) < 1e-12:
             out.append(None)

@@ -266,8 +266,13 @@ def _fit_markdown(table: Any) -> list[str]:
             return _fmt(r["train_exact"], "train_exact")
         return f"{_pct(r['train_exact'])} [{_pct(r['train_exact_low'])}, {_pct(r['train_exact_high'])}]"
 
-    rows = [[k + 1, r["arm"], r["runs"], fit(r), f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]",
-             "-" if r["fit_line"] is None else _pct(r["fit_line"]),
+    def line(r: dict) -> str:
+        if r["fit_line"] is None:
+            return "-"
+        return _pct(r["fit_line"]) + (" (beyond)" if r["fit_beyond"] else "")
+
+    rows = [[k + 1, r["arm"] + ("" if r["fit_ref"] else " †"), r["runs"], fit(r),
+             f"{_pct(r['pass@2'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", line(r),
              *(["-", "-"] if r["off_fit_line"] is None else [_delta(_off(r)), _seeds(_off(r))])]
             for k, r in enumerate(table.iter_rows(named=True))]
     return ["Does a model or a budget buy score by any route but fitting more of its training pairs? Each arm's "
@@ -277,10 +282,14 @@ def _fit_markdown(table: Any) -> list[str]:
             "predicts: whatever moved it bought score only by fitting more; above or below it, the arm generalises "
             "more or less from the same fit. Off the line = pass@2 minus the line's value there, which is a weighted "
             "sum of the other arms' scores, so it is paired over tasks like every difference here (tasks above ↑ / "
-            "below ↓ the line); the noise of the fits themselves is not in its intervals. Fits are on one scale only "
-            "between arms trained on the same rows and read at the same number of ACT segments: not across variant "
-            "counts, augmentation kinds or halt_max_steps. Columns `train_exact_low`, `train_exact_high`, `fit_line` "
-            "and `off_fit_*` of table `compute`.", "", "![pass@2 against training fit](fit.png)", "",
+            "below ↓ the line); the noise of the fits themselves is not in its intervals, and (beyond) marks a fit "
+            "outside the range the line was drawn through. Fits are on one scale only between arms trained on the "
+            "same rows and read after the same number of ACT segments (same augment stage, same halt_max_steps): "
+            "lines are drawn through the arms on the main arm's scale, and an arm on another († -- other variants, "
+            "other augmentation, other segments) is read against the line through all of them, which says how its "
+            "score compares with what the main arm's kind of fit would buy. Columns `train_exact_low`, "
+            "`train_exact_high`, `fit_ref`, `fit_line`, `fit_beyond` and `off_fit_*` of table `compute`.", "",
+            "![pass@2 against training fit](fit.png)", "",
             _md_table(["", "arm", "runs", "train exact", "pass@2", "line through the others", "off the line",
                        "seeds resampled"], rows), ""]
 

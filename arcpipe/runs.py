@@ -175,6 +175,14 @@ class Run:
             out["train_samples"] = None if halted is None else int(round(halted))
         return out
 
+    def fit_scale(self) -> tuple[str | None, Any]:
+        """What the run's train exact accuracy is measured on: its training rows (the augment stage)
+        and the ACT segments its model runs (``halt_max_steps``). Only runs that agree on both
+        measure fit on one scale: 90% of 8 variants is not 90% of 32, nor 90% after one segment
+        90% after four."""
+        return (self.augment.key if self.augment else None,
+                _dig(self.train.config, "halt_max_steps") if self.train is not None else None)
+
     def train_host(self) -> str | None:
         """The hardware the training ran on, from its manifest's ``host`` (None before manifests
         recorded it): the same settings give other numbers on another machine."""

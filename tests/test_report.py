@@ -670,11 +670,13 @@ def test_compute_section_reads_each_arm_against_the_fit_line(cached, tmp_path):
 
     root, tasks, aug, _ = cached
     arms = [("tiny", 10, (0.30, 0.40)), ("transformer-tiny", 10, (0.55,)), ("transformer-tiny", 20, (0.70,)),
-            ("tiny", 20, (0.62,)), ("transformer-tiny", 40, (0.90,))]
+            ("tiny", 20, (0.62,)), ("transformer-tiny", 40, (0.90,)), ("tiny", 40, (0.95,))]
     runs: dict[tuple, list] = {}
     for i, (preset, steps, fits) in enumerate(arms):
         for j, fit in enumerate(fits):
-            t = make_train(root, aug, preset, seed=30 + j, steps=steps, exact=fit)  # seeds no other test trains
+            # the last arm runs one ACT segment: its fit is on another scale than the main arm's
+            over = {"halt_max_steps": 1} if steps == 40 and preset == "tiny" else {}
+            t = make_train(root, aug, preset, seed=30 + j, steps=steps, exact=fit, **over)  # seeds no other test trains
             runs.setdefault((preset, steps), []).append(make_infer(root, aug, skill=0.1 + 0.1 * i, seed=200 + 10 * i + j, train=t))
     report.report([r for rs in runs.values() for r in rs], name="fit", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1,
                   rules=["hrm"], main="preset=tiny,max_steps=10", root=root)
@@ -691,22 +693,28 @@ def test_compute_section_reads_each_arm_against_the_fit_line(cached, tmp_path):
     fit = np.array([np.mean(dict((a[:2], a[2]) for a in arms)[k]) for k in order])
     assert table["train_exact"].to_numpy() == pytest.approx(fit)
     y = per_task.mean(axis=1)
+    ref = [k != ("tiny", 40) for k in order]
+    assert table["fit_ref"].to_list() == ref
     for a in range(len(order)):
-        others = [b for b in range(len(order)) if b != a]
+        # the line through the other arms on the main arm's scale: the one-segment arm is read, never drawn through
+        others = [b for b in range(len(order)) if b != a and ref[b]]
         line = np.polyval(np.polyfit(fit[others], y[others], 1), fit[a])
         assert table["fit_line"][a] == pytest.approx(line) and table["off_fit_line"][a] == pytest.approx(y[a] - line)
-        w = report._leave_one_out_weights(list(fit))[a]
+        assert table["fit_beyond"][a] == (not fit[others].min() <= fit[a] <= fit[others].max())
+        w = report._leave_one_out_weights(list(fit), ref)[a]
         d = per_task[a] - w @ per_task
         assert (table["off_fit_better"][a], table["off_fit_worse"][a]) == (int((d > stats.MOVED).sum()), int((d < -stats.MOVED).sum()))
         assert table["off_fit_low"][a] <= table["off_fit_line"][a] <= table["off_fit_high"][a]
     # the fit's own interval: Student's t over the arm's two runs; one run has none
     two = order.index(("tiny", 10))
     half = stats.t_quantile(0.975, 1) * np.std([0.30, 0.40], ddof=1) / np.sqrt(2)
-    assert (table["train_exact_low"][two], table["train_exact_high"][two]) == pytest.approx((0.35 - half, 0.35 + half))
+    assert (table["train_exact_low"][two], table["train_exact_high"][two]) == pytest.approx((max(0, 0.35 - half), min(1, 0.35 + half)))
     assert table["train_exact_low"].null_count() == len(order) - 1
     md = (out / "report.md").read_text()
     assert "![pass@2 against training fit](fit.png)" in md and (out / "fit.png").is_file()
     assert "| line through the others | off the line | seeds resampled |" in md
+    assert "| halt_max_steps=1, max_steps=40 † |" in md and "(beyond)" in md
+    assert table["fit_beyond"].to_list().count(True) == 3  # the lowest and highest fits of the main scale, and the one segment's
 
 
 @given(st.lists(st.floats(0, 1), min_size=4, max_size=8, unique=True), st.randoms())
@@ -726,6 +734,16 @@ def test_leave_one_out_weights_give_the_line_through_the_others(x, rnd):
             continue
         assert w[a] == 0 and w[-1] == 0 and w.sum() == pytest.approx(1.0)
         assert w[:-1] @ y == pytest.approx(np.polyval(np.polyfit(np.asarray(x)[others], y[others], 1), x[a]), abs=1e-6)
+    # a point off the reference scale weighs nothing in any line, and is read against all the others
+    ref = [False] + [True] * (len(x) - 1)
+    for a, w in enumerate(report._leave_one_out_weights(x, ref)):
+        others = [b for b in range(1, len(x)) if b != a]
+        if w is None:
+            assert len(others) < report.FIT_LINE_ARMS or np.ptp(np.asarray(x)[others]) < 1e-6
+            continue
+        assert w[0] == 0
+        if np.ptp(np.asarray(x)[others]) >= 1e-3:
+            assert w @ y == pytest.approx(np.polyval(np.polyfit(np.asarray(x)[others], y[others], 1), x[a]), abs=1e-6)
     assert report._leave_one_out_weights([0.1, 0.2, 0.3]) == [None] * 3  # two others: no line
 
 
