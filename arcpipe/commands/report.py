@@ -38,8 +38,9 @@ def command(
     calibration), per-task table,
     gallery; given several runs, a section per setting they differ in (core, train_aug, puzzle-id mode, or any
     model/training/augment/infer setting swept within a preset, e.g. halt_max_steps, colour: pass@2 per rule with the
-    paired difference from the main run, and per value vs ACT step and vs variants voted), and a two-way table for two
-    settings run in every combination; training seeds are averaged, and every paired difference gets a second
+    paired difference from the main run, and per value vs ACT step and vs variants voted), a two-way table for two
+    settings run in every combination, and, when the arms' trainings cost different amounts, every arm against its
+    training FLOPs (pairing arms at about equal compute) and against its training fit; training seeds are averaged, and every paired difference gets a second
     interval with each arm's runs resampled too; each run's own score in runs.csv, per task in run_tasks.csv (what
     `arcpipe compare` pools across reports). Data joined from several sources (arc1:evaluation+arc1:training) is
     also scored per source."""
