@@ -193,6 +193,22 @@ def plot_factor(path: Path, f: str, title: str, table: Any, steps: Any, voted: A
     plt.close(fig)
 
 
+def _number_arms(fig: Any, ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
+    """Arms numbered at their point (NaN points skipped) and named in a key beside the plot: labels
+    of arms at one place would overprint each other. The compute and fit figures share the key, so
+    an arm keeps its number in both."""
+    for k, (xi, yi) in enumerate(zip(x, y)):
+        if not np.isnan(xi):
+            ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")
+    fig.text(0.70, 0.92, "\n".join(f"{k + 1}  {label}" for k, label in enumerate(labels)),
+             fontsize=7, va="top", ha="left", wrap=True)
+
+
+def _pass_top(table: Any, per_run: list[np.ndarray]) -> float:
+    """The y-axis top of a pass@2 figure of arms: room above every interval and every run."""
+    return max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15))
+
+
 def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     """pass@2 of every arm against its training FLOPs (log axis): the arm's mean with its 95% CI,
     its runs as dots beside it, the frontier (the best score at most each compute buys) as a step
@@ -219,16 +235,11 @@ def plot_compute(path: Path, table: Any, per_run: list[np.ndarray]) -> None:
     # the best score bought with at most x FLOPs: a step up at each frontier arm
     ax.plot(np.append(x[front], x.max() * 1.6), np.append(y[front], y[front][-1]), "k--", lw=1, zorder=1,
             drawstyle="steps-post", label="frontier: best at most this compute")
-    # arms numbered at their point and named in a key beside the plot: labels of arms at one
-    # compute would overprint each other
-    for k, (xi, yi) in enumerate(zip(x, y)):
-        ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")
-    fig.text(0.70, 0.92, "\n".join(f"{k + 1}  {label}" for k, label in enumerate(table["arm"].to_list())),
-             fontsize=7, va="top", ha="left", wrap=True)
+    _number_arms(fig, ax, x, y, table["arm"].to_list())
     ax.scatter([], [], s=10, c="0.6", label="one training run")
     ax.set_xscale("log")
     ax.set_xlim(x.min() / 1.3, x.max() * 1.5)
-    ax.set_ylim(0, max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15)))
+    ax.set_ylim(0, _pass_top(table, per_run))
     ax.set_xlabel("training FLOPs (model matrix products, counted from the config)")
     ax.set_ylabel("pass@2 (fraction of tasks)")
     ax.set_title(f"pass@2 against training compute (rule {table['rule'][0]}, all variants)")
@@ -251,13 +262,12 @@ def plot_fit(path: Path, table: Any, per_run: list[np.ndarray], fits: list[np.nd
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 5.2))
-    x = np.array([np.nan if v is None else v for v in table["train_exact"].to_list()], dtype=float)
+    # nulls (a run without a fit; an arm of one run has no interval) as NaN
+    x, xlo, xhi = (table[c].cast(float).to_numpy() for c in ("train_exact", "train_exact_low", "train_exact_high"))
     y = table["pass@2"].to_numpy()
     for runs, f in zip(per_run, fits):
         if f is not None:
             ax.scatter(f, runs, s=10, c="0.6", zorder=2)
-    xlo = np.array([np.nan if v is None else v for v in table["train_exact_low"].to_list()], dtype=float)
-    xhi = np.array([np.nan if v is None else v for v in table["train_exact_high"].to_list()], dtype=float)
     known = ~np.isnan(x)
     ref = table["fit_ref"].to_numpy() & known
     xerr = np.array([np.nan_to_num(x - xlo), np.nan_to_num(xhi - x)])
@@ -271,15 +281,11 @@ def plot_fit(path: Path, table: Any, per_run: list[np.ndarray], fits: list[np.nd
     grid = np.linspace(0, 1, 50)
     ax.plot(grid, slope * grid + intercept, "k--", lw=1, zorder=1,
             label=f"least squares through the main arm's scale: {100 * slope:+.1f} pass@2 points per 100 of fit")
-    for k, (xi, yi) in enumerate(zip(x, y)):
-        if known[k]:
-            ax.annotate(str(k + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=4, weight="bold")
-    fig.text(0.70, 0.92, "\n".join(f"{k + 1}  {label}" for k, label in enumerate(table["arm"].to_list())),
-             fontsize=7, va="top", ha="left", wrap=True)
+    _number_arms(fig, ax, x, y, table["arm"].to_list())
     ax.scatter([], [], s=10, c="0.6", label="one training run")
     span = np.concatenate([x[known], *(f for f in fits if f is not None)])
     ax.set_xlim(max(0.0, span.min() - 0.05), min(1.0, span.max() + 0.05))
-    ax.set_ylim(0, max(0.05, min(1.0, float(max(table["ci_high"].max(), *(r.max() for r in per_run))) * 1.15)))
+    ax.set_ylim(0, _pass_top(table, per_run))
     ax.set_xlabel("train exact: share of its sampled training rows (eval_size) the final model reproduces exactly")
     ax.set_ylabel("pass@2 (fraction of tasks)")
     ax.set_title(f"pass@2 against training fit (rule {table['rule'][0]}, all variants)")

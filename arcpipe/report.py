@@ -765,12 +765,14 @@ def _leave_one_out_weights(x: Sequence[float | None], ref: Sequence[bool] | None
     for a, xa in enumerate(x):
         others = [b for b, xb in enumerate(x) if b != a and xb is not None and ref[b]]
         xs = np.array([x[b] for b in others], dtype=np.float64)
-        if xa is None or len(others) < FIT_LINE_ARMS or float(((xs - xs.mean()) ** 2).sum()) < 1e-12:
+        d = xs - xs.mean() if others else xs
+        sxx = float(d @ d)
+        if xa is None or len(others) < FIT_LINE_ARMS or sxx < 1e-12:
             out.append(None)
             continue
         # y_hat(xa) = sum_b y_b * (1/m + (xa - mean) (x_b - mean) / Sxx)
         w = np.zeros(len(x))
-        w[others] = 1 / len(xs) + (xa - xs.mean()) * (xs - xs.mean()) / ((xs - xs.mean()) ** 2).sum()
+        w[others] = 1 / len(xs) + (xa - xs.mean()) * d / sxx
         out.append(w)
     return out
 
