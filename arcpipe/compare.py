@@ -41,6 +41,23 @@ class Arm:
         """Per-run pass@2, in points."""
         return 100 * self.runs["pass@2"].to_numpy()
 
+    @property
+    def task_ids(self) -> set[str] | None:
+        """The tasks the arm's runs were scored on (None without run_tasks)."""
+        return None if self.tasks is None else set(self.tasks["task_id"].to_list())
+
+    def values_on(self, task_ids: Sequence[str]) -> np.ndarray:
+        """Per-run pass@2 over ``task_ids`` only, in points, in the runs' order: a run's pass@2 is
+        the mean of its tasks' scores, so this is the score it would have had on those tasks."""
+        import polars as pl
+
+        if self.tasks is None:
+            raise ArcpipeError(f"compare {self.spec!r}: no per-task scores (run_tasks) to restrict to shared tasks")
+        means = (self.tasks.filter(pl.col("task_id").is_in(list(task_ids)))
+                 .group_by("report", "infer").agg(pl.col("pass@2").mean().alias("on")))
+        return 100 * self.runs.select("report", "infer").join(means, on=["report", "infer"], how="left",
+                                                             maintain_order="left")["on"].to_numpy()
+
 
 def _report_dir(name: str, reports: Path) -> Path:
     path = Path(name)
@@ -110,17 +127,34 @@ def over_runs(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> 
     return welch(arms, level)
 
 
+def shared_tasks(arms: Sequence[tuple[float, Arm]]) -> tuple[list[str] | None, bool]:
+    """The tasks every arm was scored on, and whether the arms' task sets differ. Arms of reports
+    built on different task sets (the 13 evaluation tasks alone against the 59-task set) compare
+    only on the tasks they share, over runs as over tasks: each run's pass@2 is then its mean over
+    those tasks, not its report's whole score. Without run_tasks the task sets cannot be read; the
+    runs tables' task counts must then agree, else the difference would mix two task sets."""
+    sets = [a.task_ids for _, a in arms]
+    if any(s is None for s in sets):
+        counts = sorted({int(n) for _, a in arms if "tasks" in a.runs.columns for n in a.runs["tasks"].to_list()})
+        if len(counts) > 1:
+            raise ArcpipeError(f"compare: the arms were scored on different numbers of tasks ({' / '.join(map(str, counts))}) "
+                               "and a report involved predates run_tasks, so they cannot be restricted to shared tasks")
+        return None, False
+    common = sorted(set.intersection(*sets))
+    if not common:
+        raise ArcpipeError("compare: the arms share no task")
+    return common, any(s != sets[0] for s in sets)
+
+
 def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:
     """The signed sum over the tasks every arm was scored on: paired over tasks with seeds averaged
     per task, and with each arm's runs resampled too (the intervals a report prints), in points;
     None when a report involved has no run_tasks table."""
     import polars as pl
 
-    if any(a.tasks is None for _, a in arms):
+    common, _ = shared_tasks(arms)
+    if common is None:
         return None
-    common = sorted(set.intersection(*(set(a.tasks["task_id"].to_list()) for _, a in arms)))
-    if not common:
-        raise ArcpipeError("compare: the arms share no task")
     mats = []
     for _, a in arms:
         wide = (a.tasks.filter(pl.col("task_id").is_in(common))
@@ -137,8 +171,12 @@ def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:
 
 def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path = "reports") -> dict[str, Any]:
     """Sum of the ``plus`` arms' mean pass@2 minus the ``minus`` arms' (points), over runs and,
-    where kept, over tasks; with each arm's runs."""
+    where kept, over tasks; with each arm's runs and the per-run values used (each run's pass@2,
+    or its mean over the shared tasks when the arms' task sets differ: ``over_runs["tasks"]``)."""
     if not plus and not minus:
         raise ArcpipeError("compare: give at least one arm")
     arms = [(1.0, arm(s, reports)) for s in plus] + [(-1.0, arm(s, reports)) for s in minus]
-    return {"arms": arms, "over_runs": over_runs([(s, a.values) for s, a in arms]), "over_tasks": over_tasks(arms)}
+    common, differ = shared_tasks(arms)
+    values = [a.values_on(common) if differ else a.values for _, a in arms]
+    runs = {**over_runs([(s, v) for (s, _), v in zip(arms, values)]), "tasks": len(common) if differ else None}
+    return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": over_tasks(arms)}

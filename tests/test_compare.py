@@ -74,3 +74,43 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
     assert "Xeon(R) Processor; 48.5 TFLOP a training)" in ok.stdout and "Processor; 44.3 TFLOP a training)" in ok.stdout
     bad = cli("--plus", "outer-loop-59tasks:max_steps=7400")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no column 'max_steps'" in bad.stderr
+
+
+def _fake_report(folder, task_ids, scores, *, run_tasks=True):
+    """A built report's two tables, as much as compare reads: one run per row of ``scores`` (the
+    run's pass@2 on each of ``task_ids``)."""
+    import polars as pl
+
+    folder.mkdir(parents=True)
+    scores = np.asarray(scores, dtype=np.float64)
+    infers = [f"{folder.name}-{i}" for i in range(len(scores))]
+    pl.DataFrame({"infer": infers, "train": infers, "augment": ["a"] * len(scores), "preset": ["tiny"] * len(scores),
+                  "seed": list(range(len(scores))), "tasks": [len(task_ids)] * len(scores),
+                  "pass@2": scores.mean(axis=1)}).write_parquet(folder / "runs.parquet")
+    if run_tasks:
+        pl.DataFrame({"infer": np.repeat(infers, len(task_ids)).tolist(), "seed": np.repeat(np.arange(len(scores)), len(task_ids)).tolist(),
+                      "task_id": list(task_ids) * len(scores), "rule": ["hrm"] * scores.size,
+                      "pass@2": scores.ravel()}).write_parquet(folder / "run_tasks.parquet")
+
+
+def test_arms_on_different_task_sets_compare_on_the_shared_tasks(tmp_path):
+    """The 13 evaluation tasks trained alone against the 59-task runs: a run's whole-report pass@2
+    would mix two task sets, so both ways read each run on the tasks the arms share."""
+    rng = np.random.default_rng(0)
+    alone = rng.integers(0, 3, size=(4, 3)) / 2  # 4 runs on tasks a, b, c
+    together = rng.integers(0, 3, size=(5, 5)) / 2  # 5 runs on a, b, c and two others
+    _fake_report(tmp_path / "alone", ["a", "b", "c"], alone)
+    _fake_report(tmp_path / "together", ["a", "b", "c", "x", "y"], together)
+    out = compare.compare(["alone:preset=tiny"], ["together:preset=tiny"], tmp_path)
+    assert out["over_runs"]["tasks"] == 3 and out["over_tasks"]["tasks"] == 3
+    np.testing.assert_allclose(out["values"][1], 100 * together[:, :3].mean(axis=1))
+    assert out["over_runs"]["delta"] == pytest.approx(100 * (alone.mean() - together[:, :3].mean()))
+    assert out["over_tasks"]["delta"] == pytest.approx(out["over_runs"]["delta"])  # the same mean, paired
+    # the same task set: the runs' own pass@2, no restriction
+    same = compare.compare(["together:preset=tiny"], ["together:preset=tiny"], tmp_path)
+    assert same["over_runs"]["tasks"] is None and same["values"][0] is not None
+    # without per-task scores the task sets cannot be matched: refused when their sizes differ
+    _fake_report(tmp_path / "old", ["a", "b", "c"], alone, run_tasks=False)
+    with pytest.raises(ArcpipeError, match=r"different numbers of tasks \(3 / 5\)"):
+        compare.compare(["old:preset=tiny"], ["together:preset=tiny"], tmp_path)
+    assert compare.compare(["old:preset=tiny"], ["alone:preset=tiny"], tmp_path)["over_tasks"] is None

@@ -16,7 +16,8 @@ def command(
     """Mean pass@2 of the --plus arms minus the --minus arms, from reports' runs tables, pooled across reports
     if asked (e.g. the same stage keys trained on two CPU kinds): over runs (Welch's interval on per-run pass@2,
     any report) and over the tasks all arms share (paired, and with each arm's runs resampled too), where every
-    report involved kept per-task scores (run_tasks, reports built since LAYOUT 15). Nothing is retrained."""
+    report involved kept per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on
+    different task sets are compared on the tasks they share, both ways. Nothing is retrained."""
     from rich.console import Console
 
     from arcpipe.compare import compare
@@ -24,12 +25,14 @@ def command(
 
     out = compare(plus, minus, reports)
     console = Console(highlight=False, soft_wrap=True)
-    for sign, a in out["arms"]:
+    shared = out["over_runs"]["tasks"]
+    if shared is not None:
+        console.print(f"the arms were scored on different task sets: every figure below is on the {shared} tasks they share")
+    for (sign, a), v in zip(out["arms"], out["values"]):
         hosts = sorted({"host not recorded" if h is None else str(h).split(" (")[0]
                         for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
         flops = a.runs["train_flops"].drop_nulls() if "train_flops" in a.runs.columns else []
         cost = f"; {flops_text(float(flops.mean()))} a training" if len(flops) == a.runs.height else ""
-        v = a.values
         console.print(f"{'+' if sign > 0 else '-'} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
     r = out["over_runs"]
