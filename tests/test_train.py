@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from arcpipe import cache
 from arcpipe.errors import ArcpipeError
-from arcpipe.train import METRIC_COLUMNS, load_trained, train
+from arcpipe.train import METRIC_COLUMNS, fit_by_task, load_trained, train
 from arcpipe.trainer import GroupSampler
 
 #: A small model (fast on CPU) that still has two levels, two cycles and ACT.
@@ -271,6 +271,13 @@ def test_training_learns(dataset, tmp_path):
     assert ev["eval_train_accuracy"][-1] > ev["eval_train_accuracy"][0] + 0.1, ev
     assert ev["eval_train_halt_exact_accuracy"][-1] >= 0.1, ev  # whole grids right, not just tokens
     assert m["lm_loss"][-10:].mean() < 0.6 * m["lm_loss"][:5].mean()
+    # every training row read per task: with fewer rows than the 128 the run samples, the
+    # run's own final train exact is the same rows' reading, so the two agree
+    fit = fit_by_task(stage)
+    rows = json.loads((stage.path / "config.json").read_text())["dataset"]["train_rows"]
+    assert fit["task_id"].n_unique() == fit.height == 3 and fit["rows"].sum() == rows < 128
+    assert (fit["rows"] * fit["exact"]).sum() / rows == pytest.approx(ev["eval_train_exact_accuracy"][-1])
+    assert 0 < (fit["rows"] * fit["exact"]).sum()
 
 
 @pytest.mark.slow
