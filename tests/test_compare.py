@@ -114,3 +114,17 @@ def test_arms_on_different_task_sets_compare_on_the_shared_tasks(tmp_path):
     with pytest.raises(ArcpipeError, match=r"different numbers of tasks \(3 / 5\)"):
         compare.compare(["old:preset=tiny"], ["together:preset=tiny"], tmp_path)
     assert compare.compare(["old:preset=tiny"], ["alone:preset=tiny"], tmp_path)["over_tasks"] is None
+
+
+def test_committed_reports_on_different_task_sets():
+    """The 59-task transformer at 24000 steps against the 13 evaluation tasks trained alone: read
+    on the 13 shared tasks, each 59-task run's value is its report's own per-source pass@2 (the
+    runs table's 'pass@2 arc1:evaluation', computed by the report independently)."""
+    out = compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"],
+                          ["transfer-13tasks:preset=transformer-tiny,max_steps=5058"])
+    assert out["over_runs"]["tasks"] == 13 and out["over_tasks"]["tasks"] == 13
+    np.testing.assert_allclose(out["values"][0], 100 * out["arms"][0][1].runs["pass@2 arc1:evaluation"].to_numpy())
+    np.testing.assert_allclose(out["values"][1], out["arms"][1][1].values)  # the 13-task runs: their own pass@2
+    r, t = out["over_runs"], out["over_tasks"]
+    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (10.6, 4.0, 17.2)
+    assert t["delta"] == pytest.approx(r["delta"]) and (t["better"], t["worse"]) == (5, 0)
