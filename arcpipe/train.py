@@ -40,7 +40,6 @@ import numpy as np
 from arcpipe import cache
 from arcpipe.errors import ArcpipeError
 from arcpipe.trainer import (
-    _MATERIALIZE_COLUMNS,
     METRIC_COLUMNS,
     RESUME_DIR,
     _barrier,
@@ -48,6 +47,7 @@ from arcpipe.trainer import (
     _determinism,
     _init_distributed,
     _Trainer,
+    make_batch,
     total_steps_for,
 )
 from arcpipe.transforms import VOCAB_SIZE
@@ -613,11 +613,9 @@ def fit_by_task(train_stage: Any, *, dataset: Any = None, root: Any = None, devi
     with torch.no_grad():
         for start in range(0, rows.size, batch_size):
             chunk = rows[start : start + batch_size]
-            inp, lab, pid = data.materialize({k: data.columns[k][chunk] for k in _MATERIALIZE_COLUMNS}, data.grids, data.canvas)
-            batch = {"inputs": torch.as_tensor(inp, device=dev).long(), "labels": torch.as_tensor(lab, device=dev).long(),
-                     "puzzle_identifiers": torch.as_tensor(pid, device=dev).long()}
+            batch = make_batch(data, chunk, dev)
             preds = model.rollout(batch, steps=[cfg.halt_max_steps])["preds"][-1]
             labels = batch["labels"]
-            exact[start : start + chunk.size] = ((preds == labels) | (labels == 0)).all(-1).cpu().numpy()
+            exact[start : start + chunk.size] = ((preds == labels) | (labels == -100)).all(-1).cpu().numpy()
     frame = pl.DataFrame({"task_id": data.columns["task_id"][rows], "exact": exact})
     return frame.group_by("task_id").agg(rows=pl.len(), exact=pl.col("exact").mean()).sort("task_id")

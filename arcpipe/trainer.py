@@ -67,6 +67,23 @@ _MATERIALIZE_COLUMNS = ("puzzle_id", "dihedral", "perm", "dr", "dc", "in_off", "
 RESUME_DIR = "resume"
 LATEST = "latest.json"
 
+
+def make_batch(data: "_Data", rows: np.ndarray, device: Any, grids_dev: Any = None) -> dict[str, Any]:
+    """Plan rows as a device batch (uint8 on the wire, long on the device; PAD labels -> -100): what
+    training, its evaluation and ``train.fit_by_task`` feed the model. With ``grids_dev`` (the
+    plan's grids on a CUDA device) the encoding runs there, with no per-batch host work beyond
+    the row gather."""
+    cols = {k: data.columns[k][rows] for k in _MATERIALIZE_COLUMNS}
+    if grids_dev is not None and data.materialize_torch is not None:
+        tensors = list(data.materialize_torch(cols, grids_dev, data.canvas, device=device))
+    else:
+        from arcpipe.augment import to_device  # pinned, non-blocking on CUDA
+
+        tensors = [to_device(a, device) for a in data.materialize(cols, data.grids, data.canvas)]
+    inp, lab, pid = (t.long() for t in tensors)
+    lab = lab.masked_fill(lab == 0, -100)
+    return {"inputs": inp, "labels": lab, "puzzle_identifiers": pid}
+
 # --------------------------------------------------------------------------- sampler
 
 
@@ -306,23 +323,12 @@ class _Trainer:
     # ----------------------------------------------------------------- batches
 
     def _batch(self, rows: np.ndarray) -> dict[str, Any]:
-        """Materialise plan rows into a device batch (uint8 on the wire, long on the device; PAD labels → -100)."""
+        """Materialise plan rows into a device batch (the encoding grids kept on a CUDA device once)."""
         import torch
 
-        cols = {k: self.data.columns[k][rows] for k in _MATERIALIZE_COLUMNS}
-        if self.device.type == "cuda" and self.data.materialize_torch is not None:
-            # Encode on the GPU from grids kept there: no per-batch host work beyond the row gather.
-            if self._grids_dev is None:
-                self._grids_dev = torch.as_tensor(np.asarray(self.data.grids), device=self.device)
-            tensors = list(self.data.materialize_torch(cols, self._grids_dev, self.data.canvas, device=self.device))
-        else:
-            from arcpipe.augment import to_device  # pinned, non-blocking on CUDA
-
-            arrays = self.data.materialize(cols, self.data.grids, self.data.canvas)
-            tensors = [to_device(a, self.device) for a in arrays]
-        inp, lab, pid = (t.long() for t in tensors)
-        lab = lab.masked_fill(lab == 0, -100)
-        return {"inputs": inp, "labels": lab, "puzzle_identifiers": pid}
+        if self.device.type == "cuda" and self.data.materialize_torch is not None and self._grids_dev is None:
+            self._grids_dev = torch.as_tensor(np.asarray(self.data.grids), device=self.device)
+        return make_batch(self.data, rows, self.device, self._grids_dev)
 
     def _local_rows(self, cursor: int) -> np.ndarray:
         glob = self.sampler.take(cursor, self.tc.global_batch_size)
