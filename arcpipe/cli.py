@@ -22,7 +22,7 @@ from typing import Optional
 
 import typer
 
-from arcpipe.commands import augment, compare, infer, report, run, score, train, vote
+from arcpipe.commands import augment, cache, compare, infer, report, run, score, train, vote
 from arcpipe.errors import ArcpipeError
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ app.command("score")(score.command)
 app.command("report")(report.command)
 app.command("compare")(compare.command)
 app.command("run")(run.command)
+app.add_typer(cache.app, name="cache")
 
 
 def _fail(message: str, code: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-import arcpipe
-from arcpipe import cache, pipeline, scheduler
+from arcpipe import pipeline, scheduler
 from arcpipe.errors import ArcpipeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,68 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- fake stages
 
 
-class FakeStages:
-    """Stand-ins for augment/train/infer/vote/report with the real signatures' shape."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-
-    def _stage(self, name: str, config: dict, inputs: dict, root, force) -> cache.Stage:
-        self.calls.append((name, config))
-
-        def build(work: Path) -> dict:
-            (work / "out.json").write_text(json.dumps(config, sort_keys=True))
-            return {"n": 1}
-
-        return cache.run_stage(name, config, inputs, build, root=root, force=force)
-
-    def augment(self, source="arc1:evaluation", *, extra_train="arc1:training", n_aug=1000, train_aug=None, seed=0,
-                canvas=30, max_side=None, task_ids=None, first=None, translate=True, dihedral=True, colour=True,
-                retries=5, n_jobs=-1, root=None, force=False):
-        cfg = dict(source=source, extra_train=extra_train, n_aug=n_aug, train_aug=train_aug, seed=seed, canvas=canvas,
-                   max_side=max_side, task_ids=task_ids, first=first, translate=translate,
-                   **{k: False for k, on in (("dihedral", dihedral), ("colour", colour)) if not on})
-        return self._stage("augment", cfg, {"tasks": "fp"}, root, force)
-
-    def train(self, dataset=None, *, preset="tiny", overrides=None, max_steps=None, max_minutes=None, epochs=None,
-              seed=0, batch_size=None, lr=None, root=None, force=False, resume=False):
-        cfg = dict(preset=preset, overrides=overrides, max_steps=max_steps, epochs=epochs, seed=seed,
-                   batch_size=batch_size, lr=lr)
-        return self._stage("train", cfg, {"augment": dataset.key}, root, force)
-
-    def infer(self, checkpoint=None, dataset=None, *, steps=None, batch_size=None, puzzle_id="true", seed=0,
-              compile=False, root=None, force=False):
-        cfg = dict(steps=steps, puzzle_id=puzzle_id, seed=seed) | ({"compile": True} if compile else {})
-        return self._stage("infer", cfg, {"train": checkpoint.key, "augment": dataset.key}, root, force)
-
-    def vote(self, predictions=None, *, n_aug=None, top=2, rule="hrm", step=None, seed=0, variants="all", root=None, force=False):
-        cfg = dict(n_aug=n_aug, top=top, rule=rule, step=step, seed=seed) | ({} if variants == "all" else {"variants": variants})
-        return self._stage("vote", cfg, {"infer": predictions.key}, root, force)
-
-    def report(self, runs=None, *, name="latest", out_dir="reports", n_aug_points=None, seeds=20, rules=None,
-               step=None, root=None, force=False):
-        cfg = dict(name=name, n_aug_points=n_aug_points, seeds=seeds, rules=rules, step=step)
-        st = self._stage("report", cfg, {f"vote{i}": r.key for i, r in enumerate(runs)}, root, force)
-        out = Path(out_dir) / name
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text("# report\n")
-        return cache.Stage("report", st.key, out, st.manifest, st.cached)
-
-    def count(self, stage: str) -> int:
-        return sum(1 for name, _ in self.calls if name == stage)
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeStages:
-    f = FakeStages()
-    for name in ("augment", "train", "infer", "vote", "report"):
-        mod = types.ModuleType(f"arcpipe.{name}")
-        setattr(mod, name, getattr(f, name))
-        if name == "report":
-            mod.LAYOUT = 1  # the plan keys the report on it
-        monkeypatch.setitem(sys.modules, f"arcpipe.{name}", mod)
-        monkeypatch.setattr(arcpipe, name, mod, raising=False)
-    return f
+# FakeStages and the `fake` fixture live in conftest.py (tests/test_cache_admin.py uses them too).
 
 
 def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
