@@ -127,32 +127,36 @@ def over_runs(arms: Sequence[tuple[float, np.ndarray]], level: float = 0.95) -> 
     return welch(arms, level)
 
 
-def shared_tasks(arms: Sequence[tuple[float, Arm]]) -> tuple[list[str] | None, bool]:
+def shared_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = None) -> tuple[list[str] | None, bool]:
     """The tasks every arm was scored on, and whether the arms' task sets differ. Arms of reports
     built on different task sets (the 13 evaluation tasks alone against the 59-task set) compare
     only on the tasks they share, over runs as over tasks: each run's pass@2 is then its mean over
     those tasks, not its report's whole score. Without run_tasks the task sets cannot be read; the
-    runs tables' task counts must then agree, else the difference would mix two task sets."""
+    runs tables' task counts must then agree, else the difference would mix two task sets.
+    ``only`` restricts every arm to those tasks too (the 13 evaluation tasks within a 36-task
+    and a 59-task run), which needs run_tasks; the second value is then True."""
     sets = [a.task_ids for _, a in arms]
+    if only is not None and any(s is None for s in sets):
+        raise ArcpipeError("compare: restricting to given tasks needs every report's per-task scores (run_tasks, LAYOUT 15 on)")
     if any(s is None for s in sets):
         counts = sorted({int(n) for _, a in arms if "tasks" in a.runs.columns for n in a.runs["tasks"].to_list()})
         if len(counts) > 1:
             raise ArcpipeError(f"compare: the arms were scored on different numbers of tasks ({' / '.join(map(str, counts))}) "
                                "and a report involved predates run_tasks, so they cannot be restricted to shared tasks")
         return None, False
-    common = sorted(set.intersection(*sets))
+    common = sorted(set.intersection(*sets, *([set(only)] if only is not None else [])))
     if not common:
-        raise ArcpipeError("compare: the arms share no task")
-    return common, any(s != sets[0] for s in sets)
+        raise ArcpipeError("compare: the arms share no task" + (" among the tasks given" if only is not None else ""))
+    return common, only is not None or any(s != sets[0] for s in sets)
 
 
-def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:
+def over_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = None) -> dict[str, Any] | None:
     """The signed sum over the tasks every arm was scored on: paired over tasks with seeds averaged
     per task, and with each arm's runs resampled too (the intervals a report prints), in points;
     None when a report involved has no run_tasks table."""
     import polars as pl
 
-    common, _ = shared_tasks(arms)
+    common, _ = shared_tasks(arms, only)
     if common is None:
         return None
     mats = []
@@ -169,14 +173,33 @@ def over_tasks(arms: Sequence[tuple[float, Arm]]) -> dict[str, Any] | None:
             "better": int(paired["better"][0]), "worse": int(paired["worse"][0])}
 
 
-def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path = "reports") -> dict[str, Any]:
+def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path = "reports",
+            tasks: Sequence[str] | None = None) -> dict[str, Any]:
     """Sum of the ``plus`` arms' mean pass@2 minus the ``minus`` arms' (points), over runs and,
     where kept, over tasks; with each arm's runs and the per-run values used (each run's pass@2,
-    or its mean over the shared tasks when the arms' task sets differ: ``over_runs["tasks"]``)."""
+    or its mean over the shared tasks when the arms' task sets differ or ``tasks`` restricts
+    them: ``over_runs["tasks"]``, the number of tasks read)."""
     if not plus and not minus:
         raise ArcpipeError("compare: give at least one arm")
     arms = [(1.0, arm(s, reports)) for s in plus] + [(-1.0, arm(s, reports)) for s in minus]
-    common, differ = shared_tasks(arms)
+    common, differ = shared_tasks(arms, tasks)
     values = [a.values_on(common) if differ else a.values for _, a in arms]
     runs = {**over_runs([(s, v) for (s, _), v in zip(arms, values)]), "tasks": len(common) if differ else None}
-    return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": over_tasks(arms)}
+    return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": over_tasks(arms, tasks)}
+
+
+def task_list(spec: str, reports: str | Path = "reports") -> list[str]:
+    """The tasks ``spec`` names: a built report (every task its runs were scored on, from its
+    run_tasks table) or task ids joined with ','."""
+    import polars as pl
+
+    folder = _report_dir(spec, Path(reports))
+    if (folder / "runs.parquet").is_file():
+        table = folder / "run_tasks.parquet"
+        if not table.is_file():
+            raise ArcpipeError(f"compare --tasks {spec}: {folder.name} has no per-task scores (run_tasks.parquet)")
+        return sorted(pl.read_parquet(table, columns=["task_id"])["task_id"].unique().to_list())
+    ids = [t.strip() for t in spec.split(",") if t.strip()]
+    if not ids or any("/" in t for t in ids):
+        raise ArcpipeError(f"compare --tasks {spec!r}: neither a built report nor task ids joined with ','")
+    return ids

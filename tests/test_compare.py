@@ -128,3 +128,34 @@ def test_committed_reports_on_different_task_sets():
     r, t = out["over_runs"], out["over_tasks"]
     assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (10.6, 4.0, 17.2)
     assert t["delta"] == pytest.approx(r["delta"]) and (t["better"], t["worse"]) == (5, 0)
+
+
+def test_tasks_restricts_every_arm(tmp_path):
+    """--tasks: the 13 evaluation tasks inside a 36-task and a 59-task run, which share 36 tasks
+    between them; a report names its task set, or ids are listed."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 3, size=(4, 4)) / 2  # tasks a, b, c, x
+    b = rng.integers(0, 3, size=(5, 5)) / 2  # tasks a, b, c, x, y
+    _fake_report(tmp_path / "mid", ["a", "b", "c", "x"], a)
+    _fake_report(tmp_path / "big", ["a", "b", "c", "x", "y"], b)
+    _fake_report(tmp_path / "small", ["a", "b", "c"], a[:, :3])
+    whole = compare.compare(["big:preset=tiny"], ["mid:preset=tiny"], tmp_path)
+    assert whole["over_runs"]["tasks"] == 4
+    only = compare.task_list("small", tmp_path)
+    assert only == ["a", "b", "c"] and compare.task_list("c, a", tmp_path) == ["c", "a"]
+    out = compare.compare(["big:preset=tiny"], ["mid:preset=tiny"], tmp_path, only)
+    assert out["over_runs"]["tasks"] == 3 and out["over_tasks"]["tasks"] == 3
+    assert out["over_runs"]["delta"] == pytest.approx(100 * (b[:, :3].mean() - a[:, :3].mean()))
+    assert out["over_tasks"]["delta"] == pytest.approx(out["over_runs"]["delta"])
+    # restricting arms on one task set still reads each run on the given tasks only
+    same = compare.compare(["mid:preset=tiny"], ["mid:preset=tiny"], tmp_path, ["x"])
+    np.testing.assert_allclose(same["values"][0], 100 * a[:, 3])
+    with pytest.raises(ArcpipeError, match="share no task among the tasks given"):
+        compare.compare(["big:preset=tiny"], ["mid:preset=tiny"], tmp_path, ["zz"])
+    _fake_report(tmp_path / "old", ["a", "b", "c", "x"], a, run_tasks=False)
+    with pytest.raises(ArcpipeError, match="needs every report's per-task scores"):
+        compare.compare(["old:preset=tiny"], ["mid:preset=tiny"], tmp_path, only)
+    with pytest.raises(ArcpipeError, match="has no per-task scores"):
+        compare.task_list("old", tmp_path)
+    with pytest.raises(ArcpipeError, match="neither a built report nor task ids"):
+        compare.task_list("no/such", tmp_path)

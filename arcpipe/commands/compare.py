@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -12,21 +12,29 @@ def command(
     plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports; a part must pick runs of one setting)."),
     minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Read every arm on these tasks only: a built report (the tasks "
+                                        "it scored, e.g. transfer-13tasks) or task ids joined with ','."),
 ) -> None:
     """Mean pass@2 of the --plus arms minus the --minus arms, from reports' runs tables, pooled across reports
     if asked (e.g. the same stage keys trained on two CPU kinds): over runs (Welch's interval on per-run pass@2,
     any report) and over the tasks all arms share (paired, and with each arm's runs resampled too), where every
     report involved kept per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on
-    different task sets are compared on the tasks they share, both ways. Nothing is retrained."""
+    different task sets are compared on the tasks they share, both ways (--tasks narrows that further). Nothing
+    is retrained."""
     from rich.console import Console
 
     from arcpipe.compare import compare
     from arcpipe.report_markdown import flops_text
 
-    out = compare(plus, minus, reports)
+    from arcpipe.compare import task_list
+
+    only = None if tasks is None else task_list(tasks, reports)
+    out = compare(plus, minus, reports, only)
     console = Console(highlight=False, soft_wrap=True)
     shared = out["over_runs"]["tasks"]
-    if shared is not None:
+    if only is not None:
+        console.print(f"--tasks: every figure below is on the {shared} of its {len(only)} tasks that all arms were scored on")
+    elif shared is not None:
         console.print(f"the arms were scored on different task sets: every figure below is on the {shared} tasks they share")
     for (sign, a), v in zip(out["arms"], out["values"]):
         hosts = sorted({"host not recorded" if h is None else str(h).split(" (")[0]
