@@ -73,7 +73,8 @@ def prune(
 ) -> None:
     """Remove every cached stage that the kept pipelines and reports do not reach (through manifests' inputs, so a
     kept report keeps its trainings and datasets). Lists only, unless --yes. Stages a running process holds
-    are left alone."""
+    are left alone, but not the finished stages a running pipeline will read next: name it in KEEP too (or
+    use --unused-days)."""
     from rich.console import Console
     from rich.markup import escape
 
