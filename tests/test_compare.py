@@ -166,11 +166,16 @@ def test_committed_transfer_halves_on_the_13_tasks():
     evaluation tasks transfer-13tasks scored (they score 36), pooled, minus the 13 trained alone."""
     only = compare.task_list("transfer-13tasks")
     assert len(only) == 13
-    out = compare.compare(["transfer-36tasks-a:;transfer-36tasks-b:"], ["transfer-13tasks:preset=transformer-tiny,max_steps=5058"],
+    out = compare.compare(["transfer-36tasks-a:preset=transformer-tiny;transfer-36tasks-b:preset=transformer-tiny"], ["transfer-13tasks:preset=transformer-tiny,max_steps=5058"],
                           tasks=only)
     r, t = out["over_runs"], out["over_tasks"]
     assert r["tasks"] == 13 and len(out["values"][0]) == 16
     assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (8.2, 1.9, 14.5)
     assert (round(t["low"], 1), round(t["high"], 1), t["better"], t["worse"]) == (0.5, 19.2, 5, 1)
+    # HRM beside the halves (two seeds each) is another setting of the same reports: refused unless picked
+    with pytest.raises(ArcpipeError, match=r"differ in .*preset"):
+        compare.arm("transfer-36tasks-a:")
+    hrm = compare.compare(["transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny"], ["transfer-13tasks:preset=tiny"], tasks=only)
+    assert hrm["over_runs"]["tasks"] == 13 and round(hrm["over_runs"]["delta"], 1) == 4.8
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
-    assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:"])["over_runs"]["tasks"] == 36
+    assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
