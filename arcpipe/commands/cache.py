@@ -40,7 +40,7 @@ def ls(
     console = Console(highlight=False)
     out = Table(title=f"{cache.cache_root(None)}: {table.height} stages, {human_bytes(int(table['bytes'].sum() or 0))}")
     out.add_column("stage")
-    out.add_column("key", no_wrap=True, min_width=16)  # what a user copies into --force-stage, infer, rm
+    out.add_column("key", no_wrap=True, min_width=16)  # whole: a key (or prefix) names the stage to `arcpipe infer`, `vote`, ...
     for name in ("what", "size", "last used", "built on"):
         out.add_column(name)
     for r in table.iter_rows(named=True):

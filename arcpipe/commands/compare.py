@@ -23,10 +23,8 @@ def command(
     is retrained."""
     from rich.console import Console
 
-    from arcpipe.compare import compare
+    from arcpipe.compare import compare, task_list
     from arcpipe.report_markdown import flops_text
-
-    from arcpipe.compare import task_list
 
     only = None if tasks is None else task_list(tasks, reports)
     out = compare(plus, minus, reports, only)
