@@ -321,13 +321,26 @@ def resolve_stage(
     )
 
 
+def lock_path(base: Path, key: str) -> Path:
+    """The file a key's builders take turns on (``<root>/<stage>/.<key>.lock``); it is never
+    removed, since a process waiting on it holds it open by name."""
+    return base / f".{key}.lock"
+
+
 @contextmanager
-def _key_lock(base: Path, key: str) -> Iterator[None]:
+def key_lock(base: Path, key: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the key's exclusive lock: what building a stage, resuming its work directory and
+    removing it (``cache_admin.prune``) take. With ``wait=False`` it yields False at once when
+    another process holds it, instead of waiting."""
     base.mkdir(parents=True, exist_ok=True)
-    with open(base / f".{key}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with open(lock_path(base, key), "a") as fh:
         try:
-            yield
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -367,7 +380,7 @@ def run_stage(
         work.mkdir(parents=True, exist_ok=True)
         build(work)
         return Stage(stage, key, final, {}, cached=False)
-    with _key_lock(base, key):
+    with key_lock(base, key):
         existing = find(stage, key, root)
         if existing is not None and not force:
             _mark_used(final)

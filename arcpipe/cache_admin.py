@@ -17,7 +17,6 @@ checkpoints, so they go only when asked for and never while locked.
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import os
 import re
 import shutil
@@ -102,17 +101,12 @@ def stages(root: str | os.PathLike | None = None, stage: str | None = None) -> A
 
 
 def _locked(base: Path, key: str) -> bool:
-    """Whether another process holds the key's lock (building it, or resuming its work directory)."""
-    lock = base / f".{key}.lock"
-    if not lock.exists():
+    """Whether another process holds the key's lock (building it, or resuming its work directory);
+    a key never locked has no lock file, and listing does not create one."""
+    if not cache.lock_path(base, key).exists():
         return False
-    with open(lock, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
+    with cache.key_lock(base, key, wait=False) as got:
+        return not got
 
 
 def unfinished(root: str | os.PathLike | None = None) -> Any:
@@ -262,32 +256,26 @@ def prune(
     gone = []
     for row in drop.iter_rows(named=True):
         path = Path(row["path"])
-        folder, key = path.parent, row["key"]
-        if _locked(folder, key):
+        held = _locked(path.parent, row["key"]) if dry_run else not _remove(path, path.parent, row["key"])
+        if held:
             notes.append(f"{path}: a run holds its lock now; left alone")
             continue
         gone.append(row)
-        if not dry_run:
-            _remove(path, folder, key)
     removed = pl.DataFrame(gone, schema=drop.schema)
     return Pruned(removed, int(removed["bytes"].sum() or 0), table.height - drop.height, notes, dry_run)
 
 
-def _remove(path: Path, folder: Path, key: str) -> None:
-    """Rename out of the final name first (a killed prune leaves only ``.trash-*``, never a half
-    stage), under the key's lock so that no run starts building or resuming it meanwhile."""
-    with open(folder / f".{key}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            if not path.exists():
-                return
+def _remove(path: Path, folder: Path, key: str) -> bool:
+    """Remove a stage or work directory unless a run holds its key (False then: checking and
+    taking the lock are one step, so no run can start on it in between, and a long ``--force``
+    rebuild is skipped rather than waited for). It is renamed out of its final name first, so a
+    killed prune leaves only ``.trash-*``, never a half stage."""
+    with cache.key_lock(folder, key, wait=False) as got:
+        if got and path.exists():
             trash = folder / f".trash-{key}-{os.getpid()}"
             os.replace(path, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    # the empty lock file stays: a run waiting on it holds it open by name, and a new file under
-    # the same name would let a second run take the key at once
+        return got
 
 
 def sweep_trash(root: str | os.PathLike | None = None) -> int:

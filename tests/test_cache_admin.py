@@ -93,6 +93,8 @@ def test_prune_leaves_alone_what_a_running_process_holds(fake, tmp_path):
     (work / "step.pt").write_bytes(b"x" * 100)
     with open(root / "train" / f".{train.key}.lock", "a") as fh:  # another open file: flock conflicts
         fcntl.flock(fh, fcntl.LOCK_EX)
+        dry = cache_admin.prune([keep], root)
+        assert train.key not in dry.removed["key"].to_list() and any(train.key in n for n in dry.notes)
         got = cache_admin.prune([keep], root, dry_run=False)
         fcntl.flock(fh, fcntl.LOCK_UN)
     assert (root / "train" / train.key / cache.MANIFEST).is_file()
