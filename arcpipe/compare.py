@@ -24,7 +24,7 @@ import numpy as np
 
 from arcpipe.errors import ArcpipeError
 from arcpipe.runs import parse_settings
-from arcpipe.stats import paired_effects, seed_bootstrap_ci, welch
+from arcpipe.stats import MOVED, paired_effects, seed_bootstrap_ci, welch
 
 
 @dataclass
@@ -153,7 +153,9 @@ def shared_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None =
 def over_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = None) -> dict[str, Any] | None:
     """The signed sum over the tasks every arm was scored on: paired over tasks with seeds averaged
     per task, and with each arm's runs resampled too (the intervals a report prints), in points;
-    None when a report involved has no run_tasks table."""
+    ``moved``: each task whose difference (seeds averaged) is not zero, largest first -- a handful
+    of tasks often carries a whole difference, and two differences that move the same tasks tell
+    more than their sizes. None when a report involved has no run_tasks table."""
     import polars as pl
 
     common, _ = shared_tasks(arms, only)
@@ -165,12 +167,15 @@ def over_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = N
                 .pivot(on="task_id", index=["report", "infer"], values="pass@2").select(common))
         mats.append(wide.to_numpy().astype(np.float64))
     signs = np.array([s for s, _ in arms])
-    paired = paired_effects(sum(s * m.mean(axis=0) for s, m in zip(signs, mats)))
+    diffs = sum(s * m.mean(axis=0) for s, m in zip(signs, mats))
+    paired = paired_effects(diffs)
     lo, hi = seed_bootstrap_ci(mats, signs[None, :])
+    order = np.argsort(-diffs, kind="stable")
+    moved = {common[i]: 100 * float(diffs[i]) for i in order if abs(diffs[i]) > MOVED}
     return {"tasks": len(common), "delta": 100 * float(paired["delta"][0]),
             "low": 100 * float(paired["delta_ci_low"][0]), "high": 100 * float(paired["delta_ci_high"][0]),
             "seeds_low": 100 * float(lo[0]), "seeds_high": 100 * float(hi[0]),
-            "better": int(paired["better"][0]), "worse": int(paired["worse"][0])}
+            "better": int(paired["better"][0]), "worse": int(paired["worse"][0]), "moved": moved}
 
 
 def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path = "reports",

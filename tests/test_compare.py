@@ -72,6 +72,7 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
     ok = cli("--plus", "outer-loop-59tasks-H1-time:H_cycles=1,max_steps=21000", "--minus", "outer-loop-59tasks-H1-time:H_cycles=2")
     assert ok.returncode == 0, ok.stderr
     assert "Xeon(R) Processor; 48.5 TFLOP a training)" in ok.stdout and "Processor; 44.3 TFLOP a training)" in ok.stdout
+    assert "tasks up (their pass@2, seeds averaged): " in ok.stdout and "tasks down" in ok.stdout
     bad = cli("--plus", "outer-loop-59tasks:max_steps=7400")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no column 'max_steps'" in bad.stderr
 
@@ -172,6 +173,11 @@ def test_committed_transfer_halves_on_the_13_tasks():
     assert r["tasks"] == 13 and len(out["values"][0]) == 16
     assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (8.2, 1.9, 14.5)
     assert (round(t["low"], 1), round(t["high"], 1), t["better"], t["worse"]) == (0.5, 19.2, 5, 1)
+    # the tasks that moved, largest first, sum to the paired difference over the 13
+    assert len(t["moved"]) == 6 and list(t["moved"].values()) == sorted(t["moved"].values(), reverse=True)
+    assert sum(t["moved"].values()) / 13 == pytest.approx(t["delta"])
+    halves = compare.compare(["transfer-36tasks-a:preset=transformer-tiny"], ["transfer-36tasks-b:preset=transformer-tiny"], tasks=only)
+    assert set(halves["over_tasks"]["moved"]) <= set(t["moved"])  # the halves differ where the other tasks lift
     # HRM beside the halves (two seeds each) is another setting of the same reports: refused unless picked
     with pytest.raises(ArcpipeError, match=r"differ in .*preset"):
         compare.arm("transfer-36tasks-a:")

@@ -49,3 +49,7 @@ def command(
     else:
         console.print(f"over tasks ({t['tasks']} shared): {t['delta']:+.1f} [{t['low']:+.1f}, {t['high']:+.1f}] paired "
                       f"({t['better']} up, {t['worse']} down); seeds resampled [{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]")
+        for label, pick in (("up", lambda d: d > 0), ("down", lambda d: d < 0)):
+            ids = [f"{task} {d:+.0f}" for task, d in t["moved"].items() if pick(d)]
+            if ids:
+                console.print(f"  tasks {label} (their pass@2, seeds averaged): {', '.join(ids if label == 'up' else reversed(ids))}")
