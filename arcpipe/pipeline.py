@@ -779,7 +779,10 @@ def run(
     ``jobs`` > 1 runs independent nodes (the sweep's chains) on that many worker
     processes, each with an equal share of the CPU threads or its own GPU, and
     each node's output in ``log_path(root, node)`` (``arcpipe.scheduler``); the
-    report runs last, here. The stages and their cache keys are the same either way.
+    report runs last, here. Under torchrun (``torchrun --nproc-per-node N -m arcpipe.cli run
+    ...``) every rank calls this: each training and inference is spread over the N ranks, one
+    after the other, and rank 0 alone writes, votes and reports (``_run_ranks``). The stages and
+    their cache keys are the same every way.
     """
     p = plan(path, sets)
     croot = cache.cache_root(root)
@@ -812,6 +815,12 @@ def run(
         if on_stage:
             on_stage(node, "done")
 
+    if launch_world() > 1:
+        if jobs != 1:
+            raise ArcpipeError(f"--jobs {jobs}: under torchrun every rank runs each training and inference together; "
+                               "leave --jobs at 1")
+        _run_ranks(p, croot, forced, here)
+        return result
     if jobs == 1:
         for node in p.nodes:
             here(node)
@@ -831,6 +840,56 @@ def run(
     if p.report is not None:
         here(p.report)
     return result
+
+
+def launch_world() -> int:
+    """How many ranks torchrun started (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launch_rank() -> int:
+    """This process's rank under torchrun (0 outside it): only rank 0 prints and writes."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _run_ranks(p: Plan, root: Path, forced: set[str], here: Callable[[Node], None]) -> None:
+    """The whole chain under torchrun, in plan order. Training and inference are collective:
+    every rank calls them and they split the work (train the global batch, infer the shards)
+    while rank 0 writes the stage; a barrier after each lets the other ranks read what rank 0
+    wrote. Augment runs on rank 0 while the others wait, then hits the cache on theirs (no rank
+    relies on a file lock across nodes). Vote and report are rank 0's alone: seconds of CPU work
+    that the other ranks skip, since their next collective waits for rank 0 anyway. The
+    default group is the one train and infer would make themselves (NCCL where CUDA is), and
+    the pipeline's barriers use a gloo group of its own so that they never queue on a GPU."""
+    import torch
+    import torch.distributed as dist
+
+    made = not dist.is_initialized()
+    if made:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    group = dist.new_group(backend="gloo")
+    rank = dist.get_rank()
+    try:
+        for node in p.nodes:
+            if node.stage in ("train", "infer"):
+                if rank == 0:
+                    here(node)
+                else:
+                    stage = _run_node(node, p.path, root, node.stage in forced)
+                    node.result, node.status = stage, "cached" if stage.cached else "ran"
+                dist.barrier(group=group)
+            elif node.stage == "augment":
+                if rank == 0:
+                    here(node)
+                dist.barrier(group=group)
+                if rank != 0:  # rank 0 built it (forced or not): a cache hit here
+                    node.result, node.status = _run_node(node, p.path, root, False), "cached"
+            elif rank == 0:
+                here(node)
+            else:
+                node.status = "rank 0"
+    finally:
+        dist.destroy_process_group(None if made else group)
 
 
 def _indexed(nodes: Sequence[Node], root: Path, forced: set[str]) -> dict[int, cache.Stage]:

@@ -172,6 +172,17 @@ def test_force_recomputes(fake, tmp_path):
         pipeline.run(p, root=root, force=["bogus"])
 
 
+def test_jobs_under_torchrun_is_refused_before_anything_runs(fake, tmp_path, monkeypatch):
+    """Under torchrun the ranks share each stage; worker processes on top would each start a
+    process group of their own. (The run itself: tests/test_train_distributed.py.)"""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert (pipeline.launch_world(), pipeline.launch_rank()) == (2, 1)
+    with pytest.raises(ArcpipeError, match="--jobs 2: under torchrun"):
+        pipeline.run(base(tmp_path), root=tmp_path / "cache", jobs=2)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("manifest.json"))
+
+
 # --------------------------------------------------------------------------- sweeps
 
 

@@ -116,3 +116,80 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
     assert 0 < counts["steps"] == metrics["step"].max() < 10**6
     assert metrics["wall_s"].max() >= 0.05 * 60  # it ran until the budget, not a step limit
     assert metrics["eval_train_accuracy"][-1] is not None  # the clock stop still evaluates the final weights
+
+
+PIPELINE = """
+[data]
+source = "arc1:training"
+extra_train = "none"
+max_side = 5
+first = 3
+
+[augment]
+n_aug = 4
+canvas = 6
+jobs = 1
+
+[train]
+max_steps = 4
+batch_size = 8
+deterministic = true
+lr = 3e-3
+warmup_steps = 2
+eval_every = 2
+checkpoint_every = 2
+
+[train.model]
+hidden_size = 32
+num_heads = 2
+puzzle_emb_ndim = 32
+halt_max_steps = 2
+halt_exploration_prob = 0.0
+
+[vote]
+rule = ["hrm", "count"]
+
+[sweep]
+seeds = [0, 1]
+"""
+
+
+def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
+    """`torchrun -m arcpipe.cli run`: every rank walks the plan, both trainings and inferences
+    are spread over the two ranks one after the other, and rank 0 alone votes, reports and
+    prints. The stages are the ones a single process makes: the same cache keys (a run resumes
+    under either), the same predictions."""
+    from arcpipe import cache
+    from arcpipe.infer import load_predictions
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ARCPIPE_CACHE", None)
+    out = {}
+    for name, launch in (("one", [sys.executable, "-m", "arcpipe.cli"]),
+                         ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                                  "-m", "arcpipe.cli"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "p.toml").write_text(PIPELINE)
+        out[name] = subprocess.run([*launch, "--cache", str(folder / "cache"), "run", "p.toml"],
+                                   capture_output=True, text=True, timeout=600, env=env, cwd=folder)
+        assert out[name].returncode == 0, out[name].stdout + out[name].stderr
+    two = out["two"].stdout
+    assert two.count("report: reports/p/report.md") == 1 and two.count(">> train[train.seed=1]") == 1  # rank 0 speaks
+    assert (tmp_path / "two" / "reports" / "p" / "report.md").is_file()
+
+    def stages(name: str) -> dict[str, list[str]]:
+        root = tmp_path / name / "cache"
+        return {s: sorted(p.name for p in (root / s).iterdir() if not p.name.startswith(".")) for s in cache.STAGES}
+
+    keys = stages("one")
+    assert keys == stages("two") and [len(keys[s]) for s in ("augment", "train", "infer", "vote")] == [1, 2, 2, 4]
+    for stage in ("train", "infer"):
+        for key in keys[stage]:
+            manifest = json.loads((tmp_path / "two" / "cache" / stage / key / "manifest.json").read_text())
+            assert manifest["counts"]["world_size"] == 2, (stage, key)
+    for key in keys["infer"]:
+        (t1, p1), (t2, p2) = (load_predictions(tmp_path / n / "cache" / "infer" / key) for n in ("one", "two"))
+        assert t1.select("task_id", "example", "variant", "step").equals(t2.select("task_id", "example", "variant", "step"))
+        assert t1.select("pred_h", "pred_w").equals(t2.select("pred_h", "pred_w")) and p1.shape == p2.shape
+        assert (p1 == p2).mean() >= 0.999  # weights equal to float rounding (the test above); argmax ties aside

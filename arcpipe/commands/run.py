@@ -25,7 +25,9 @@ def command(
         "their output goes to a log file each."
     ),
 ) -> None:
-    """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash."""
+    """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash.
+    Several GPUs: torchrun --standalone --nproc-per-node 8 -m arcpipe.cli run PIPELINE (each training and
+    inference spread over all of them, one after the other; the same stages and cache keys as one process)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -33,7 +35,7 @@ def command(
     from arcpipe import cache
     from arcpipe import pipeline as pl
 
-    console = Console()
+    console = Console(quiet=pl.launch_rank() != 0)  # under torchrun rank 0 speaks for all
     root = cache.cache_root(None)
     forced: bool | list[str] = True if force else list(force_stage or [])
 
