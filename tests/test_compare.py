@@ -3,6 +3,8 @@ tables, any report) and over tasks (from run_tasks, with the report's own two in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -185,3 +187,26 @@ def test_committed_transfer_halves_on_the_13_tasks():
     assert hrm["over_runs"]["tasks"] == 13 and round(hrm["over_runs"]["delta"], 1) == 4.8
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
     assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
+
+
+def test_committed_59_task_runs_leave_39_tasks_to_move():
+    """docs/ablations.md, "Where the differences live": the 88 runs with per-task scores on the
+    59-task set never solve 17 tasks (15 not even by the oracle) and always solve 3. Any new
+    59-task report must keep this true or the section be updated."""
+    import glob
+
+    import polars as pl
+
+    root = Path(__file__).resolve().parents[1] / "reports"
+    tables = [pl.read_parquet(f) for f in sorted(glob.glob(str(root / "*" / "run_tasks.parquet")))]
+    t = pl.concat(x.select("infer", "task_id", "pass@2", "oracle") for x in tables
+                  if x["task_id"].n_unique() == 59).unique(["infer", "task_id"])
+    per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max())
+    assert t["infer"].n_unique() == 88
+    counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
+              per.filter(pl.col("worst") == 1).height)
+    assert counts == (17, 15, 3)
+    means = t.join(per.select("task_id"), on="task_id").group_by("task_id").agg(m=pl.col("pass@2").mean())
+    x = t.join(means, on="task_id")
+    share = 1 - ((x["pass@2"] - x["m"]) ** 2).mean() / x["pass@2"].var(ddof=0)
+    assert round(100 * share) == 67  # the share of per-task variance that task identity explains
