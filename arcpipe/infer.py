@@ -494,6 +494,10 @@ def infer(
     train, aug = resolve_inputs(checkpoint, dataset, root)
     rank, world, dist = _dist()
     dev = _device(device)
+    if dev.type == "cuda" and dev.index is not None and world > 1:
+        import torch
+
+        torch.cuda.set_device(dev)  # NCCL's barriers then use this rank's GPU, not a guess
     cfg = model_config(train)
     plan = Plan.load(aug)
     check_compatible(train, cfg, plan, aug, root)
