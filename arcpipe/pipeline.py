@@ -859,14 +859,14 @@ def _run_ranks(p: Plan, root: Path, forced: set[str], here: Callable[[Node], Non
     wrote. Augment runs on rank 0 while the others wait, then hits the cache on theirs (no rank
     relies on a file lock across nodes). Vote and report are rank 0's alone: seconds of CPU work
     that the other ranks skip, since their next collective waits for rank 0 anyway. The
-    default group is the one train and infer would make themselves (NCCL where CUDA is), and
-    the pipeline's barriers use a gloo group of its own so that they never queue on a GPU."""
+    default group serves CPU tensors with gloo and CUDA tensors with NCCL, as the stages need,
+    and the pipeline's barriers use a gloo group of its own so that they never queue on a GPU."""
     import torch
     import torch.distributed as dist
 
     made = not dist.is_initialized()
-    if made:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if made:  # each tensor's collectives on its own device's backend (a stage set to device = "cpu" too)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     group = dist.new_group(backend="gloo")
     rank = dist.get_rank()
     try:
