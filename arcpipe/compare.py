@@ -95,8 +95,10 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
     # its stage key and its score (the same key trained on another CPU kind is another run); the
     # per-task rows follow the runs kept
     table = pl.concat(runs, how="diagonal_relaxed").unique(subset=["infer", "pass@2"], keep="first", maintain_order=True)
-    per_task = None if any(t is None for t in tasks) else pl.concat(tasks).join(table.select("report", "infer"),
-                                                                                on=["report", "infer"])
+    # a report named by two parts (two of its settings pooled) brings its run_tasks twice: once is enough
+    per_task = None if any(t is None for t in tasks) else (
+        pl.concat(tasks).unique(subset=["report", "infer", "task_id"], keep="first", maintain_order=True)
+        .join(table.select("report", "infer"), on=["report", "infer"]))
     return Arm(spec, table, per_task)
 
 

@@ -96,6 +96,18 @@ def _fake_report(folder, task_ids, scores, *, run_tasks=True):
                       "pass@2": scores.ravel()}).write_parquet(folder / "run_tasks.parquet")
 
 
+def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
+    """Two settings of one report pooled (``r:preset=a;r:preset=b``) bring its run_tasks table
+    twice; the per-task pivot then met two scores per (run, task) and failed with a polars
+    traceback. Each run's task scores are now read once."""
+    scores = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 0], [0, 1, 0]], dtype=float)
+    _fake_report(tmp_path / "r", ["a", "b", "c"], scores)
+    out = compare.compare(["r:seed=0;r:seed=1"], ["r:seed=2;r:seed=3"], tmp_path)
+    t = out["over_tasks"]
+    assert t["delta"] == pytest.approx(out["over_runs"]["delta"]) == pytest.approx(100 * (4 - 1) / 2 / 3)
+    assert t["moved"] == pytest.approx({"a": 100.0, "c": 50.0})  # b: 0.5 each side
+
+
 def test_arms_on_different_task_sets_compare_on_the_shared_tasks(tmp_path):
     """The 13 evaluation tasks trained alone against the 59-task runs: a run's whole-report pass@2
     would mix two task sets, so both ways read each run on the tasks the arms share."""
