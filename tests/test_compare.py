@@ -197,6 +197,21 @@ def test_committed_transfer_halves_on_the_13_tasks():
         compare.arm("transfer-36tasks-a:")
     hrm = compare.compare(["transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny"], ["transfer-13tasks:preset=tiny"], tasks=only)
     assert hrm["over_runs"]["tasks"] == 13 and round(hrm["over_runs"]["delta"], 1) == 4.8
+    # HRM on more seeds (transfer-*-hrm): twelve runs beside a half against eight alone resolve
+    halves = "transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny;transfer-36tasks-a-hrm:preset=tiny;transfer-36tasks-b-hrm:preset=tiny"
+    hrm = compare.compare([halves], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], tasks=only)
+    r, t = hrm["over_runs"], hrm["over_tasks"]
+    assert [len(v) for v in hrm["values"]] == [12, 8]
+    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (5.4, 1.4, 9.5)
+    assert (round(t["low"], 1), round(t["high"], 1), round(t["seeds_low"], 1), t["better"], t["worse"]) == (1.0, 10.9, 1.0, 5, 0)
+    more = compare.compare(["outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4"], [halves], tasks=only)["over_tasks"]
+    assert (round(more["delta"], 1), round(more["seeds_low"], 1), round(more["seeds_high"], 1)) == (4.2, -5.5, 14.9)
+    # half a minus half b over both models (a report named twice in an arm, each preset once)
+    parts = {h: f"transfer-36tasks-{h}:preset=transformer-tiny;transfer-36tasks-{h}:preset=tiny;transfer-36tasks-{h}-hrm:preset=tiny"
+             for h in "ab"}
+    ab = compare.compare([parts["a"]], [parts["b"]], tasks=only)
+    assert [len(v) for v in ab["values"]] == [14, 14]
+    assert (round(ab["over_tasks"]["delta"], 1), round(ab["over_tasks"]["low"], 1), round(ab["over_tasks"]["high"], 1)) == (-4.7, -11.7, 1.1)
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
     assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
 
