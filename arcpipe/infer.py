@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from arcpipe import cache
+from arcpipe import cache, launch
 from arcpipe.cache import Stage
 from arcpipe.errors import ArcpipeError, out_of_memory_as
 from arcpipe.transforms import COLOUR_OFFSET, crop_shapes
@@ -193,18 +193,14 @@ def feed_puzzle_ids(rows: pl.DataFrame, table: pl.DataFrame, mode: str, seed: in
 # --------------------------------------------------------------------------- model & ranks
 
 
-def _dist() -> tuple[int, int, Any]:
-    """(rank, world, torch.distributed or None); initialises the group under torchrun."""
-    import torch.distributed as dist
+def _dist() -> tuple[int, int, Any, bool]:
+    """(rank, world, torch.distributed or None, made here); joins the group under torchrun."""
+    import torch
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, None
-    if not dist.is_initialized():
-        import torch
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), dist
+    dist, made = launch.joined("nccl" if torch.cuda.is_available() else "gloo")
+    if dist is None:
+        return 0, 1, None, False
+    return dist.get_rank(), dist.get_world_size(), dist, made
 
 
 def _device(device: str | None) -> "torch.device":
@@ -213,7 +209,7 @@ def _device(device: str | None) -> "torch.device":
     if device is not None:
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", launch.local_rank())
     return torch.device("cpu")
 
 
@@ -492,9 +488,8 @@ def infer(
     if shard_rows is not None and shard_rows < 1:
         raise ArcpipeError(f"shard_rows {shard_rows}: must be >= 1")
     train, aug = resolve_inputs(checkpoint, dataset, root)
-    rank, world, dist = _dist()
     dev = _device(device)
-    if dev.type == "cuda" and dev.index is not None and world > 1:
+    if dev.type == "cuda" and dev.index is not None and launch.world() > 1:
         import torch
 
         torch.cuda.set_device(dev)  # NCCL's barriers then use this rank's GPU, not a guess
@@ -573,16 +568,21 @@ def infer(
             "batch_size": bs,
         }
 
-    return cache.run_stage(
-        "infer",
-        config,
-        {"train": train.key, "augment": aug.key},
-        build,
-        root=root,
-        force=force,
-        resumable=True,
-        writer=rank == 0,
-    )
+    rank, world, dist, made = _dist()
+    try:
+        return cache.run_stage(
+            "infer",
+            config,
+            {"train": train.key, "augment": aug.key},
+            build,
+            root=root,
+            force=force,
+            resumable=True,
+            writer=rank == 0,
+        )
+    finally:
+        if made:  # a group the pipeline (or a notebook) made stays up for its next stage
+            dist.destroy_process_group()
 
 
 def load_predictions(stage_or_path: Stage | str | os.PathLike) -> tuple[pl.DataFrame, np.ndarray]:

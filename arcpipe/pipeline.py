@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arcpipe import cache
+from arcpipe import cache, launch
 from arcpipe.errors import ArcpipeError
 
 # --------------------------------------------------------------------------- schema
@@ -815,7 +815,7 @@ def run(
         if on_stage:
             on_stage(node, "done")
 
-    if launch_world() > 1:
+    if launch.world() > 1:
         if jobs != 1:
             raise ArcpipeError(f"--jobs {jobs}: under torchrun every rank runs each training and inference together; "
                                "leave --jobs at 1")
@@ -842,16 +842,6 @@ def run(
     return result
 
 
-def launch_world() -> int:
-    """How many ranks torchrun started (1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def launch_rank() -> int:
-    """This process's rank under torchrun (0 outside it): only rank 0 prints and writes."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def _run_ranks(p: Plan, root: Path, forced: set[str], here: Callable[[Node], None]) -> None:
     """The whole chain under torchrun, in plan order. Training and inference are collective:
     every rank calls them and they split the work (train the global batch, infer the shards)
@@ -862,11 +852,9 @@ def _run_ranks(p: Plan, root: Path, forced: set[str], here: Callable[[Node], Non
     default group serves CPU tensors with gloo and CUDA tensors with NCCL, as the stages need,
     and the pipeline's barriers use a gloo group of its own so that they never queue on a GPU."""
     import torch
-    import torch.distributed as dist
 
-    made = not dist.is_initialized()
-    if made:  # each tensor's collectives on its own device's backend (a stage set to device = "cpu" too)
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    # each tensor's collectives on its own device's backend (a stage set to device = "cpu" too)
+    dist, made = launch.joined("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     group = dist.new_group(backend="gloo")
     rank = dist.get_rank()
     try:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from arcpipe import cache
+from arcpipe import cache, launch
 from arcpipe.errors import ArcpipeError, out_of_memory_as
 
 if TYPE_CHECKING:
@@ -149,17 +149,11 @@ class _Dist:
 
 def _init_distributed(device_type: str) -> _Dist:
     """Join the torchrun process group when there is one (gloo on CPU, NCCL on CUDA)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    dist, created = launch.joined("nccl" if device_type == "cuda" else "gloo")
+    if dist is None:
         return _Dist()
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-        created = True
     host_group = dist.new_group(backend="gloo")  # collective: every rank creates it, in the same order
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created, host_group)
+    return _Dist(dist.get_rank(), dist.get_world_size(), launch.local_rank(), created, host_group)
 
 
 def _barrier(d: _Dist) -> None:

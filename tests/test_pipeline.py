@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from arcpipe import pipeline, scheduler
+from arcpipe import launch, pipeline, scheduler
 from arcpipe.errors import ArcpipeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,7 +177,7 @@ def test_jobs_under_torchrun_is_refused_before_anything_runs(fake, tmp_path, mon
     process group of their own. (The run itself: tests/test_train_distributed.py.)"""
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    assert (pipeline.launch_world(), pipeline.launch_rank()) == (2, 1)
+    assert (launch.world(), launch.rank()) == (2, 1)
     with pytest.raises(ArcpipeError, match="--jobs 2: under torchrun"):
         pipeline.run(base(tmp_path), root=tmp_path / "cache", jobs=2)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("manifest.json"))

@@ -26,8 +26,7 @@ def command(
     force: bool = typer.Option(False, "--force", help="Recompute even if cached."),
 ) -> None:
     """Run every test-input variant through a trained checkpoint and cache the predictions."""
-    import os
-
+    from arcpipe import launch
     from arcpipe.infer import infer
 
     stage = infer(
@@ -42,7 +41,7 @@ def command(
         compile=compile,
         force=force,
     )
-    if int(os.environ.get("RANK", "0")) != 0:
+    if launch.rank() != 0:
         return
     counts = stage.manifest.get("counts", {})
     rate = counts.get("variants_per_s")

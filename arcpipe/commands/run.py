@@ -33,9 +33,10 @@ def command(
     from rich.table import Table
 
     from arcpipe import cache
+    from arcpipe import launch
     from arcpipe import pipeline as pl
 
-    console = Console(quiet=pl.launch_rank() != 0)  # under torchrun rank 0 speaks for all
+    console = Console(quiet=launch.rank() != 0)  # under torchrun rank 0 speaks for all
     root = cache.cache_root(None)
     forced: bool | list[str] = True if force else list(force_stage or [])
 
