@@ -149,6 +149,12 @@ class _Dist:
 
 def _init_distributed(device_type: str) -> _Dist:
     """Join the torchrun process group when there is one (gloo on CPU, NCCL on CUDA)."""
+    if device_type == "cuda" and launch.world() > 1:
+        import torch
+
+        # before the first collective (train()'s opening barrier): NCCL then binds this rank's GPU
+        # rather than guessing one from the global rank
+        torch.cuda.set_device(launch.local_rank())
     dist, created = launch.joined("nccl" if device_type == "cuda" else "gloo")
     if dist is None:
         return _Dist()
