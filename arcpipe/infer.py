@@ -568,21 +568,20 @@ def infer(
             "batch_size": bs,
         }
 
-    rank, world, dist, made = _dist()
-    try:
-        return cache.run_stage(
-            "infer",
-            config,
-            {"train": train.key, "augment": aug.key},
-            build,
-            root=root,
-            force=force,
-            resumable=True,
-            writer=rank == 0,
-        )
-    finally:
-        if made:  # a group the pipeline (or a notebook) made stays up for its next stage
-            dist.destroy_process_group()
+    # The group stays up when infer made it: a script that calls infer again (another checkpoint)
+    # reuses it. Making a second group in one torchrun process after destroying the first hung in
+    # two of three tries of tests/test_infer.py's two-rank run, so infer never destroys one.
+    rank, world, dist, _ = _dist()
+    return cache.run_stage(
+        "infer",
+        config,
+        {"train": train.key, "augment": aug.key},
+        build,
+        root=root,
+        force=force,
+        resumable=True,
+        writer=rank == 0,
+    )
 
 
 def load_predictions(stage_or_path: Stage | str | os.PathLike) -> tuple[pl.DataFrame, np.ndarray]:
