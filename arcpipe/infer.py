@@ -193,14 +193,14 @@ def feed_puzzle_ids(rows: pl.DataFrame, table: pl.DataFrame, mode: str, seed: in
 # --------------------------------------------------------------------------- model & ranks
 
 
-def _dist() -> tuple[int, int, Any, bool]:
-    """(rank, world, torch.distributed or None, made here); joins the group under torchrun."""
+def _dist() -> tuple[int, int, Any]:
+    """(rank, world, torch.distributed or None); joins the group under torchrun."""
     import torch
 
-    dist, made = launch.joined("nccl" if torch.cuda.is_available() else "gloo")
+    dist, _ = launch.joined("nccl" if torch.cuda.is_available() else "gloo")
     if dist is None:
-        return 0, 1, None, False
-    return dist.get_rank(), dist.get_world_size(), dist, made
+        return 0, 1, None
+    return dist.get_rank(), dist.get_world_size(), dist
 
 
 def _device(device: str | None) -> "torch.device":
@@ -571,7 +571,7 @@ def infer(
     # The group stays up when infer made it: a script that calls infer again (another checkpoint)
     # reuses it. Making a second group in one torchrun process after destroying the first hung in
     # two of three tries of tests/test_infer.py's two-rank run, so infer never destroys one.
-    rank, world, dist, _ = _dist()
+    rank, world, dist = _dist()
     return cache.run_stage(
         "infer",
         config,
