@@ -7,6 +7,8 @@ them an order of magnitude slower. Subprocesses inherit the variable.
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -34,6 +36,22 @@ def autograd_graph_size(t: torch.Tensor) -> int:
         seen.add(fn)
         stack.extend(nxt for nxt, _ in fn.next_functions)
     return len(seen)
+
+
+def run_launcher(cmd: list[str], *, timeout: float, **kw) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in a session of its own, so that a
+    timeout kills the whole process group: torchrun's workers are its children, and
+    ``subprocess.run`` kills only torchrun, leaving a hung worker running (and holding a core)
+    after the test has failed."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          **kw) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 class FakeStages:

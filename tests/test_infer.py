@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import run_launcher
 from typer.testing import CliRunner
 
 import hrm
@@ -352,7 +353,6 @@ def test_cli(env):
 def test_torchrun_two_ranks_merge_to_the_single_process_result(env, tmp_path):
     """Under torchrun (gloo on CPU) ranks split the shards and rank 0 merges them: same files.
     infer leaves the group up, and a second call in the same process reuses it."""
-    import subprocess
     import sys
 
     script = tmp_path / "run.py"
@@ -369,7 +369,7 @@ def test_torchrun_two_ranks_merge_to_the_single_process_result(env, tmp_path):
     )
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node=2", str(script), str(env.train.path), str(env.aug.path), str(env.root)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = run_launcher(cmd, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     stage = cache.load_stage(env.stage.path, "infer")
     assert stage.manifest["counts"]["world_size"] == 2

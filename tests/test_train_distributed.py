@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import run_launcher
 
 SCRIPT = textwrap.dedent(
     """
@@ -64,10 +65,10 @@ def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
     one = subprocess.run([sys.executable, *common, str(tmp_path / "one"), json.dumps(KW)],
                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert one.returncode == 0, one.stdout + one.stderr
-    two = subprocess.run(
+    two = run_launcher(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          *common, str(tmp_path / "two"), json.dumps(KW)],
-        capture_output=True, text=True, timeout=300, env=env,
+        timeout=300, env=env,
     )  # fmt: skip
     assert two.returncode == 0, two.stdout + two.stderr
     p1, p2 = _stage_path(one.stdout), _stage_path(two.stdout)
@@ -103,10 +104,10 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ARCPIPE_CACHE", None)
     kw = {**KW, "max_steps": None, "epochs": 1e6, "max_minutes": 0.05, "eval_every": 10**6, "checkpoint_every": 10**6}
-    two = subprocess.run(
+    two = run_launcher(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          str(script), str(dataset.path), str(tmp_path / "two"), json.dumps(kw)],
-        capture_output=True, text=True, timeout=240, env=env,
+        timeout=240, env=env,
     )  # fmt: skip
     assert two.returncode == 0, two.stdout + two.stderr
     assert two.stdout.count("GROUP OK") == 2
@@ -172,8 +173,8 @@ def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "p.toml").write_text(PIPELINE)
-        out[name] = subprocess.run([*launch, "--cache", str(folder / "cache"), "run", "p.toml"],
-                                   capture_output=True, text=True, timeout=600, env=env, cwd=folder)
+        out[name] = run_launcher([*launch, "--cache", str(folder / "cache"), "run", "p.toml"],
+                                 timeout=600, env=env, cwd=folder)
         assert out[name].returncode == 0, out[name].stdout + out[name].stderr
     two = out["two"].stdout
     assert two.count("report: reports/p/report.md") == 1 and two.count(">> train[train.seed=1]") == 1  # rank 0 speaks
@@ -199,3 +200,39 @@ def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
         for col in ("q_halt", "q_continue", "logprob_sum"):
             np.testing.assert_allclose(t2[col].to_numpy(), t1[col].to_numpy(), rtol=1e-3, atol=1e-4, err_msg=col)
         assert t1.height >= 2 * 3 * 4  # ACT steps x tasks x variants at least
+
+
+def test_a_timed_out_launcher_takes_its_workers_with_it(tmp_path):
+    """The torchrun tests above go through `run_launcher`: when one times out, the launcher's
+    children (the ranks) must die with it, promptly, not go on holding a core (and the output
+    pipes) for the rest of the suite."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    parent = (
+        "import subprocess, sys\n"
+        "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(w.pid))\n"
+        "w.wait()\n"
+    )
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_launcher([sys.executable, "-c", parent], timeout=5)
+    elapsed = time.monotonic() - start
+    worker = int(pid_file.read_text())
+
+    def running() -> bool:
+        try:  # a zombie (State Z) waiting for a reaper is dead as far as the suite is concerned
+            status = Path(f"/proc/{worker}/status").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        return not any(line.startswith("State:") and "Z" in line for line in status)
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = running()
+    if alive:  # do not leave it behind even when the test fails
+        os.kill(worker, signal.SIGKILL)
+    assert not alive and elapsed < 60, (alive, elapsed)
