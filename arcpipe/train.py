@@ -514,9 +514,11 @@ def train(
         if d.on:
             import torch.distributed as dist
 
-            # Ours to free: the whole group when we made it, else just the host group (a caller
-            # that calls train() repeatedly in one torchrun process would otherwise collect them).
-            dist.destroy_process_group(None if d.created else d.host_group)
+            # Only the host group is ours to free (a caller that calls train() repeatedly in one
+            # torchrun process would otherwise collect them). The default group stays up even when
+            # train made it, as in infer: a script that goes on to infer (or trains again) reuses it,
+            # where destroying a group and making another in one torchrun process can hang.
+            dist.destroy_process_group(d.host_group)
 
 
 def _num_ids(stage: cache.Stage) -> int:

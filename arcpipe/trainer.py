@@ -137,7 +137,6 @@ class _Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    created: bool = False
     #: A gloo group over the same ranks for host-side decisions (the time budget): a CPU
     #: broadcast there never waits on the GPU queue, where one over NCCL would drain it.
     host_group: Any = None
@@ -155,11 +154,11 @@ def _init_distributed(device_type: str) -> _Dist:
         # before the first collective (train()'s opening barrier): NCCL then binds this rank's GPU
         # rather than guessing one from the global rank
         torch.cuda.set_device(launch.local_rank())
-    dist, created = launch.joined("nccl" if device_type == "cuda" else "gloo")
+    dist, _ = launch.joined("nccl" if device_type == "cuda" else "gloo")
     if dist is None:
         return _Dist()
     host_group = dist.new_group(backend="gloo")  # collective: every rank creates it, in the same order
-    return _Dist(dist.get_rank(), dist.get_world_size(), launch.local_rank(), created, host_group)
+    return _Dist(dist.get_rank(), dist.get_world_size(), launch.local_rank(), host_group)
 
 
 def _barrier(d: _Dist) -> None:

@@ -202,6 +202,34 @@ def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
         assert t1.height >= 2 * 3 * 4  # ACT steps x tasks x variants at least
 
 
+def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_path):
+    """A script under torchrun that trains and then infers, calling neither init nor destroy:
+    train makes the default group and leaves it up, infer reuses it (making a second group in
+    one process after destroying the first is what hung before; the timeout would catch it)."""
+    script = tmp_path / "run_both.py"
+    script.write_text(
+        SCRIPT
+        + "import torch.distributed as dist\n"
+        "from arcpipe.infer import infer\n"
+        "group = dist.group.WORLD\n"
+        "inf = infer(stage, dataset, root=root, batch_size=8, progress=False)\n"
+        "assert dist.group.WORLD is group, 'infer made a new default group'\n"
+        "dist.barrier()\n"
+        "print('INFER', inf.path, dist.get_rank())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ARCPIPE_CACHE", None)
+    two = run_launcher(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), str(dataset.path), str(tmp_path / "two"), json.dumps(KW)],
+        timeout=240, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert sorted(ln.split()[-1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")) == ["0", "1"]
+    infer_path = Path(next(ln.split()[1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")))
+    assert json.loads((infer_path / "manifest.json").read_text())["counts"]["world_size"] == 2
+    assert _stage_path(two.stdout).parent.parent == tmp_path / "two"
+
 def test_a_timed_out_launcher_takes_its_workers_with_it(tmp_path):
     """The torchrun tests above go through `run_launcher`: when one times out, the launcher's
     children (the ranks) must die with it, promptly, not go on holding a core (and the output
