@@ -56,21 +56,29 @@ def _stage_path(stdout: str) -> Path:
     return Path(lines[0].split(" ", 1)[1])
 
 
+TORCHRUN_2 = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ARCPIPE_CACHE", None)
+    return env
+
+
+def _train_two_ranks(script: Path, dataset, out: Path, kw: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``script DATASET OUT KW`` (the SCRIPT convention) under torchrun on two gloo ranks; fails
+    the test with both ranks' output unless it exits 0."""
+    two = run_launcher([*TORCHRUN_2, str(script), str(dataset.path), str(out), json.dumps(kw)], timeout=timeout, env=_env())
+    assert two.returncode == 0, two.stdout + two.stderr
+    return two
+
 def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
     script = tmp_path / "run_train.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ARCPIPE_CACHE", None)
-    common = [str(script), str(dataset.path)]
-    one = subprocess.run([sys.executable, *common, str(tmp_path / "one"), json.dumps(KW)],
-                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    one = subprocess.run([sys.executable, str(script), str(dataset.path), str(tmp_path / "one"), json.dumps(KW)],
+                         capture_output=True, text=True, timeout=300, env=_env())  # fmt: skip
     assert one.returncode == 0, one.stdout + one.stderr
-    two = run_launcher(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         *common, str(tmp_path / "two"), json.dumps(KW)],
-        timeout=300, env=env,
-    )  # fmt: skip
-    assert two.returncode == 0, two.stdout + two.stderr
+    two = _train_two_ranks(script, dataset, tmp_path / "two", KW, timeout=300)
     p1, p2 = _stage_path(one.stdout), _stage_path(two.stdout)
     assert p1.name == p2.name  # same config => same cache key, whatever the number of ranks
 
@@ -101,15 +109,8 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
         "import torch.distributed as dist\ndist.init_process_group('gloo')\n" + SCRIPT
         + "dist.barrier()\nprint('GROUP OK', dist.get_rank())\ndist.destroy_process_group()\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ARCPIPE_CACHE", None)
     kw = {**KW, "max_steps": None, "epochs": 1e6, "max_minutes": 0.05, "eval_every": 10**6, "checkpoint_every": 10**6}
-    two = run_launcher(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(dataset.path), str(tmp_path / "two"), json.dumps(kw)],
-        timeout=240, env=env,
-    )  # fmt: skip
-    assert two.returncode == 0, two.stdout + two.stderr
+    two = _train_two_ranks(script, dataset, tmp_path / "two", kw, timeout=240)
     assert two.stdout.count("GROUP OK") == 2
     path = _stage_path(two.stdout)
     counts = json.loads((path / "manifest.json").read_text())["counts"]
@@ -164,12 +165,9 @@ def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
     from arcpipe import cache
     from arcpipe.infer import load_predictions
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ARCPIPE_CACHE", None)
+    env = _env()
     out = {}
-    for name, launch in (("one", [sys.executable, "-m", "arcpipe.cli"]),
-                         ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                                  "-m", "arcpipe.cli"])):
+    for name, launch in (("one", [sys.executable, "-m", "arcpipe.cli"]), ("two", [*TORCHRUN_2, "-m", "arcpipe.cli"])):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "p.toml").write_text(PIPELINE)
@@ -217,14 +215,7 @@ def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_p
         "dist.barrier()\n"
         "print('INFER', inf.path, dist.get_rank())\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ARCPIPE_CACHE", None)
-    two = run_launcher(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(dataset.path), str(tmp_path / "two"), json.dumps(KW)],
-        timeout=240, env=env,
-    )  # fmt: skip
-    assert two.returncode == 0, two.stdout + two.stderr
+    two = _train_two_ranks(script, dataset, tmp_path / "two", KW, timeout=240)
     assert sorted(ln.split()[-1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")) == ["0", "1"]
     infer_path = Path(next(ln.split()[1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")))
     assert json.loads((infer_path / "manifest.json").read_text())["counts"]["world_size"] == 2
