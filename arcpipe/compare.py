@@ -59,6 +59,11 @@ class Arm:
                                                              maintain_order="left")["on"].to_numpy()
 
 
+#: The runs-table columns that name one training: its inference stage key and what it scored (every
+#: report layout has them). Equal on a replay (the same key on the same CPU kind), which is one run.
+RUN_IDENTITY = ("infer", "pass@2", "oracle", "train_exact")
+
+
 def _report_dir(name: str, reports: Path) -> Path:
     path = Path(name)
     return path if path.is_dir() else reports / name
@@ -92,9 +97,13 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
     if not runs:
         raise ArcpipeError(f"compare {spec!r}: empty arm")
     # reports share runs (a baseline arm reused by a later sweep): one training counts once, known by
-    # its stage key and its score (the same key trained on another CPU kind is another run); the
-    # per-task rows follow the runs kept
-    table = pl.concat(runs, how="diagonal_relaxed").unique(subset=["infer", "pass@2"], keep="first", maintain_order=True)
+    # its stage key and what it scored. The same key trained on another CPU kind is another run, and
+    # pass@2 alone cannot tell: two such runs of seed 8 scored 24.9% on both an EPYC and a Xeon, with
+    # other predictions. A replay reproduces every column, so the oracle and the training fit join the
+    # score. The per-task rows follow the runs kept.
+    table = pl.concat(runs, how="diagonal_relaxed")
+    identity = [c for c in RUN_IDENTITY if c in table.columns]
+    table = table.unique(subset=identity, keep="first", maintain_order=True)
     # a report named by two parts (two of its settings pooled) brings its run_tasks twice: once is enough
     per_task = None if any(t is None for t in tasks) else (
         pl.concat(tasks).unique(subset=["report", "infer", "task_id"], keep="first", maintain_order=True)

@@ -108,6 +108,28 @@ def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
     assert t["moved"] == pytest.approx({"a": 100.0, "c": 50.0})  # b: 0.5 each side
 
 
+
+def test_one_stage_key_with_the_same_score_on_two_cpu_kinds_is_two_runs(tmp_path):
+    """Seed 8 of HRM at 12000 steps scored 24.9% on an Intel Xeon and on an AMD EPYC, from other
+    predictions (oracle 35.9% against 33.3%). Known by key and pass@2 alone, the two counted once;
+    the oracle and the training fit tell them apart. A run two reports share (a replay, or a
+    baseline reused) has every column equal and still counts once."""
+    import polars as pl
+
+    def report(name: str, oracle: float, train_exact: float) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        pl.DataFrame({"infer": ["k8", f"{name}-k9"], "train": ["t8", f"{name}-t9"], "augment": ["a", "a"],
+                      "preset": ["tiny", "tiny"], "seed": [8, 9], "tasks": [59, 59], "pass@2": [0.249, 0.3],
+                      "oracle": [oracle, 0.4], "train_exact": [train_exact, 0.5]}).write_parquet(folder / "runs.parquet")
+
+    report("xeon", 0.359, 0.477)
+    report("epyc", 0.333, 0.531)
+    report("xeon-again", 0.359, 0.477)
+    assert compare.arm("xeon:seed=8;epyc:seed=8", tmp_path).runs.height == 2
+    assert compare.arm("xeon:seed=8;xeon-again:seed=8", tmp_path).runs.height == 1
+    assert compare.arm("xeon;epyc;xeon-again", tmp_path).runs.height == 5
+
 def test_arms_on_different_task_sets_compare_on_the_shared_tasks(tmp_path):
     """The 13 evaluation tasks trained alone against the 59-task runs: a run's whole-report pass@2
     would mix two task sets, so both ways read each run on the tasks the arms share."""
@@ -227,22 +249,24 @@ def test_committed_transfer_halves_on_the_13_tasks():
 def test_committed_59_task_runs_leave_39_tasks_to_move():
     """docs/ablations.md, "Where the differences live": the 96 runs with per-task scores on the
     59-task set never solve 17 tasks (15 not even by the oracle) and always solve 3. Any new
-    59-task report must keep this true or the section be updated. A run is its infer key and its
-    score, as in `compare`: one key retrained on another CPU kind is another run."""
+    59-task report must keep this true or the section be updated. A run is its infer key, its
+    score and its oracle, as in `compare`: one key retrained on another CPU kind is another run."""
     import glob
 
     import polars as pl
 
     root = Path(__file__).resolve().parents[1] / "reports"
     tables = [pl.read_parquet(f) for f in sorted(glob.glob(str(root / "*" / "run_tasks.parquet")))]
-    t = pl.concat(x.select("infer", "task_id", "pass@2", "oracle", run=pl.col("pass@2").mean().over("infer")) for x in tables
-                  if x["task_id"].n_unique() == 59).unique(["infer", "run", "task_id"])
+    t = pl.concat(x.select("infer", "task_id", "pass@2", "oracle", run=pl.col("pass@2").mean().over("infer"),
+                           run_oracle=pl.col("oracle").mean().over("infer")) for x in tables
+                  if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
-    assert t.select("infer", "run").unique().height == 96
+    assert t.select("infer", "run", "run_oracle").unique().height == 96
     counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
               per.filter(pl.col("worst") == 1).height)
     assert counts == (17, 15, 3)
     x = t.join(per.select("task_id", "m"), on="task_id")
     share = 1 - ((x["pass@2"] - x["m"]) ** 2).mean() / x["pass@2"].var(ddof=0)
     assert round(100 * share) == 68  # the share of per-task variance that task identity explains
+
