@@ -30,8 +30,10 @@ def local_rank() -> int:
 def joined(backend: str) -> tuple[Any, bool]:
     """``(torch.distributed or None, made)``: join torchrun's default group, making it with
     ``backend`` unless a caller above (the pipeline, a notebook) already did. ``made`` says this
-    call created it, so this caller is the one to destroy it; a group it did not make is left to
-    its owner, since destroying it would break that owner's later collectives."""
+    call created it, so this caller may destroy it (the pipeline does; train and infer leave it up
+    for a later call in the same process, since making a second group after destroying the first
+    hung in tests); a group it did not make is left to its owner, since destroying it would break
+    that owner's later collectives."""
     if world() <= 1:
         return None, False
     import torch.distributed as dist
