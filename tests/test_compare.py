@@ -108,7 +108,6 @@ def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
     assert t["moved"] == pytest.approx({"a": 100.0, "c": 50.0})  # b: 0.5 each side
 
 
-
 def test_one_stage_key_with_the_same_score_on_two_cpu_kinds_is_two_runs(tmp_path):
     """Seed 8 of HRM at 12000 steps scored 24.9% on an Intel Xeon and on an AMD EPYC, from other
     predictions (oracle 35.9% against 33.3%). Known by key and pass@2 alone, the two counted once;
@@ -129,6 +128,7 @@ def test_one_stage_key_with_the_same_score_on_two_cpu_kinds_is_two_runs(tmp_path
     assert compare.arm("xeon:seed=8;epyc:seed=8", tmp_path).runs.height == 2
     assert compare.arm("xeon:seed=8;xeon-again:seed=8", tmp_path).runs.height == 1
     assert compare.arm("xeon;epyc;xeon-again", tmp_path).runs.height == 5
+
 
 def test_arms_on_different_task_sets_compare_on_the_shared_tasks(tmp_path):
     """The 13 evaluation tasks trained alone against the 59-task runs: a run's whole-report pass@2

@@ -72,6 +72,7 @@ def _train_two_ranks(script: Path, dataset, out: Path, kw: dict, timeout: float)
     assert two.returncode == 0, two.stdout + two.stderr
     return two
 
+
 def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
     script = tmp_path / "run_train.py"
     script.write_text(SCRIPT)
@@ -220,6 +221,7 @@ def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_p
     infer_path = Path(next(ln.split()[1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")))
     assert json.loads((infer_path / "manifest.json").read_text())["counts"]["world_size"] == 2
     assert _stage_path(two.stdout).parent.parent == tmp_path / "two"
+
 
 def test_a_timed_out_launcher_takes_its_workers_with_it(tmp_path):
     """The torchrun tests above go through `run_launcher`: when one times out, the launcher's
