@@ -8,6 +8,7 @@ answers as for a single process.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -33,7 +34,8 @@ def joined(backend: str) -> tuple[Any, bool]:
     call created it, so this caller may destroy it (the pipeline does; train and infer leave it up
     for a later call in the same process, since making a second group after destroying the first
     hung in tests); a group it did not make is left to its owner, since destroying it would break
-    that owner's later collectives."""
+    that owner's later collectives. A group made here is destroyed at interpreter exit if no one
+    did so before: NCCL warns about, and may leave work pending in, a group still up at exit."""
     if world() <= 1:
         return None, False
     import torch.distributed as dist
@@ -41,4 +43,13 @@ def joined(backend: str) -> tuple[Any, bool]:
     if dist.is_initialized():
         return dist, False
     dist.init_process_group(backend=backend)
+    atexit.register(_destroy_at_exit)
     return dist, True
+
+
+def _destroy_at_exit() -> None:
+    """Destroy the default group at interpreter exit unless its maker already did."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -204,10 +204,16 @@ def test_pipeline_under_two_gloo_ranks_matches_one_process(tmp_path):
 def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_path):
     """A script under torchrun that trains and then infers, calling neither init nor destroy:
     train makes the default group and leaves it up, infer reuses it (making a second group in
-    one process after destroying the first is what hung before; the timeout would catch it)."""
+    one process after destroying the first is what hung before; the timeout would catch it),
+    and the group is gone by interpreter exit (NCCL warns about a group left up). The script's
+    own exit hook is registered before train's, so it runs after it (atexit is last in, first
+    out) and sees what train's hook left."""
     script = tmp_path / "run_both.py"
     script.write_text(
-        SCRIPT
+        "import atexit\n"
+        "import torch.distributed\n"
+        "atexit.register(lambda: print('UP AT EXIT', torch.distributed.is_initialized(), flush=True))\n"
+        + SCRIPT
         + "import torch.distributed as dist\n"
         "from arcpipe.infer import infer\n"
         "group = dist.group.WORLD\n"
@@ -221,6 +227,7 @@ def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_p
     infer_path = Path(next(ln.split()[1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")))
     assert json.loads((infer_path / "manifest.json").read_text())["counts"]["world_size"] == 2
     assert _stage_path(two.stdout).parent.parent == tmp_path / "two"
+    assert sorted(ln for ln in two.stdout.splitlines() if ln.startswith("UP AT EXIT")) == ["UP AT EXIT False"] * 2
 
 
 def test_a_timed_out_launcher_takes_its_workers_with_it(tmp_path):
