@@ -12,6 +12,11 @@ from arcpipe import compare, stats
 from arcpipe.errors import ArcpipeError
 
 
+def _interval(d: dict) -> tuple[float, float, float]:
+    """A difference and its interval as the docs print them: (delta, low, high) to 0.1 point."""
+    return round(d["delta"], 1), round(d["low"], 1), round(d["high"], 1)
+
+
 def test_welch_on_two_arms_and_an_interaction():
     a, b = np.array([42.7, 40.1, 39.3, 38.4]), np.array([32.5, 28.8, 35.0, 33.3])
     r = compare.over_runs([(1.0, a), (-1.0, b)])
@@ -30,7 +35,7 @@ def test_committed_reports_over_runs():
     share (the same stage key, the same score) count once when pooled."""
     out = compare.compare(["outer-loop-59tasks-24k:halt_max_steps=1"], ["outer-loop-59tasks-24k:halt_max_steps=4,core=hrm"])
     r = out["over_runs"]
-    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (7.7, 3.7, 11.7)
+    assert _interval(r) == (7.7, 3.7, 11.7)
     assert out["over_tasks"] is None  # built before run_tasks
     hrm = compare.arm("outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;puzzle-emb-59tasks-24k:puzzle_emb_ndim=64,max_steps=24000")
     assert hrm.runs.height == 4 and sorted(hrm.values.round(1)) == [31.9, 34.5, 35.0, 41.0]
@@ -163,7 +168,7 @@ def test_committed_reports_on_different_task_sets():
     np.testing.assert_allclose(out["values"][0], 100 * out["arms"][0][1].runs["pass@2 arc1:evaluation"].to_numpy())
     np.testing.assert_allclose(out["values"][1], out["arms"][1][1].values)  # the 13-task runs: their own pass@2
     r, t = out["over_runs"], out["over_tasks"]
-    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (10.6, 4.0, 17.2)
+    assert _interval(r) == (10.6, 4.0, 17.2)
     assert t["delta"] == pytest.approx(r["delta"]) and (t["better"], t["worse"]) == (5, 0)
 
 
@@ -207,7 +212,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
                           tasks=only)
     r, t = out["over_runs"], out["over_tasks"]
     assert r["tasks"] == 13 and len(out["values"][0]) == 16
-    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (8.2, 1.9, 14.5)
+    assert _interval(r) == (8.2, 1.9, 14.5)
     assert (round(t["low"], 1), round(t["high"], 1), t["better"], t["worse"]) == (0.5, 19.2, 5, 1)
     # the tasks that moved, largest first, sum to the paired difference over the 13
     assert len(t["moved"]) == 6 and list(t["moved"].values()) == sorted(t["moved"].values(), reverse=True)
@@ -224,7 +229,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
     hrm = compare.compare([halves], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], tasks=only)
     r, t = hrm["over_runs"], hrm["over_tasks"]
     assert [len(v) for v in hrm["values"]] == [12, 8]
-    assert (round(r["delta"], 1), round(r["low"], 1), round(r["high"], 1)) == (5.4, 1.4, 9.5)
+    assert _interval(r) == (5.4, 1.4, 9.5)
     assert (round(t["low"], 1), round(t["high"], 1), round(t["seeds_low"], 1), t["better"], t["worse"]) == (1.0, 10.9, 1.0, 5, 0)
     more = compare.compare(["outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4"], [halves], tasks=only)["over_tasks"]
     assert (round(more["delta"], 1), round(more["seeds_low"], 1), round(more["seeds_high"], 1)) == (4.2, -5.5, 14.9)
@@ -241,7 +246,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
              for h in "ab"}
     ab = compare.compare([parts["a"]], [parts["b"]], tasks=only)
     assert [len(v) for v in ab["values"]] == [14, 14]
-    assert (round(ab["over_tasks"]["delta"], 1), round(ab["over_tasks"]["low"], 1), round(ab["over_tasks"]["high"], 1)) == (-4.7, -11.7, 1.1)
+    assert _interval(ab["over_tasks"]) == (-4.7, -11.7, 1.1)
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
     assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
 
@@ -255,8 +260,7 @@ def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
     t24, h12 = f"{r}:preset=transformer-tiny,max_steps=24000", f"{r}:preset=tiny,max_steps=12000"
 
     def over_tasks(plus, minus):
-        t = compare.compare(plus, minus)["over_tasks"]
-        return round(t["delta"], 1), round(t["low"], 1), round(t["high"], 1)
+        return _interval(compare.compare(plus, minus)["over_tasks"])
 
     assert over_tasks([t24], [h12]) == (10.4, 4.9, 16.5)
     assert over_tasks([t48], [h24]) == (1.5, -1.9, 5.5)
@@ -273,10 +277,9 @@ def test_committed_hrm_replay_at_24000_steps_on_the_epyc():
     xeon = f"{m}:halt_max_steps=4,seed=4;{m}:halt_max_steps=4,seed=5"
     out = compare.compare([f"{r}:preset=tiny"], [xeon])
     assert compare.arm(f"{r}:preset=tiny").runs["infer"].sort().to_list() == compare.arm(xeon).runs["infer"].sort().to_list()
-    t = out["over_tasks"]
-    assert (round(t["delta"], 1), round(t["low"], 1), round(t["high"], 1)) == (-1.7, -8.1, 4.7)
+    assert _interval(out["over_tasks"]) == (-1.7, -8.1, 4.7)
     high = compare.compare([f"{r}:preset=tiny"], ["outer-loop-59tasks-24k-amd:preset=tiny"])["over_tasks"]
-    assert (round(high["delta"], 1), round(high["low"], 1), round(high["high"], 1)) == (-5.9, -10.8, -1.3)
+    assert _interval(high) == (-5.9, -10.8, -1.3)
 
 
 def test_committed_59_task_runs_leave_39_tasks_to_move():
@@ -312,8 +315,7 @@ def test_committed_core_gap_on_the_epyc_at_12000_steps():
     steps = compare.compare([f"{r}:preset=transformer-tiny,max_steps=12000"], [f"{r}:preset=tiny,max_steps=12000"])
     flops = compare.compare([f"{r}:preset=transformer-tiny,max_steps=24000"], [f"{r}:preset=tiny,max_steps=12000"])
     for out, want in ((steps, (9.4, 4.3, 15.5)), (flops, (12.5, 6.3, 18.8))):
-        t = out["over_tasks"]
-        assert (round(t["delta"], 1), round(t["low"], 1), round(t["high"], 1)) == want
+        assert _interval(out["over_tasks"]) == want
     pooled = compare.arm(f"{r}:preset=tiny,max_steps=12000;{x}:preset=tiny")
     assert pooled.runs.height == 14 and sorted(pooled.values.round(1))[:3] == [18.9, 20.6, 24.9]
     assert list(pooled.values.round(1)).count(24.9) == 3  # seed 8 on each CPU kind, and the EPYC's seed 4
