@@ -13,7 +13,9 @@ the slot picks the device (``CUDA_VISIBLE_DEVICES``, round robin over the visibl
 each worker gets an equal share of the CPU's threads (``OMP_NUM_THREADS``), set before the
 worker imports torch. A node's console output (progress bars, warnings) goes to its own log
 file, since N interleaved progress bars are unreadable; the parent prints one line when a
-node starts and one when it ends. When a node fails, no new node starts, the ones running
+node starts and one when it ends. Among the nodes ready to start, the caller's ``priority``
+picks (the pipeline's: a training's FLOPs, dearest first, the classic longest-job-first rule
+for a short makespan). When a node fails, no new node starts, the ones running
 finish (their results are cached and recorded), then the first error is raised, naming the
 node and its log.
 """
@@ -149,12 +151,15 @@ def run_parallel(
     on_done: Callable[[Any, Any], None],
     threads: int | None = None,
     devices: Sequence[str] | None = None,
+    priority: Callable[[Any], float] | None = None,
 ) -> None:
     """Run ``fn(*args(node))`` for every node on ``jobs`` worker processes, each node once all of
-    its ``node.parents`` (those among ``nodes``) are done, in ``nodes`` order among the ready
-    ones. ``on_start(node)`` fires as a node is handed to a worker and ``on_done(node, result)``
-    as its result comes back (both in this process). ``threads`` per worker defaults to an equal
-    share of ``cpu_count()``; ``devices`` to ``visible_devices()``.
+    its ``node.parents`` (those among ``nodes``) are done. Among the ready nodes the highest
+    ``priority(node)`` goes first (asked once a node, as it becomes ready, so it may read its
+    parents' results), ties and a missing ``priority`` in ``nodes`` order. ``on_start(node)``
+    fires as a node is handed to a worker and ``on_done(node, result)`` as its result comes back
+    (both in this process). ``threads`` per worker defaults to an equal share of
+    ``cpu_count()``; ``devices`` to ``visible_devices()``.
 
     ``fn`` and what ``args`` returns are pickled to the worker, so ``fn`` must be a module-level
     function and the arguments plain data."""
@@ -168,6 +173,13 @@ def run_parallel(
         slots.put(i)
     waiting = list(nodes)
     ours = {id(n) for n in nodes}
+    ranks: dict[int, float] = {}  # priority, asked once a node
+
+    def rank(node: Any) -> float:
+        if id(node) not in ranks:
+            ranks[id(node)] = priority(node) if priority is not None else 0.0
+        return -ranks[id(node)]
+
     done: set[int] = set()
     running: dict[Future, Any] = {}
     error: tuple[Any, BaseException] | None = None
@@ -179,6 +191,7 @@ def run_parallel(
         while waiting or running:
             if error is None:
                 ready = [n for n in waiting if all(id(p) in done or id(p) not in ours for p in n.parents.values())]
+                ready.sort(key=rank)  # stable: ties keep ``nodes`` order
                 for node in ready[: max(0, jobs - len(running))]:
                     waiting.remove(node)
                     on_start(node)

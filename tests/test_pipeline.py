@@ -589,6 +589,28 @@ def test_jobs_run_the_sweep_side_by_side_into_the_same_stages(tmp_path, monkeypa
     assert [n.status for n in pipeline.run(demo, sets=sets, root=tmp_path / "jobs", jobs=2)] == ["cached"] * 7
 
 
+def test_jobs_start_the_dearest_training_first(tmp_path):
+    """Three trainings of 2, 6 and 4 steps on two workers: the 6- and 4-step ones start first, the
+    2-step one once a worker is free, whatever the sweep's order. A training ranks by
+    ``train(dry_run=True)``'s FLOPs (3x for 3x the steps); one whose cost is unknown (a time
+    budget) and every other stage rank above all trainings."""
+    demo = REPO / "pipelines" / "demo.toml"
+    sets = E2E_SETS + ["sweep.train.max_steps=[2,6,4]", "report.enabled=false"]
+    root = tmp_path / "cache"
+    started: list[str] = []
+    result = pipeline.run(demo, sets=sets, root=root, jobs=2,
+                          on_stage=lambda n, e: started.append(n.label) if e == "start" else None)
+    trains = [label for label in started if label.startswith("train[")]
+    assert trains == [f"train[train.max_steps={n}]" for n in (6, 4, 2)]
+    rank = {n.label: pipeline._priority(n, root) for n in result}
+    assert rank["train[train.max_steps=6]"] == pytest.approx(3 * rank["train[train.max_steps=2]"])
+    assert all(v == float("inf") for k, v in rank.items() if not k.startswith("train["))
+    node = result.by_stage("train")[0]
+    timed = dict(node.settings, max_minutes=1.0)
+    del timed["max_steps"]
+    assert pipeline._priority(pipeline.Node("train", "x", timed, node.parents, {}), root) == float("inf")
+
+
 def test_jobs_failure_names_the_stage_and_keeps_what_finished(tmp_path):
     """One arm cannot train (64 hidden units over 3 heads); the other, running beside it, still
     finishes and is cached, and the error names the failed stage and its log."""

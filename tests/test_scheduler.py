@@ -74,6 +74,24 @@ def test_a_node_starts_only_after_its_parents_are_done(tmp_path):
     assert events.index("start c") < min(events.index("done b"), events.index("done c"))
 
 
+def test_the_highest_priority_ready_node_goes_first(tmp_path):
+    """One worker, so the start order is the hand-out order: among the ready nodes the highest
+    priority first, ties in ``nodes`` order, and each node's priority asked once, when it becomes
+    ready (d's after a is done)."""
+    a = N("a")
+    b, c, d = N("b"), N("c"), N("d", {"augment": a})
+    high = {"a": 1.0, "b": 1.0, "c": 5.0, "d": 9.0}
+    asked: list[str] = []
+
+    def priority(node: N) -> float:
+        asked.append(node.label)
+        return high[node.label]
+
+    events, _ = _run([a, b, c, d], tmp_path, "X", jobs=1, devices=[], priority=priority)
+    assert [e.split()[1] for e in events if e.startswith("start")] == ["c", "a", "d", "b"]
+    assert asked == ["a", "b", "c", "d"]  # d only once it was ready, after the other three
+
+
 def test_jobs_below_one_is_an_error(tmp_path):
     with pytest.raises(ArcpipeError, match="--jobs must be >= 1"):
         _run([N("a")], tmp_path, "X", jobs=0, devices=[])

@@ -22,7 +22,7 @@ def command(
     jobs: int = typer.Option(
         1, "--jobs", "-j", min=1, help="Run this many independent stages at once (the sweep's trainings), each in "
         "its own process with an equal share of the CPU threads, or its own GPU when there are several; "
-        "their output goes to a log file each."
+        "the dearest training (in FLOPs) starts first; their output goes to a log file each."
     ),
 ) -> None:
     """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash.
