@@ -302,6 +302,14 @@ def test_committed_equal_flops_lead_on_six_epyc_seeds():
     change = compare.compare([pooled["transformer-tiny", 48000], pooled["tiny", 12000]],
                              [pooled["tiny", 24000], pooled["transformer-tiny", 24000]])
     assert _interval(change["over_tasks"]) == (-5.0, -10.0, -0.1)
+    assert _interval(compare.compare([t24], [h24])["over_tasks"]) == (3.0, -0.6, 6.9)  # equal steps: near level
+    a = "outer-loop-59tasks-24k-amd"
+    every = compare.compare(  # every 24000-step run of both models, 18 an arm
+        [f"outer-loop-59tasks-24k:core=transformer;outer-loop-59tasks-fit:core=transformer,max_steps=24000;{a}:preset=transformer-tiny;"
+         f"{r}:preset=transformer-tiny,max_steps=24000,seed=4;{r}:preset=transformer-tiny,max_steps=24000,seed=5"],
+        ["outer-loop-59tasks-24k:core=hrm,halt_max_steps=4;outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;"
+         f"outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;{a}:preset=tiny;outer-loop-59tasks-24k-hrm-amd:preset=tiny"])
+    assert [len(v) for v in every["values"]] == [18, 18] and _interval(every["over_runs"]) == (3.9, 1.5, 6.3)
     for n in (24000, 48000):
         ours = compare.arm(f"{r}:preset=transformer-tiny,max_steps={n},seed=4;{r}:preset=transformer-tiny,max_steps={n},seed=5")
         xeon = compare.arm(f"{x}:preset=transformer-tiny,max_steps={n},seed=4;{x}:preset=transformer-tiny,max_steps={n},seed=5")
