@@ -807,10 +807,11 @@ def run(
     ``jobs`` > 1 runs independent nodes (the sweep's chains) on that many worker
     processes, each with an equal share of the CPU threads or its own GPU, the
     dearest ready training first (``_priority``), and each node's output in
-    ``log_path(root, node)`` (``arcpipe.scheduler``); the report runs last, here. Under torchrun (``torchrun --nproc-per-node N -m arcpipe.cli run
-    ...``) every rank calls this: each training and inference is spread over the N ranks, one
-    after the other, and rank 0 alone writes, votes and reports (``_run_ranks``). The stages and
-    their cache keys are the same every way.
+    ``log_path(root, node)`` (``arcpipe.scheduler``); the report runs last, here.
+    Under torchrun (``torchrun --nproc-per-node N -m arcpipe.cli run ...``) every
+    rank calls this: each training and inference is spread over the N ranks, one
+    after the other, and rank 0 alone writes, votes and reports (``_run_ranks``).
+    The stages and their cache keys are the same every way.
     """
     p = plan(path, sets)
     croot = cache.cache_root(root)
