@@ -712,7 +712,7 @@ def _priority(node: Node, root: Path) -> float:
     """How soon a ``jobs`` worker should take a ready node, higher first. A sweep's trainings are
     its long nodes and may differ in length by several times (a transformer at 48000 steps beside
     one at 24000): started dearest first, two 45-minute trainings and two 25-minute ones end in
-    70 minutes on two workers, rather than 95 when a short one goes first and a long one last. So
+    70 minutes on two workers, rather than 95 when the plan's order alternates them. So
     a training ranks by its model FLOPs (``train(dry_run=True)``'s estimate, from the same
     config resolution as the run). Every other node, and a training whose cost is unknown (a
     time budget, or settings train will reject when it runs), ranks above them all: augment,
