@@ -345,6 +345,8 @@ def test_committed_equal_flops_lead_on_eight_epyc_seeds():
                                   [pooled["tiny", 24000], pooled["transformer-tiny", 24000]])["over_tasks"]
     assert _interval(both_change) == (-5.2, -9.9, -0.7) and round(both_change["seeds_high"], 1) == -0.2
     assert _interval(compare.compare([t24], [h24])["over_tasks"]) == (1.9, -1.1, 4.9)  # equal steps: near level
+    m = "outer-loop-59tasks-12k-more-amd"  # per step: the lead at 24000 minus the lead at 12000, the same seeds
+    assert _interval(compare.compare([t24, f"{m}:preset=tiny"], [h24, f"{m}:preset=transformer-tiny"])["over_tasks"]) == (-8.7, -12.7, -5.1)
     a = "outer-loop-59tasks-24k-amd"
     ours = ";".join(f"{r}:preset=tiny,max_steps=24000,seed={s}" for s in (4, 5, 6, 7))
     assert _interval(compare.compare([ours], [f"{a}:preset=tiny"])["over_tasks"]) == (-4.0, -8.5, 0.2)
