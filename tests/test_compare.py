@@ -288,16 +288,23 @@ def test_committed_hrm_replay_at_24000_steps_on_the_epyc():
     assert _interval(high) == (-5.9, -10.8, -1.3)
 
 
+def _equal_flops_grid(report: str, runs: int) -> dict[tuple[str, int], str]:
+    """The four arms of an equal-FLOPs grid (HRM at 12000 and 24000 steps, the transformer at
+    24000 and 48000) as compare specs, in that order, each checked to hold `runs` runs."""
+    arms = {(p, n): f"{report}:preset={p},max_steps={n}" for p, n in
+            (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    assert all(compare.arm(a).runs.height == runs for a in arms.values())
+    return arms
+
+
 def test_committed_equal_flops_lead_on_six_epyc_seeds():
     """docs/ablations.md, "Equal compute on six EPYC seeds": with seeds 4-5 in, the transformer's
     lead at HRM's FLOPs still shrinks with budget (13.4 -> 4.7, the change resolved) but stays
     resolved at 89 TFLOP; over both CPU kinds 10.7 -> 5.7. The transformer's new runs there have
     the Xeon's stage keys."""
     r, x = "outer-loop-59tasks-compute-6seeds-amd", "outer-loop-59tasks-compute-24k"
-    arms = {(p, n): f"{r}:preset={p},max_steps={n}" for p, n in
-            (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
-    h12, h24, t24, t48 = arms["tiny", 12000], arms["tiny", 24000], arms["transformer-tiny", 24000], arms["transformer-tiny", 48000]
-    assert all(compare.arm(a).runs.height == 6 for a in arms.values())
+    arms = _equal_flops_grid(r, runs=6)
+    h12, h24, t24, t48 = arms.values()
     low = compare.compare([t48], [h24])
     assert _interval(low["over_tasks"]) == (4.7, 0.8, 8.5) and round(low["over_tasks"]["seeds_low"], 1) == 0.3
     assert _interval(compare.compare([t24], [h12])["over_tasks"]) == (13.4, 7.4, 19.7)
@@ -328,10 +335,8 @@ def test_committed_equal_flops_lead_on_eight_epyc_seeds():
     over runs too; over both CPU kinds, 12 runs an arm, the narrowing is resolved with seeds
     resampled. The six new trainings have the Xeon's stage keys."""
     r, x = "outer-loop-59tasks-compute-8seeds-amd", "outer-loop-59tasks-compute-24k"
-    arms = {(p, n): f"{r}:preset={p},max_steps={n}" for p, n in
-            (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
-    h12, h24, t24, t48 = arms["tiny", 12000], arms["tiny", 24000], arms["transformer-tiny", 24000], arms["transformer-tiny", 48000]
-    assert all(compare.arm(a).runs.height == 8 for a in arms.values())
+    arms = _equal_flops_grid(r, runs=8)
+    h12, h24, t24, t48 = arms.values()
     low = compare.compare([t48], [h24])
     assert _interval(low["over_tasks"]) == (4.4, 1.1, 8.2) and _interval(low["over_runs"]) == (4.4, 0.6, 8.3)
     assert round(low["over_tasks"]["seeds_low"], 1) == 0.4
