@@ -28,10 +28,18 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from arcpipe.train import train
 
+
+    def say(*words):
+        # one write per marker line: under PYTHONUNBUFFERED print() writes each piece on its
+        # own, and the two ranks share one pipe, so their pieces could interleave mid-line
+        sys.stdout.write(" ".join(map(str, words)) + "\\n")
+        sys.stdout.flush()
+
+
     dataset, root, kw = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     stage = train(dataset, root=root, progress=False, **kw)
     if stage.manifest:
-        print("STAGE", stage.path)
+        say("STAGE", stage.path)
     """
 )
 
@@ -108,7 +116,7 @@ def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
     script = tmp_path / "run_train.py"
     script.write_text(
         "import torch.distributed as dist\ndist.init_process_group('gloo')\n" + SCRIPT
-        + "dist.barrier()\nprint('GROUP OK', dist.get_rank())\ndist.destroy_process_group()\n"
+        + "dist.barrier()\nsay('GROUP OK', dist.get_rank())\ndist.destroy_process_group()\n"
     )
     kw = {**KW, "max_steps": None, "epochs": 1e6, "max_minutes": 0.05, "eval_every": 10**6, "checkpoint_every": 10**6}
     two = _train_two_ranks(script, dataset, tmp_path / "two", kw, timeout=240)
@@ -212,7 +220,7 @@ def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_p
     script.write_text(
         "import atexit\n"
         "import torch.distributed\n"
-        "atexit.register(lambda: print('UP AT EXIT', torch.distributed.is_initialized(), flush=True))\n"
+        "atexit.register(lambda: say('UP AT EXIT', torch.distributed.is_initialized()))\n"
         + SCRIPT
         + "import torch.distributed as dist\n"
         "from arcpipe.infer import infer\n"
@@ -220,7 +228,7 @@ def test_train_then_infer_in_one_torchrun_process_share_one_group(dataset, tmp_p
         "inf = infer(stage, dataset, root=root, batch_size=8, progress=False)\n"
         "assert dist.group.WORLD is group, 'infer made a new default group'\n"
         "dist.barrier()\n"
-        "print('INFER', inf.path, dist.get_rank())\n"
+        "say('INFER', inf.path, dist.get_rank())\n"
     )
     two = _train_two_ranks(script, dataset, tmp_path / "two", KW, timeout=240)
     assert sorted(ln.split()[-1] for ln in two.stdout.splitlines() if ln.startswith("INFER ")) == ["0", "1"]
