@@ -297,6 +297,23 @@ def _equal_flops_grid(report: str, runs: int) -> dict[tuple[str, int], str]:
     return arms
 
 
+def _every_24000_step_run(grid: str, transformer_seeds: tuple[int, ...], hrm_seeds: tuple[int, ...]) -> dict:
+    """The transformer against HRM over every four-segment 24000-step run of the two in the
+    committed reports before the EPYC's equal-FLOPs grids, plus the grid `grid`'s 24000-step runs
+    on the seeds given (its other seeds there are cache hits already counted)."""
+    a = "outer-loop-59tasks-24k-amd"
+
+    def grid_runs(preset: str, seeds: tuple[int, ...]) -> str:
+        return "".join(f";{grid}:preset={preset},max_steps=24000,seed={s}" for s in seeds)
+
+    return compare.compare(
+        ["outer-loop-59tasks-24k:core=transformer;outer-loop-59tasks-fit:core=transformer,max_steps=24000;"
+         f"{a}:preset=transformer-tiny" + grid_runs("transformer-tiny", transformer_seeds)],
+        ["outer-loop-59tasks-24k:core=hrm,halt_max_steps=4;outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;"
+         f"outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;{a}:preset=tiny;outer-loop-59tasks-24k-hrm-amd:preset=tiny"
+         + grid_runs("tiny", hrm_seeds)])
+
+
 def test_committed_equal_flops_lead_on_six_epyc_seeds():
     """docs/ablations.md, "Equal compute on six EPYC seeds": with seeds 4-5 in, the transformer's
     lead at HRM's FLOPs still shrinks with budget (13.4 -> 4.7, the change resolved) but stays
@@ -316,12 +333,7 @@ def test_committed_equal_flops_lead_on_six_epyc_seeds():
                              [pooled["tiny", 24000], pooled["transformer-tiny", 24000]])
     assert _interval(change["over_tasks"]) == (-5.0, -10.0, -0.1)
     assert _interval(compare.compare([t24], [h24])["over_tasks"]) == (3.0, -0.6, 6.9)  # equal steps: near level
-    a = "outer-loop-59tasks-24k-amd"
-    every = compare.compare(  # every 24000-step run of both models, 18 an arm
-        [f"outer-loop-59tasks-24k:core=transformer;outer-loop-59tasks-fit:core=transformer,max_steps=24000;{a}:preset=transformer-tiny;"
-         f"{r}:preset=transformer-tiny,max_steps=24000,seed=4;{r}:preset=transformer-tiny,max_steps=24000,seed=5"],
-        ["outer-loop-59tasks-24k:core=hrm,halt_max_steps=4;outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;"
-         f"outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;{a}:preset=tiny;outer-loop-59tasks-24k-hrm-amd:preset=tiny"])
+    every = _every_24000_step_run(r, transformer_seeds=(4, 5), hrm_seeds=())  # 18 an arm
     assert [len(v) for v in every["values"]] == [18, 18] and _interval(every["over_runs"]) == (3.9, 1.5, 6.3)
     for n in (24000, 48000):
         ours = f"{r}:preset=transformer-tiny,max_steps={n},seed=4;{r}:preset=transformer-tiny,max_steps={n},seed=5"
@@ -355,12 +367,7 @@ def test_committed_equal_flops_lead_on_eight_epyc_seeds():
     a = "outer-loop-59tasks-24k-amd"
     ours = ";".join(f"{r}:preset=tiny,max_steps=24000,seed={s}" for s in (4, 5, 6, 7))
     assert _interval(compare.compare([ours], [f"{a}:preset=tiny"])["over_tasks"]) == (-4.0, -8.5, 0.2)
-    every = compare.compare(  # every 24000-step run of both models, 20 an arm
-        ["outer-loop-59tasks-24k:core=transformer;outer-loop-59tasks-fit:core=transformer,max_steps=24000;"
-         f"{a}:preset=transformer-tiny;" + ";".join(f"{r}:preset=transformer-tiny,max_steps=24000,seed={s}" for s in (4, 5, 6, 7))],
-        ["outer-loop-59tasks-24k:core=hrm,halt_max_steps=4;outer-loop-59tasks-samples:halt_max_steps=4,max_steps=24000;"
-         f"outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;{a}:preset=tiny;outer-loop-59tasks-24k-hrm-amd:preset=tiny;"
-         + ";".join(f"{r}:preset=tiny,max_steps=24000,seed={s}" for s in (6, 7))])
+    every = _every_24000_step_run(r, transformer_seeds=(4, 5, 6, 7), hrm_seeds=(6, 7))  # 20 an arm
     assert [len(v) for v in every["values"]] == [20, 20] and _interval(every["over_runs"]) == (3.4, 1.1, 5.7)
     for arm in arms.values():
         new = f"{arm},seed=6;{arm},seed=7"
