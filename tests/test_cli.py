@@ -35,6 +35,22 @@ def test_help_texts_survive_rich_rendering():
         assert Text.from_markup(text).plain == text, f"{where}: help text loses {text!r} in rich markup"
 
 
+def test_every_verb_summary_is_one_short_line():
+    """`arcpipe --help` lists each verb by its help's first paragraph: a long one wraps into a wall
+    of text that buries the other verbs, so the detail belongs in later paragraphs."""
+    import inspect
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = dict(group.commands)
+    for name, sub in group.commands.items():  # `cache ls`, `cache prune`
+        commands.update({f"{name} {k}": v for k, v in getattr(sub, "commands", {}).items()})
+    for name, cmd in commands.items():
+        first = inspect.cleandoc(cmd.help or "").split("\n\n")[0]
+        assert first and "\n" not in first and len(first) <= 110, f"{name}: summary {first!r}"
+
+
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "arcpipe.cli", "--cache", str(cwd / "cache"), *args],

@@ -20,8 +20,11 @@ def ls(
     sort: str = typer.Option("used", "--sort", help="Order: used (last used first), size (largest first), or key."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the whole table (with paths) to this CSV file."),
 ) -> None:
-    """Every finished stage: what it holds (one line per setting), its size, when it was built and last used, and
-    the stopped runs' work directories (which resume when the same stage is asked for again)."""
+    """List every finished stage and every stopped run's work directory.
+
+    A line per stage: what it holds (one line per setting), its size, when it was last used and the
+    machine that built it. A stopped run's work directory resumes when the same stage is asked for
+    again."""
     import polars as pl
     from rich.console import Console
     from rich.markup import escape
@@ -71,10 +74,11 @@ def prune(
     work: bool = typer.Option(False, "--work", help="Also remove stopped runs' work directories (their resumable progress)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Remove them; without it, only list what would go."),
 ) -> None:
-    """Remove every cached stage that the kept pipelines and reports do not reach (through manifests' inputs, so a
-    kept report keeps its trainings and datasets). Lists only, unless --yes. Stages a running process holds
-    are left alone, but not the finished stages a running pipeline will read next: name it in KEEP too (or
-    use --unused-days)."""
+    """Remove every cached stage that the kept pipelines and reports do not reach.
+
+    Reach goes through manifests' inputs, so a kept report keeps its trainings and datasets. Lists
+    only, unless --yes. Stages a running process holds are left alone, but not the finished stages a
+    running pipeline will read next: name it in KEEP too (or use --unused-days)."""
     from rich.console import Console
     from rich.markup import escape
 

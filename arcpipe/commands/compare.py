@@ -15,12 +15,14 @@ def command(
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Read every arm on these tasks only: a built report (the tasks "
                                         "it scored, e.g. transfer-13tasks) or task ids joined with ','."),
 ) -> None:
-    """Mean pass@2 of the --plus arms minus the --minus arms, from reports' runs tables, pooled across reports
-    if asked (e.g. the same stage keys trained on two CPU kinds): over runs (Welch's interval on per-run pass@2,
-    any report) and over the tasks all arms share (paired, and with each arm's runs resampled too), where every
-    report involved kept per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on
-    different task sets are compared on the tasks they share, both ways (--tasks narrows that further). Nothing
-    is retrained."""
+    """Compare arms of built reports: mean pass@2 of the --plus arms minus the --minus arms.
+
+    Arms may pool runs from several reports (e.g. the same stage keys trained on two CPU kinds). The
+    difference comes over runs (Welch's interval on per-run pass@2, any report) and over the tasks every
+    arm shares (paired, and with each arm's runs resampled too) where every report involved kept
+    per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on different
+    task sets are compared on the tasks they share, over runs as over tasks (--tasks narrows that
+    further). Nothing is retrained."""
     from rich.console import Console
 
     from arcpipe.compare import compare, task_list

@@ -33,17 +33,22 @@ def command(
                                        "against, e.g. preset=tiny,max_steps=12000 (default: the run holding the most common value of each)."),
     force: bool = typer.Option(False, "--force", help="Rebuild the report even when cached."),
 ) -> None:
-    """Write pass@1/pass@2/oracle vs n_aug per rule, the rules paired against hrm, pass@2 vs ACT step, how well
-    sigmoid(q_halt), the log-probability and agreement between variants tell right predictions from wrong (AUROC,
-    calibration), per-task table,
-    gallery; given several runs, a section per setting they differ in (core, train_aug, puzzle-id mode, or any
-    model/training/augment/infer setting swept within a preset, e.g. halt_max_steps, colour: pass@2 per rule with the
-    paired difference from the main run, and per value vs ACT step and vs variants voted), a two-way table for two
-    settings run in every combination, and, when the arms' trainings cost different amounts, every arm against its
-    training FLOPs (pairing arms at about equal compute) and against its training fit; training seeds are averaged, and every paired difference gets a second
-    interval with each arm's runs resampled too; each run's own score in runs.csv, per task in run_tasks.csv (what
-    `arcpipe compare` pools across reports). Data joined from several sources (arc1:evaluation+arc1:training) is
-    also scored per source."""
+    """Build an ablation report (markdown, plots, tables) from cached votes or predictions.
+
+    One run: pass@1 / pass@2 / oracle against the number of variants voted, per voting rule; the rules
+    paired against `hrm`; pass@2 against the ACT step; how well sigmoid(q_halt), the log-probability and
+    agreement between variants tell right predictions from wrong (AUROC, calibration); a per-task table
+    and a gallery.
+
+    Several runs: a section per setting they differ in (core, train_aug, puzzle-id mode, or any swept
+    model, training, augment or infer setting), each value paired against the main run; a two-way table
+    for two settings run in every combination; and, when the arms' trainings cost different amounts,
+    every arm against its training FLOPs and against its training fit. Training seeds are averaged per
+    task, and every paired difference gets a second interval with each arm's runs resampled too.
+
+    Each run's own score goes to runs.csv and, per task, to run_tasks.csv (what `arcpipe compare` pools
+    across reports). Data joined from several sources (arc1:evaluation+arc1:training) is also scored
+    per source."""
     from rich.console import Console
 
     from arcpipe import report

@@ -26,6 +26,7 @@ def command(
     ),
 ) -> None:
     """Run a TOML pipeline: augment -> train -> infer -> vote -> report, each stage cached by content hash.
+
     Several GPUs: torchrun --standalone --nproc-per-node 8 -m arcpipe.cli run PIPELINE (each training and
     inference spread over all of them, one after the other; the same stages and cache keys as one process)."""
     from rich.console import Console
