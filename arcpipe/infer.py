@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from arcpipe import cache, launch
+from arcpipe import progress as shared_progress
 from arcpipe.cache import Stage
 from arcpipe.errors import ArcpipeError, out_of_memory_as
 from arcpipe.transforms import COLOUR_OFFSET, crop_shapes
@@ -535,13 +536,16 @@ def infer(
         # Rank 0 draws its own share only (ranks do not report to each other mid-run).
         label = "infer" if world == 1 else f"infer rank 0/{world}"
         with _progress(progress and rank == 0, label) as bar:
-            task = bar.add_task(label, total=rows_of(mine), completed=rows_of(mine) - rows_of(todo), rate=0.0)
+            total, before = rows_of(mine), rows_of(mine) - rows_of(todo)
+            task = bar.add_task(label, total=total, completed=before, rate=0.0)
             done = 0
 
             def advance(k: int) -> None:
                 nonlocal done
                 done += k
                 bar.update(task, advance=k, rate=done / max(time.perf_counter() - t0, 1e-9))
+                if progress and rank == 0:
+                    shared_progress.report(before + done, total)
 
             for i in todo:
                 lo, hi = span(i)

@@ -798,6 +798,7 @@ def run(
     force: bool | Iterable[str] = False,
     on_stage: Callable[[Node, str], None] | None = None,
     jobs: int = 1,
+    on_progress: Callable[[Node, int, int], None] | None = None,
 ) -> Result:
     """Run (or, with ``dry_run``, only plan) a pipeline; return every stage node with its status.
 
@@ -808,6 +809,9 @@ def run(
     processes, each with an equal share of the CPU threads or its own GPU, the
     dearest ready training first (``_priority``), and each node's output in
     ``log_path(root, node)`` (``arcpipe.scheduler``); the report runs last, here.
+    There ``on_progress(node, done, total)`` hears, about every half second, how far
+    each running training (steps) or inference (variants) has got; a serial run's
+    stages draw their own progress bars instead.
     Under torchrun (``torchrun --nproc-per-node N -m arcpipe.cli run ...``) every
     rank calls this: each training and inference is spread over the N ranks, one
     after the other, and rank 0 alone writes, votes and reports (``_run_ranks``).
@@ -865,7 +869,8 @@ def run(
             here(node)
     if rest:
         scheduler.run_parallel(rest, _run_node, lambda n: (n, p.path, croot, n.stage in forced), lambda n: log_path(croot, n),
-                               jobs=jobs, on_start=start, on_done=done, priority=lambda n: _priority(n, croot))
+                               jobs=jobs, on_start=start, on_done=done, priority=lambda n: _priority(n, croot),
+                               on_progress=on_progress)
     if p.report is not None:
         here(p.report)
     return result

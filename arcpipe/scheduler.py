@@ -13,7 +13,8 @@ the slot picks the device (``CUDA_VISIBLE_DEVICES``, round robin over the visibl
 each worker gets an equal share of the CPU's threads (``OMP_NUM_THREADS``), set before the
 worker imports torch. A node's console output (progress bars, warnings) goes to its own log
 file, since N interleaved progress bars are unreadable; the parent prints one line when a
-node starts and one when it ends. Among the nodes ready to start, the caller's ``priority``
+node starts and one when it ends, and ``on_progress`` hears how far each running node has got
+(``arcpipe.progress``: the stage's own bar also writes to a shared cell). Among the nodes ready to start, the caller's ``priority``
 picks (the pipeline's: a training's FLOPs, dearest first, the classic longest-job-first rule
 for a short makespan). When a node fails, no new node starts, the ones running
 finish (their results are cached and recorded), then the first error is raised, naming the
@@ -34,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from arcpipe import progress
 from arcpipe.errors import ArcpipeError
 
 
@@ -68,9 +70,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init_worker(slots: Any, threads: int, devices: Sequence[str]) -> None:
+def _init_worker(slots: Any, threads: int, devices: Sequence[str], board: Any) -> None:
     """Claim a slot and pin this worker's threads and device, before anything imports torch."""
     _die_with_parent()
+    progress.use(board)
     slot = slots.get()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -91,9 +94,10 @@ def _stop_joblib_workers() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 
-def _call_logged(fn: Callable[..., Any], args: tuple, log: Path) -> Any:
+def _call_logged(fn: Callable[..., Any], args: tuple, log: Path, cell: int) -> Any:
     """``fn(*args)`` with this process's stdout and stderr (file descriptors included, so C-level
-    warnings too) appended to ``log``; appended, so a resumed node keeps its earlier output."""
+    warnings too) appended to ``log``; appended, so a resumed node keeps its earlier output. Its
+    progress goes to the board's ``cell``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -101,9 +105,11 @@ def _call_logged(fn: Callable[..., Any], args: tuple, log: Path) -> Any:
     with open(log, "ab") as f:
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
+        progress.attach(cell)
         try:
             return fn(*args)
         finally:
+            progress.attach(None)
             _stop_joblib_workers()
             sys.stdout.flush()
             sys.stderr.flush()
@@ -152,13 +158,15 @@ def run_parallel(
     threads: int | None = None,
     devices: Sequence[str] | None = None,
     priority: Callable[[Any], float] | None = None,
+    on_progress: Callable[[Any, int, int], None] | None = None,
 ) -> None:
     """Run ``fn(*args(node))`` for every node on ``jobs`` worker processes, each node once all of
     its ``node.parents`` (those among ``nodes``) are done. Among the ready nodes the highest
     ``priority(node)`` goes first (asked once a node, as it becomes ready, so it may read its
     parents' results), ties and a missing ``priority`` in ``nodes`` order. ``on_start(node)``
     fires as a node is handed to a worker and ``on_done(node, result)`` as its result comes back
-    (both in this process). ``threads`` per worker defaults to an equal share of
+    (both in this process), and ``on_progress(node, done, total)`` about every half second for each
+    running node whose stage reports its progress (``arcpipe.progress``). ``threads`` per worker defaults to an equal share of
     ``cpu_count()``; ``devices`` to ``visible_devices()``.
 
     ``fn`` and what ``args`` returns are pickled to the worker, so ``fn`` must be a module-level
@@ -183,7 +191,9 @@ def run_parallel(
     done: set[int] = set()
     running: dict[Future, Any] = {}
     error: tuple[Any, BaseException] | None = None
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, threads, devices))
+    board = progress.board(ctx, jobs)
+    cells: dict[Future, int] = {}  # a running node's cell on the board; at most ``jobs`` in use
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, threads, devices, board))
     on_term = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():  # ``kill``: stop the workers as on Ctrl-C, leave none behind
         signal.signal(signal.SIGTERM, _terminated)
@@ -195,7 +205,10 @@ def run_parallel(
                 for node in ready[: max(0, jobs - len(running))]:
                     waiting.remove(node)
                     on_start(node)
-                    running[pool.submit(_call_logged, fn, args(node), log(node))] = node
+                    cell = min(set(range(jobs)) - set(cells.values()))
+                    progress.clear(board, cell)  # not the last node's figures until this one reports
+                    fut = pool.submit(_call_logged, fn, args(node), log(node), cell)
+                    running[fut], cells[fut] = node, cell
             if not running:
                 break
             # a timeout, not a blocking wait: a signal may land on one of the pool's threads, and the
@@ -203,6 +216,7 @@ def run_parallel(
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
                 node = running.pop(fut)
+                cells.pop(fut)
                 try:
                     result = fut.result()
                 except KeyboardInterrupt:  # a worker was interrupted: stop them all
@@ -212,6 +226,11 @@ def run_parallel(
                     continue
                 done.add(id(node))
                 on_done(node, result)
+            if on_progress is not None:
+                for fut, node in running.items():
+                    n, total = progress.read(board, cells[fut])
+                    if total > 0:
+                        on_progress(node, n, total)
     except BaseException:  # Ctrl-C (or a bug here): stop the workers too, as a serial run would stop
         _interrupt_workers(pool, list(running))
         raise

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from arcpipe import cache, launch
+from arcpipe import progress as shared_progress
 from arcpipe.errors import ArcpipeError, out_of_memory_as
 
 if TYPE_CHECKING:
@@ -673,6 +674,7 @@ class _Progress:
             transient=False,
         )
         self.task = self.p.add_task("train", total=total, completed=start, stats="")
+        shared_progress.report(start, total)
 
     def __enter__(self) -> "_Progress":
         if self.enabled:
@@ -691,6 +693,7 @@ class _Progress:
         if row.get("eval_train_exact_accuracy") is not None:
             stats += f" | eval exact {fmt(row['eval_train_exact_accuracy'])}"
         self.p.update(self.task, completed=step, stats=stats)
+        shared_progress.report(step, self.total)
         now = time.monotonic()
         if not self.p.console.is_terminal and now - self.last_line >= self.every_s:
             self.last_line = now

@@ -416,3 +416,15 @@ def test_really_compiled_inference_predicts_the_same(env, tmp_path):
     assert np.array_equal(preds, env.preds) and table.drop(floats).equals(env.table.drop(floats))
     for c in floats:  # fused kernels round differently: close, not bitwise
         np.testing.assert_allclose(table[c].to_numpy(), env.table[c].to_numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_progress_reaches_the_run_jobs_board(env, tmp_path, monkeypatch):
+    """Under ``arcpipe run --jobs`` the bar's figures also go to the worker's cell of the shared
+    board (``arcpipe.progress``): every variant, out of every variant."""
+    from arcpipe import progress
+
+    board = [0, 0]
+    monkeypatch.setattr(progress, "_board", board)
+    monkeypatch.setattr(progress, "_cell", 0)
+    stage = infer(env.train, env.aug, batch_size=5, shard_rows=SHARD, progress=True, root=tmp_path)
+    assert not stage.cached and board == [stage.manifest["counts"]["variants"]] * 2

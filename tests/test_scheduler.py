@@ -37,6 +37,17 @@ def joblib_sum(n: int) -> int:
     return sum(joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(n)))
 
 
+def counting(total: int, pause: float) -> int:
+    """A node that reports its progress as a stage's bar does, one unit every ``pause`` seconds."""
+    from arcpipe import progress
+
+    for i in range(1, total + 1):
+        time.sleep(pause)
+        progress.report(i, total)
+    time.sleep(1.0)  # the parent's poll sees the last figure before the node ends
+    return total
+
+
 def _run(nodes, tmp_path: Path, key: str, **kw) -> tuple[list[str], dict[str, str]]:
     events: list[str] = []
     results: dict[str, str] = {}
@@ -112,3 +123,51 @@ def test_a_node_using_joblib_does_not_stall_the_end_of_the_run(tmp_path):
     run.join(timeout=120)
     assert not run.is_alive(), "the pool's shutdown is waiting for joblib's idle workers"
     assert results == {"a": 45, "b": 45}
+
+
+def test_the_parent_hears_how_far_each_running_node_has_got(tmp_path):
+    """Two nodes at once, each reporting through its own cell: the parent hears each node's own
+    total, its figures only grow and reach the end, and the second node on a reused cell starts
+    from nothing, not from the figures the first node left there."""
+    nodes = [N("a"), N("b"), N("c")]
+    totals = {"a": 4, "b": 6, "c": 5}
+    heard: dict[str, list[tuple[int, int]]] = {n.label: [] for n in nodes}
+    scheduler.run_parallel(nodes, counting, lambda n: (totals[n.label], 0.4), lambda n: tmp_path / f"{n.label}.log",
+                           jobs=2, devices=[], on_start=lambda n: None, on_done=lambda n, r: None,
+                           on_progress=lambda n, done, total: heard[n.label].append((done, total)))
+    for label, seen in heard.items():
+        assert seen, f"{label}: no progress heard"
+        assert {t for _, t in seen} == {totals[label]}, seen
+        done = [d for d, _ in seen]
+        assert done == sorted(done) and done[-1] == totals[label], seen
+
+
+
+def test_run_prints_each_running_node_off_a_terminal(monkeypatch):
+    """`arcpipe run --jobs` in a log file (nohup, CI): a line per running node with its rate and
+    the time left at that rate, and no line more often than every ``every_s``."""
+    import io
+
+    from rich.console import Console
+
+    from arcpipe.commands.run import Running
+
+    clock = iter([0.0, 0.0, 60.0, 61.0, 400.0, 400.0])
+    monkeypatch.setattr("arcpipe.commands.run.time.monotonic", lambda: next(clock))
+    out = io.StringIO()
+    running = Running(Console(file=out, width=200), enabled=True)  # made at t=0
+    train, infer = N("train[seed=4]"), N("infer[seed=4]")
+    train.stage, infer.stage = "train", "infer"
+    with running:
+        running.update(train, 1000, 96000)   # t=0: first heard
+        running.update(infer, 0, 690)        # t=60: under every_s, no line yet
+        running.update(train, 2000, 96000)   # t=61
+        assert out.getvalue() == ""
+        running.update(infer, 345, 690)      # t=400: both nodes, one line each
+        running.finished(train)
+        running.update(infer, 690, 690)      # t=400: too soon for another line
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "   train[seed=4]: 2000/96000 steps (2%), 16.4 steps/s, about 1 h 36 min left",
+        "   infer[seed=4]: 345/690 variants (50%), 1.0 variants/s, about 6 min left",
+    ], lines

@@ -447,3 +447,15 @@ def test_progress_off_a_terminal_prints_plain_lines(capsys, monkeypatch):
         bar.update(5, {"lm_loss": 1.0, "accuracy": 0.5, "exact_accuracy": float("nan")})
     out = capsys.readouterr().out
     assert "train step 5/10 loss 1.000 acc 0.500 exact   -  " in out
+
+
+def test_progress_reaches_the_run_jobs_board(dataset, tmp_path, monkeypatch):
+    """Under ``arcpipe run --jobs`` the bar's figures also go to the worker's cell of the shared
+    board (``arcpipe.progress``), which the parent shows: here a plain list stands in for it."""
+    from arcpipe import progress
+
+    board = [0, 0]
+    monkeypatch.setattr(progress, "_board", board)
+    monkeypatch.setattr(progress, "_cell", 0)
+    _run(dataset, tmp_path, progress=True)
+    assert board == [4, 4]  # max_steps 4 of 4

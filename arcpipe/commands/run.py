@@ -2,10 +2,75 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
+
+UNITS = {"train": "steps", "infer": "variants"}
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+class Running:
+    """What the ``--jobs`` workers are doing, whose own bars go to their log files: on a terminal a
+    live bar per running training or inference, off one (``nohup``, CI) a plain line for each every
+    ``every_s`` seconds, with its rate since this run first heard of it and the time left at that
+    rate."""
+
+    every_s = 300.0
+
+    def __init__(self, console: Any, enabled: bool = True):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = console
+        self.bars = Progress(TextColumn("   {task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("eta"),
+                             TimeRemainingColumn(), console=console, disable=not (enabled and console.is_terminal))
+        self.nodes: dict[int, dict[str, Any]] = {}  # id(node) -> label, unit, task, first and latest (time, done), total
+        self.last_line = time.monotonic()
+
+    def __enter__(self) -> "Running":
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bars.__exit__(*exc)
+
+    def update(self, node: Any, done: int, total: int) -> None:
+        from rich.markup import escape
+
+        now = time.monotonic()
+        seen = self.nodes.get(id(node))
+        if seen is None:
+            unit = UNITS.get(node.stage, "")
+            task = self.bars.add_task(escape(node.label), total=total, completed=done, unit=unit)
+            seen = self.nodes[id(node)] = {"label": node.label, "unit": unit, "task": task, "first": (now, done)}
+        else:
+            self.bars.update(seen["task"], completed=done, total=total)
+        seen["latest"], seen["total"] = (now, done), total
+        if not self.console.is_terminal and now - self.last_line >= self.every_s:
+            self.last_line = now
+            for s in self.nodes.values():
+                self.console.print(f"   {self.line(s)}", highlight=False, markup=False)
+
+    @staticmethod
+    def line(s: dict[str, Any]) -> str:
+        (t0, d0), (t1, d1), total = s["first"], s["latest"], s["total"]
+        text = f"{s['label']}: {d1}/{total} {s['unit']} ({100 * d1 / total:.0f}%)"
+        if d1 > d0 and t1 > t0:
+            rate = (d1 - d0) / (t1 - t0)
+            text += f", {rate:.1f} {s['unit']}/s, about {_duration((total - d1) / rate)} left"
+        return text
+
+    def finished(self, node: Any) -> None:
+        seen = self.nodes.pop(id(node), None)
+        if seen is not None:
+            self.bars.remove_task(seen["task"])
 
 
 def command(
@@ -41,9 +106,12 @@ def command(
     root = cache.cache_root(None)
     forced: bool | list[str] = True if force else list(force_stage or [])
 
+    running = Running(console, enabled=jobs > 1 and not dry_run)  # a serial run's stages draw their own bars
+
     def on_stage(node: pl.Node, event: str) -> None:
         if dry_run:
             return
+        running.finished(node)
         if event == "start":
             log = f" (log: {escape(str(pl.log_path(root, node)))})" if jobs > 1 and node.stage != "report" else ""
             console.print(f"[bold]>> {escape(node.label)}[/bold]{log}")
@@ -51,7 +119,9 @@ def command(
             state = "cached" if node.cached else "built"
             console.print(f"   {escape(node.label)}: {state} -> {escape(str(node.path))}")
 
-    result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage, jobs=jobs)
+    with running:
+        result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage, jobs=jobs,
+                        on_progress=running.update)
     table = Table(title=f"{pipeline}{' (dry run)' if dry_run else ''}")
     for col in ("stage", "status", "key", "output"):
         table.add_column(col)
