@@ -83,11 +83,18 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
         if not table.is_file():
             raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
         got = pl.read_parquet(table).with_columns(report=pl.lit(name))
+        n_all = len(got)
         for col, value in parse_settings(where, f"compare {part!r}", "column"):
             if col not in got.columns:
                 raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
                                    f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
-            got = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
+            kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
+            if kept.is_empty():
+                values = sorted(set(got[col].cast(pl.String).to_list()), key=lambda v: (len(v), v))
+                among = " among the runs the earlier settings pick" if len(got) < n_all else ""
+                raise ArcpipeError(f"compare {part!r}: no run of {folder.name} has {col}={value}{among} "
+                                   f"({col} there: {', '.join(values)})")
+            got = kept
         if got.is_empty():
             raise ArcpipeError(f"compare {part!r}: no run of {folder.name} matches")
         _one_setting(part, got)

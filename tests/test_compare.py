@@ -47,8 +47,10 @@ def test_committed_reports_over_runs():
     assert hrm.runs.height == 4 and sorted(hrm.values.round(1)) == [31.9, 34.5, 35.0, 41.0]
     with pytest.raises(ArcpipeError, match="no column 'max_steps'"):
         compare.arm("outer-loop-59tasks-24k:max_steps=24000")
-    with pytest.raises(ArcpipeError, match="no run of"):
+    with pytest.raises(ArcpipeError, match=r"no run of outer-loop-59tasks-24k has halt_max_steps=3 \(halt_max_steps there: 1, 4\)"):
         compare.arm("outer-loop-59tasks-24k:halt_max_steps=3")
+    with pytest.raises(ArcpipeError, match=r"has core=transformer among the runs the earlier settings pick \(core there: hrm\)"):
+        compare.arm("outer-loop-59tasks-24k:halt_max_steps=1,core=transformer")
     with pytest.raises(ArcpipeError, match="no runs table"):
         compare.arm("no-such-report:halt_max_steps=1")
 
