@@ -719,13 +719,22 @@ def _priority(node: Node, root: Path) -> float:
     infer and vote are short next to a training and unblock or finish a chain."""
     if node.stage != "train":
         return math.inf
+    planned = plan_training(node, root)
+    flops = planned and planned["compute"]["flops"]
+    return math.inf if flops is None else float(flops)
+
+
+def plan_training(node: Node, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """A train node's ``train(..., dry_run=True)`` answer (resolved model and training config, its
+    steps and FLOPs), or None when its dataset is not built yet or train would reject its settings."""
     from arcpipe import train as mod
 
+    if node.stage != "train" or node.parents["augment"].result is None:
+        return None
     try:
-        flops = mod.train(**_train_args(node), root=root, dry_run=True)["compute"]["flops"]
+        return mod.train(**_train_args(node), root=root, dry_run=True)
     except (ArcpipeError, TypeError, ValueError):
-        return math.inf
-    return math.inf if flops is None else float(flops)
+        return None
 
 
 def _run_node(node: Node, path: Path, root: Path, force: bool) -> cache.Stage:

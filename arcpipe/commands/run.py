@@ -8,12 +8,9 @@ from typing import Any, List, Optional
 
 import typer
 
+from arcpipe.estimate import describe
+
 UNITS = {"train": "steps", "infer": "variants"}
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
 class Running:
@@ -64,7 +61,7 @@ class Running:
         text = f"{s['label']}: {d1}/{total} {s['unit']} ({100 * d1 / total:.0f}%)"
         if d1 > d0 and t1 > t0:
             rate = (d1 - d0) / (t1 - t0)
-            text += f", {rate:.1f} {s['unit']}/s, about {_duration((total - d1) / rate)} left"
+            text += f", {rate:.1f} {s['unit']}/s, about {describe((total - d1) / rate)} left"
         return text
 
     def finished(self, node: Any) -> None:
@@ -122,15 +119,53 @@ def command(
     with running:
         result = pl.run(pipeline, sets=set_ or [], dry_run=dry_run, force=forced, on_stage=on_stage, jobs=jobs,
                         on_progress=running.update)
+    guesses = _estimates(result, root, jobs) if dry_run else {}
     table = Table(title=f"{pipeline}{' (dry run)' if dry_run else ''}")
-    for col in ("stage", "status", "key", "output"):
+    for col in ("stage", "status", "key", "output") + (("estimate",) if guesses else ()):
         table.add_column(col)
     for node in result:
         colour = {"cached": "green", "would run": "yellow", "ran": "cyan"}.get(node.status, "white")
-        table.add_row(escape(node.label), f"[{colour}]{node.status}[/{colour}]", node.key or "-", str(node.path or "-"))
+        guess = guesses.get(id(node))
+        extra = (f"{describe(guess.seconds)} ({guess.runs} like it here)" if guess else "",) if guesses else ()
+        table.add_row(escape(node.label), f"[{colour}]{node.status}[/{colour}]", node.key or "-", str(node.path or "-"), *extra)
     console.print(table)
     if dry_run:
         n = sum(1 for node in result if node.status == "would run")
         console.print(f"{n} of {len(result)} stages would run; the rest are cached.")
+        if guesses:
+            console.print(_estimate_line(result, guesses, jobs))
     elif result.report_dir is not None:
         console.print(f"report: {result.report_dir / 'report.md'}")
+
+
+def _estimates(result: Any, root: Path, jobs: int) -> dict[int, Any]:
+    """The trainings a dry run says would run, each with the time this machine's finished
+    trainings of the same model and batch say it takes (``arcpipe.estimate``), at the thread
+    count the run would give it."""
+    import torch
+
+    from arcpipe import estimate, scheduler
+    from arcpipe import pipeline as pl
+
+    threads = max(1, scheduler.cpu_count() // jobs) if jobs > 1 else torch.get_num_threads()
+    out = {}
+    for node in result:
+        if node.stage == "train" and node.status == "would run":
+            planned = pl.plan_training(node, root)
+            guess = planned and estimate.training(planned, threads=threads, root=root)
+            if guess:
+                out[id(node)] = guess
+    return out
+
+
+def _estimate_line(result: Any, guesses: dict[int, Any], jobs: int) -> str:
+    from arcpipe import estimate
+
+    todo = [n for n in result if n.stage == "train" and n.status == "would run"]
+    seconds = [g.seconds for g in guesses.values()]
+    plural = "s" if len(todo) != 1 else ""
+    known = f"{len(guesses)} of the {len(todo)} trainings" if len(guesses) < len(todo) else f"the training{plural}"
+    line = f"estimate from finished trainings on this machine: {known} {'take' if plural else 'takes'} {describe(sum(seconds))} in all"
+    if jobs > 1:
+        line += f", about {describe(estimate.makespan(seconds, jobs))} with --jobs {jobs}"
+    return line + " (inference, votes and report extra)."
