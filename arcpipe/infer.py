@@ -129,18 +129,28 @@ def check_compatible(train: Stage, model_cfg: Any, plan: Any, aug: Stage, root: 
                 )
 
 
+MAX_STEPS = 1024  # a typo guard: a rollout of 10**6 steps is a mistake, not an experiment
+
+
 def parse_steps(steps: str | int | Sequence[int] | None, halt_max_steps: int) -> list[int]:
-    """ACT steps to record, 1-based, sorted and unique; ``None``/"all" = every step."""
+    """ACT steps to record, 1-based, sorted and unique; ``None``/"all" = every step the checkpoint
+    was trained to run (``1..halt_max_steps``). A range ``a-b`` counts every step from a to b.
+    Steps past ``halt_max_steps`` run the recurrence on beyond what training ever unrolled: the
+    test-time refinement the HRM paper scales by raising the ACT limit without retraining."""
     if steps is None or (isinstance(steps, str) and steps.strip().lower() == "all"):
         return list(range(1, halt_max_steps + 1))
     spec = steps if isinstance(steps, str) else ",".join(map(str, [steps] if isinstance(steps, int) else steps))
+    out: set[int] = set()
     try:
-        out = sorted({int(s) for s in spec.split(",") if s.strip()})
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            lo, dash, hi = part.partition("-")
+            out.update(range(int(lo), int(hi) + 1) if dash else [int(part)])
     except ValueError:
-        raise ArcpipeError(f"--steps {spec!r}: expected 'all' or comma-separated integers like 1,2,16") from None
-    if not out or not all(1 <= s <= halt_max_steps for s in out):
-        raise ArcpipeError(f"--steps {spec!r}: each step must be in 1..{halt_max_steps} (the checkpoint's halt_max_steps)")
-    return out
+        raise ArcpipeError(f"--steps {spec!r}: expected 'all' or steps and ranges like 1,2,16 or 1-16") from None
+    if not out or min(out) < 1 or max(out) > MAX_STEPS:
+        raise ArcpipeError(f"--steps {spec!r}: each step must be in 1..{MAX_STEPS} (the checkpoint was trained to "
+                           f"{halt_max_steps}; later steps continue its recurrence)")
+    return sorted(out)
 
 
 def inference_rows(plan: Any, max_variants: int | None = None) -> pl.DataFrame:
@@ -468,8 +478,9 @@ def infer(
 
     ``checkpoint``/``dataset`` default to the newest train stage and the
     augment stage it was trained on. ``steps`` picks which ACT steps to
-    record (default all ``1..halt_max_steps``; the model always runs them
-    all, since a step's state depends on the ones before). ``puzzle_id``
+    record (default all ``1..halt_max_steps``; the model runs every step up
+    to the last one asked for, since a step's state depends on the ones
+    before, and may run past ``halt_max_steps``: ``parse_steps``). ``puzzle_id``
     ("true", "blank", "random") changes only the identifiers fed to the
     model, for the embedding ablation; ``seed`` drives "random".
     ``max_variants`` keeps variants ``< N`` (quick runs). ``batch_size``

@@ -49,6 +49,7 @@ INT, NUM, BOOL, STR = "integer", "number", "boolean", "string"
 INTS, STRS, TABLE = "list of integers", "list of strings", "table"
 STR_OR_STRS, INT_OR_INTS, STR_OR_BOOL = "string or list of strings", "integer or list of integers", "string or boolean"
 SCALAR = "number, string or boolean"
+STEPS = "integer, list of integers, or string ('all', '1-16', '4,8')"
 
 #: section -> key -> kind. Keys map one-to-one onto keyword arguments of the
 #: stage functions (see ``_STAGE_ARGS`` for the renames).
@@ -67,7 +68,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "deterministic": BOOL, "device": STR, "compile": BOOL, "model": TABLE,
     },
     "infer": {
-        "steps": INT_OR_INTS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
+        "steps": STEPS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
         "device": STR, "compile": BOOL,
     },
     "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT, "variants": STR},
@@ -155,6 +156,10 @@ def _check_value(kind: str, value: Any, where: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise bad()
+    if kind == STEPS:
+        if isinstance(value, str):
+            return value
+        kind = INT_OR_INTS
     if kind == INT_OR_INTS:
         if is_int:
             return value
@@ -229,7 +234,7 @@ def _validate_sweep(body: Any, path: Path | str, where_table: str) -> Axes:
         if not isinstance(values, list) or not values:
             raise ArcpipeError(f"{where} must be a non-empty list of values to sweep")
         kind = SCALAR if k.startswith("model.") else SCHEMA[section][k]
-        elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT}.get(kind, kind)
+        elem_kind = {STR_OR_STRS: STR, INT_OR_INTS: INT, STEPS: STEPS}.get(kind, kind)
         values = [_check_value(elem_kind, v, f"{where}[{i}]") for i, v in enumerate(values)]
         if len(set(map(repr, values))) != len(values):
             raise ArcpipeError(f"{where} lists a value twice: {values}")

@@ -160,6 +160,27 @@ def test_predictions_equal_running_the_model_directly(env):
             assert t["q_continue"][i] == pytest.approx(float(out["q_continue"][s, b]), abs=1e-4)
 
 
+def test_steps_past_training_continue_the_recurrence(env):
+    """Steps past the checkpoint's halt_max_steps are the same rollout run on: the trained steps'
+    predictions are unchanged, and the later ones are what the model gives when unrolled that far."""
+    more = infer(env.train, env.aug, steps=f"1-{HALT + 2}", batch_size=16, progress=False, root=env.root)
+    t, preds = load_predictions(more)
+    assert more.config["steps"] == list(range(1, HALT + 3)) and sorted(t["step"].unique()) == list(range(1, HALT + 3))
+    cols = [c for c in PREDICTION_SCHEMA if c not in ("pred_off", "logprob_sum", "logprob_mean", "q_halt", "q_continue")]
+    early = t.with_row_index("i").filter(pl.col("step") <= HALT)
+    assert early.select(cols).equals(env.table.select(cols))
+    for i, j in zip(early["i"].to_list()[:40], range(40)):
+        assert np.array_equal(prediction_grid(t, preds, i), prediction_grid(env.table, env.preds, j))
+    # the first row's last step: rows come one test row after another, its steps in order
+    assert t["step"][HALT + 1] == HALT + 2 and t["variant"][HALT + 1] == t["variant"][0]
+    rows = inference_rows(env.plan)
+    inputs, _, pids = materialize(rows[[0]], env.plan.grids, env.plan.canvas)
+    x = torch.from_numpy(inputs).long()
+    out = _direct_model(env.train).rollout(
+        {"inputs": x, "labels": torch.full_like(x, -100), "puzzle_identifiers": torch.from_numpy(pids).long()}, steps=HALT + 2)
+    assert np.array_equal(prediction_grid(t, preds, HALT + 1), crop_board(out["preds"][-1, 0].numpy(), CANVAS))
+
+
 def test_step_subset_is_the_full_run_filtered(env):
     sub = infer(env.train, env.aug, steps="1,3", batch_size=16, progress=False, root=env.root)
     t, preds = load_predictions(sub)
@@ -298,7 +319,8 @@ def test_feed_puzzle_ids_random_is_seeded_and_never_own_task(env):
 def test_parse_steps():
     assert parse_steps(None, 4) == [1, 2, 3, 4] == parse_steps("all", 4)
     assert parse_steps("3,1,3", 4) == [1, 3] and parse_steps(2, 4) == [2]
-    for bad in ("0", "5", "1,x", ""):
+    assert parse_steps("1-3,8", 4) == [1, 2, 3, 8] and parse_steps("2-6", 4) == [2, 3, 4, 5, 6]  # past training's 4
+    for bad in ("0", "1-2000", "1,x", "", "3-", "-2"):
         with pytest.raises(ArcpipeError, match="--steps"):
             parse_steps(bad, 4)
 
@@ -323,7 +345,7 @@ def test_clear_errors(env, tmp_path):
     with pytest.raises(ArcpipeError, match="--puzzle-id 'wrong'"):
         infer(env.train, root=env.root, puzzle_id="wrong", progress=False)
     with pytest.raises(ArcpipeError, match="--steps"):
-        infer(env.train, root=env.root, steps="9", progress=False)
+        infer(env.train, root=env.root, steps="0", progress=False)
     assert not list((env.root / "infer").glob(".work-*"))  # nothing half-written by the failures
 
 

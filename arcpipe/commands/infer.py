@@ -14,7 +14,8 @@ def command(
     dataset: Optional[str] = typer.Argument(
         None, help="Augment stage (directory or cache key) (default: the one CHECKPOINT was trained on)."
     ),
-    steps: str = typer.Option("all", "--steps", help="ACT steps to record: 'all' or a list like 1,2,16."),
+    steps: str = typer.Option("all", "--steps", help="ACT steps to record: 'all' (those the checkpoint was trained "
+                                "to run) or steps and ranges like 1,2,16 or 1-16; steps past training's limit run its recurrence on."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Variants per forward pass (default: 1024 GPU, 32 CPU)."),
     puzzle_id: str = typer.Option(
         "true", "--puzzle-id", help="Identifiers fed to the model: true | blank (id 0) | random (another task's, seeded)."
