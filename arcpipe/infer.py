@@ -28,6 +28,7 @@ import polars as pl
 
 from arcpipe import cache, launch
 from arcpipe import progress as shared_progress
+from arcpipe import threads
 from arcpipe.cache import Stage
 from arcpipe.errors import ArcpipeError, out_of_memory_as
 from arcpipe.transforms import COLOUR_OFFSET, crop_shapes
@@ -540,6 +541,8 @@ def infer(
         barrier()
         missing = [i for i in range(n_shards) if not _shard_done(work, i)]
         todo = [i for i in missing if i % world == rank]  # shard i belongs to rank i % world
+        if todo and dev.type == "cpu":
+            threads.fit("infer", (lambda msg: print(msg, file=sys.stderr, flush=True)) if rank == 0 else (lambda msg: None))
         model = load_model(train, dev, compile=compile) if todo else None
         rows_of = lambda shards: sum(hi - lo for lo, hi in map(span, shards))  # noqa: E731
         mine = [i for i in range(n_shards) if i % world == rank]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from arcpipe import cache
+from arcpipe import cache, threads
 from arcpipe.errors import ArcpipeError
 from arcpipe.trainer import (
     METRIC_COLUMNS,
@@ -486,6 +486,8 @@ def train(
         config = {"preset": preset, "model": model_cfg.to_dict(), "train": tc.to_dict()}
 
         def build(work: Path) -> dict:
+            if device_type == "cpu":
+                threads.fit("train", say)
             with _determinism(tc.deterministic, device_type):
                 data = _load_data(stage_in, tc.holdout)
                 # --force means "from scratch": a killed run's resume state is not reused either.
