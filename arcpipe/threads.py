@@ -67,7 +67,7 @@ def free_threads(current: int, busy: float | None, n_cpus: int) -> int:
 _default: int | None = None  # torch's thread count before the first stage here changed it
 
 
-def fit(stage: str, say: Callable[[str], None], busy: Callable[[], float | None] = others_busy) -> int:
+def fit(stage: str, say: Callable[[str], None], busy: Callable[[], float | None] | None = None) -> int:
     """Set torch's threads for a CPU stage about to start to what the machine has free (see the
     module doc); return the count."""
     import torch
@@ -77,7 +77,7 @@ def fit(stage: str, say: Callable[[str], None], busy: Callable[[], float | None]
         return torch.get_num_threads()
     if _default is None:
         _default = torch.get_num_threads()
-    load = busy() if _default > 1 else None
+    load = (busy or others_busy)() if _default > 1 else None
     n = free_threads(_default, load, cpus())
     if n < _default:
         say(f"{stage}: other processes keep {load:.1f} of {cpus()} CPUs busy: {n} torch thread(s) instead of "
