@@ -127,6 +127,29 @@ def plot_steps(path: Path, by_step: Any, rules: list[str]) -> None:
     plt.close(fig)
 
 
+def plot_refinement(path: Path, table: Any) -> None:
+    """pass@2 against the ACT step each arm's inference ran to, its trained step marked: what
+    running the recurrence on past training buys, arm by arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for arm in dict.fromkeys(table["arm"].to_list()):
+        d = table.filter(table["arm"] == arm).sort("step")
+        line, = ax.plot(d["step"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, label=arm)
+        ax.axvline(int(d["trained_steps"][0]), color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel("ACT step used at inference (dotted: the steps the arm was trained to run)")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title("Test-time refinement: running the recurrence on past training")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _lines_per_value(ax: Any, frame: Any, f: str, values: list[Any], x: str) -> None:
     """One pass@2 line per value of factor ``f`` against column ``x``, with its 95% CI bars."""
     for v in values:

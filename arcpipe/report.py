@@ -36,7 +36,7 @@ import numpy as np
 
 from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
-from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_steps
+from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_refinement, plot_steps
 from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
 from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci, t_quantile
 
@@ -346,6 +346,14 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         if compute[0]["fit_line"].is_not_null().any():
             plot_fit(work / "fit.png", compute[0], compute[2], compute[3])
 
+    # 3d. test-time refinement: ACT steps recorded past the segments the arms were trained to run
+    refinement = refinement_tables(runs, queries, main_i, varying, primary, top, task_ids)
+    if refinement is not None:
+        _write_table(refinement[0], work, "refinement")
+        if refinement[1] is not None:
+            _write_table(refinement[1], work, "refinement_vs_main")
+        plot_refinement(work / "refinement.png", refinement[0])
+
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
     run_scores = run_table(runs, queries, varying, primary, step, top, source_ids)
@@ -375,7 +383,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
 
     md = report_markdown.markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery, max_n, points, seeds,
                    run_scores, pools, grids, by_rule, (sig, cal), sources, by_source,
-                   compute)
+                   compute, refinement)
     (work / "report.md").write_text(md)
     return {"runs": len(runs), "tasks": len(task_ids), "queries": sum(x.n_queries for x in queries),
             "n_aug_points": len(points), "rules": len(rules), "seconds": round(time.perf_counter() - t0, 3)}
@@ -614,6 +622,63 @@ def factor_grids(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, 
                                 "delta_seeds_low": slo, "delta_seeds_high": shi})
         out.append((f, g, grid, effects))
     return out
+
+
+def _trained_steps(run: Run) -> int | None:
+    """The ACT segments a run's model was trained to run (its ``halt_max_steps``)."""
+    return None if run.train is None else run.train.config.get("model", {}).get("halt_max_steps")
+
+
+def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
+                      top: int, task_ids: Sequence[str]) -> tuple[Any, Any] | None:
+    """Test-time refinement: for every arm (runs equal in every varying factor) whose inference ran
+    its recurrence past the ACT segments it was trained to run, pass@2 at each recorded step and
+    its difference from the trained step, paired within each run (the same model, the same
+    variants, only the step differs), over tasks with seeds averaged, and with the runs resampled
+    too (``seed_bootstrap_ci`` on the per-run differences). Then each other arm's gain against the
+    main arm's at the same step: does one model profit more from running on? None when no run
+    recorded a step past its training's."""
+    import polars as pl
+
+    def gains(group: list[int], k: int, s: int) -> np.ndarray:
+        """(runs, tasks): pass@2 at step s minus at the trained step k, run by run."""
+        return np.stack([queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
+                         - queries[i].all_variants(rule, k, top, task_ids)["pass@2"] for i in group])
+
+    arms: dict[tuple, list[int]] = {}
+    for i in sorted(range(len(runs)), key=lambda i: i != main_i):  # the main run's arm first
+        if queries[i].info["task_ids"] == list(task_ids):
+            arms.setdefault(tuple(runs[i].factor(f) for f in varying), []).append(i)
+    rows, per_arm = [], {}
+    for values, group in arms.items():
+        ks = {_trained_steps(runs[i]) for i in group}
+        steps = sorted(set.intersection(*(set(queries[i].info["steps"]) for i in group)))
+        k = ks.pop() if len(ks) == 1 else None
+        if k is None or k not in steps or steps[-1] <= k:
+            continue
+        label = ", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs"
+        per_arm[values] = (label, group, k, steps)
+        for s in steps:
+            d = gains(group, k, s)
+            p2 = np.mean([queries[i].all_variants(rule, s, top, task_ids)["pass@2"] for i in group], axis=0)
+            eff = paired_effects(d.mean(axis=0)[None])
+            lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
+            rows.append({"arm": label, "trained_steps": k, "step": s, "runs": len(group), "rule": rule,
+                         "pass@2": float(p2.mean()), **{key: v[0].item() for key, v in eff.items()},
+                         "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
+    if not rows:
+        return None
+    vs_main = []
+    (main_label, main_group, main_k, main_steps), *others = per_arm.values()
+    for label, group, k, steps in others:
+        for s in (s for s in steps if s in main_steps and s > max(k, main_k)):
+            a, b = gains(group, k, s), gains(main_group, main_k, s)
+            eff = paired_effects((a.mean(axis=0) - b.mean(axis=0))[None])
+            lo, hi = seed_bootstrap_ci([a, b], np.array([[1.0, -1.0]]))
+            vs_main.append({"arm": label, "main": main_label, "step": s, "rule": rule,
+                            **{key: v[0].item() for key, v in eff.items()},
+                            "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
+    return pl.DataFrame(rows), (pl.DataFrame(vs_main) if vs_main else None)
 
 
 def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,

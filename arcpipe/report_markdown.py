@@ -256,6 +256,47 @@ def _compute_markdown(table: Any, pairs: Any) -> list[str]:
             ""]) + _fit_markdown(table)
 
 
+def _refinement_steps(steps: list[int], k: int) -> list[int]:
+    """The steps a markdown table shows: the first, the trained one, then doubling to the last
+    (the CSV has every step)."""
+    shown, s = {steps[0], k, steps[-1]}, 2 * k
+    while s < steps[-1]:
+        shown.add(s)
+        s *= 2
+    return [s for s in steps if s in shown]
+
+
+def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
+    rows = []
+    for arm in dict.fromkeys(table["arm"].to_list()):
+        d = table.filter(table["arm"] == arm)
+        k = int(d["trained_steps"][0])
+        show = _refinement_steps(d["step"].to_list(), k)
+        for r in d.iter_rows(named=True):
+            if r["step"] in show:
+                trained = r["step"] == k
+                rows.append([arm, r["runs"], f"{r['step']}" + (" (trained)" if trained else ""), _pct(r["pass@2"]),
+                             "—" if trained else _delta(r), "—" if trained else _seeds(r)])
+    out = ["## Test-time refinement: ACT steps past training", "",
+           "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the HRM paper's "
+           "inference-time scaling: a higher ACT limit without retraining). pass@2 at each step (rule "
+           f"{table['rule'][0]}, every cached variant voted, seeds averaged per task) and its difference from the step "
+           "the arm was trained to, paired within each run: the same model and variants, only the step differs (tasks "
+           "that gained ↑ / lost ↓); seeds resampled draws the runs' differences too. Table `refinement` (every step).",
+           "", "![pass@2 against the ACT step, past training](refinement.png)", "",
+           _md_table(["arm", "runs", "ACT step", "pass@2", "Δ vs trained step", "seeds resampled"], rows), ""]
+    if vs_main is not None:
+        main = vs_main["main"][0]
+        m = table.filter(table["arm"] == main)
+        show = _refinement_steps(m["step"].to_list(), int(m["trained_steps"][0]))
+        out += [f"Does one arm gain more from running on than the main arm ({main})? Each arm's gain from its trained "
+                "step to the step shown, minus the main arm's gain to the same step. Table `refinement_vs_main`.", "",
+                _md_table(["arm", "ACT step", "gain − main arm's gain", "seeds resampled"],
+                          [[r["arm"], r["step"], _delta(r), _seeds(r)] for r in vs_main.iter_rows(named=True)
+                           if r["step"] in show]), ""]
+    return out
+
+
 def _fit_markdown(table: Any) -> list[str]:
     """The compute section's second reading: each arm's score against its training fit."""
     if table["fit_line"].is_null().all():
@@ -303,7 +344,7 @@ def _off(r: dict) -> dict:
 
 def markdown(config, runs, main, info, curves, by_step, factors, per_input, rules, primary, gallery,
               max_n, points, seeds, run_scores, pools=None, grids=(), by_rule=None, signal_tables=None,
-              sources=None, by_source=None, compute=None) -> str:
+              sources=None, by_source=None, compute=None, refinement=None) -> str:
     import polars as pl
 
     name = config["name"]
@@ -381,6 +422,8 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
         parts += _grid_markdown(f, g, grid, effects, runs, main)
     if compute is not None:
         parts += _compute_markdown(compute[0], compute[1])
+    if refinement is not None:
+        parts += _refinement_markdown(*refinement)
     parts += ["## Per test input (all variants)", "",
               "✓ = solved within the top-2 attempts; margin = votes for the top answer minus votes for the runner-up.", ""]
     header = ["task", "test"] + rules + [f"margin ({primary})"]
@@ -407,5 +450,6 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
                       for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + (", `compute`" + (", `compute_pairs`" if compute[1] is not None else "") if compute is not None else "")
+              + (", `refinement`" + (", `refinement_vs_main`" if refinement[1] is not None else "") if refinement is not None else "")
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

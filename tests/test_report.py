@@ -902,3 +902,50 @@ def test_signals_threads_give_the_same_table(cached):
     one = signals.signal_quality(p, n_boot=200)
     assert one.height == len(STEPS) * len(signals.SIGNALS)
     assert signals.signal_quality(p, n_boot=200, jobs=3).equals(one)
+
+
+def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tmp_path):
+    """Runs trained to 2 ACT segments whose inference recorded 3: pass@2 at every step and its
+    difference from step 2, run by run, the numbers vote's own; each other arm's gain against the
+    main arm's. Runs that recorded no step past their training get no section."""
+    from arcpipe import vote
+
+    root, _, aug, _ = cached
+    runs = {}
+    for i, (preset, seed) in enumerate((("tiny", 0), ("tiny", 1), ("transformer-tiny", 0), ("transformer-tiny", 1))):
+        t = make_train(root, aug, preset, seed=seed, halt_max_steps=2)
+        runs[(preset, seed)] = make_infer(root, aug, skill=0.2 + 0.1 * i, seed=120 + i, train=t)
+    report.report(list(runs.values()), name="refine", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"],
+                  main="preset=tiny", step=2, root=root)
+    out = tmp_path / "refine"
+    table = pl.read_parquet(out / "refinement.parquet")
+    assert table["arm"].to_list() == ["core=hrm"] * 3 + ["core=transformer"] * 3
+    assert table["step"].to_list() == [1, 2, 3] * 2 and set(table["trained_steps"]) == {2} and set(table["runs"]) == {2}
+
+    def p2(st, step):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule="hrm", top=2, step=step), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    def gain(preset, step):
+        return np.mean([p2(runs[(preset, s)], step) - p2(runs[(preset, s)], 2) for s in (0, 1)], axis=0)
+
+    hrm3, tf3 = gain("tiny", 3), gain("transformer-tiny", 3)
+    row = table.filter((pl.col("arm") == "core=hrm") & (pl.col("step") == 3)).row(0, named=True)
+    assert row["delta"] == pytest.approx(hrm3.mean()) and row["better"] == int((hrm3 > stats.MOVED).sum())
+    assert row["pass@2"] == pytest.approx(np.mean([p2(runs[("tiny", s)], 3) for s in (0, 1)]))
+    assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"]
+    assert row["delta_seeds_low"] <= row["delta"] <= row["delta_seeds_high"]
+    trained = table.filter(pl.col("step") == 2)
+    assert trained["delta"].to_list() == [0.0, 0.0]
+    vs = pl.read_parquet(out / "refinement_vs_main.parquet")
+    assert vs["arm"].to_list() == ["core=transformer"] and vs["step"].to_list() == [3] and vs["main"][0] == "core=hrm"
+    assert vs["delta"][0] == pytest.approx(tf3.mean() - hrm3.mean())
+    md = (out / "report.md").read_text()
+    assert "## Test-time refinement: ACT steps past training" in md and "| core=hrm | 2 | 2 (trained) |" in md
+    assert "`refinement`, `refinement_vs_main`" in md and (out / "refinement.png").is_file()
+    # trained to tiny's 4 segments, recorded 1..3: nothing past training
+    t = make_train(root, aug, "tiny", seed=7)
+    report.report([make_infer(root, aug, skill=0.3, seed=130, train=t)], name="none", out_dir=tmp_path,
+                  n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    assert not (tmp_path / "none" / "refinement.parquet").exists()
+    assert "Test-time refinement" not in (tmp_path / "none" / "report.md").read_text()
