@@ -108,9 +108,13 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
     # pass@2 alone cannot tell: two such runs of seed 8 scored 24.9% on both an EPYC and a Xeon, with
     # other predictions. A replay reproduces every column, so the oracle and the training fit join the
     # score. The per-task rows follow the runs kept.
+    # Two inferences of one training that score alike are one run too (a report that reran a cached
+    # model's inference to record more ACT steps, read at the step the other report read).
     table = pl.concat(runs, how="diagonal_relaxed")
-    identity = [c for c in RUN_IDENTITY if c in table.columns]
-    table = table.unique(subset=identity, keep="first", maintain_order=True)
+    who = pl.coalesce("train", "infer") if "train" in table.columns else pl.col("infer")
+    table = table.with_columns(_run=who)
+    identity = ["_run", *(c for c in RUN_IDENTITY if c in table.columns and c != "infer")]
+    table = table.unique(subset=identity, keep="first", maintain_order=True).drop("_run")
     # a report named by two parts (two of its settings pooled) brings its run_tasks twice: once is enough
     per_task = None if any(t is None for t in tasks) else (
         pl.concat(tasks).unique(subset=["report", "infer", "task_id"], keep="first", maintain_order=True)

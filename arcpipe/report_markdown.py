@@ -257,9 +257,11 @@ def _compute_markdown(table: Any, pairs: Any) -> list[str]:
 
 
 def _refinement_steps(steps: list[int], k: int) -> list[int]:
-    """The steps a markdown table shows: the first, the trained one, then doubling to the last
-    (the CSV has every step)."""
-    shown, s = {steps[0], k, steps[-1]}, 2 * k
+    """The steps a markdown table shows (the CSV has every one): up to the trained step ``k`` all of
+    them when k <= 8 (which of its own segments a model does best at), else powers of two; then
+    doubling from k, and the last."""
+    shown = {s for s in steps if s <= k and (k <= 8 or s & (s - 1) == 0)} | {k, steps[-1]}
+    s = 2 * k
     while s < steps[-1]:
         shown.add(s)
         s *= 2

@@ -412,10 +412,13 @@ def test_committed_59_task_runs_leave_39_tasks_to_move():
     import polars as pl
 
     root = Path(__file__).resolve().parents[1] / "reports"
-    tables = [pl.read_parquet(f) for f in sorted(glob.glob(str(root / "*" / "run_tasks.parquet")))]
-    t = pl.concat(x.select("infer", "task_id", "pass@2", "oracle", run=pl.col("pass@2").mean().over("infer"),
-                           run_oracle=pl.col("oracle").mean().over("infer")) for x in tables
-                  if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
+    tables = [pl.read_parquet(f).join(pl.read_parquet(f.replace("run_tasks", "runs")).select("infer", "train"), on="infer")
+              for f in sorted(glob.glob(str(root / "*" / "run_tasks.parquet")))]
+    # a training read again by another inference (act-steps-59tasks-amd records 16 ACT steps of
+    # models other reports read at 4) scores the same at the same step: one run, as in `compare`
+    t = pl.concat(x.select("task_id", "pass@2", "oracle", infer=pl.coalesce("train", "infer"),
+                           run=pl.col("pass@2").mean().over("infer"), run_oracle=pl.col("oracle").mean().over("infer"))
+                  for x in tables if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
     assert t.select("infer", "run", "run_oracle").unique().height == 128
@@ -439,3 +442,14 @@ def test_committed_core_gap_on_the_epyc_at_12000_steps():
     pooled = compare.arm(f"{r}:preset=tiny,max_steps=12000;{x}:preset=tiny")
     assert pooled.runs.height == 14 and sorted(pooled.values.round(1))[:3] == [18.9, 20.6, 24.9]
     assert list(pooled.values.round(1)).count(24.9) == 3  # seed 8 on each CPU kind, and the EPYC's seed 4
+
+
+def test_a_training_read_by_two_inferences_counts_once():
+    """act-steps-59tasks-amd reran the inference of the eight-seed grid's models to record 16 ACT
+    steps; read at step 4, as the grid read them, they are the same eight runs, not sixteen."""
+    a = "act-steps-59tasks-amd:preset=tiny,max_steps=24000"
+    g = "outer-loop-59tasks-compute-8seeds-amd:preset=tiny,max_steps=24000"
+    pooled = compare.arm(f"{a};{g}")
+    assert compare.arm(a).runs["infer"].to_list() != compare.arm(g).runs["infer"].to_list()  # other inferences
+    assert pooled.runs.height == 8 and pooled.tasks["infer"].n_unique() == 8 and pooled.tasks.height == 8 * 59
+    assert sorted(pooled.values) == sorted(compare.arm(g).values)
