@@ -137,7 +137,7 @@ def plot_refinement(path: Path, table: Any) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for arm in dict.fromkeys(table["arm"].to_list()):
-        d = table.filter(table["arm"] == arm).sort("step")
+        d = table.filter((table["arm"] == arm) & table["step"].is_not_null()).sort("step")
         line, = ax.plot(d["step"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, label=arm)
         ax.axvline(int(d["trained_steps"][0]), color=line.get_color(), ls=":", lw=1)
     ax.set_xlabel("ACT step used at inference (dotted: the steps the arm was trained to run)")

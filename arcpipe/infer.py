@@ -29,6 +29,7 @@ import polars as pl
 
 from arcpipe import cache, launch
 from arcpipe import progress as shared_progress
+from arcpipe import steps as step_list
 from arcpipe import threads
 from arcpipe.cache import Stage
 from arcpipe.errors import ArcpipeError, out_of_memory_as
@@ -131,28 +132,18 @@ def check_compatible(train: Stage, model_cfg: Any, plan: Any, aug: Stage, root: 
                 )
 
 
-MAX_STEPS = 1024  # a typo guard: a rollout of 10**6 steps is a mistake, not an experiment
-
-
 def parse_steps(steps: str | int | Sequence[int] | None, halt_max_steps: int) -> list[int]:
     """ACT steps to record, 1-based, sorted and unique; ``None``/"all" = every step the checkpoint
-    was trained to run (``1..halt_max_steps``). A range ``a-b`` counts every step from a to b.
+    was trained to run (``1..halt_max_steps``), else ``arcpipe.steps.parse``'s forms (``1-16``).
     Steps past ``halt_max_steps`` run the recurrence on beyond what training ever unrolled: the
     test-time refinement the HRM paper scales by raising the ACT limit without retraining."""
     if steps is None or (isinstance(steps, str) and steps.strip().lower() == "all"):
         return list(range(1, halt_max_steps + 1))
-    spec = steps if isinstance(steps, str) else ",".join(map(str, [steps] if isinstance(steps, int) else steps))
-    out: set[int] = set()
     try:
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            lo, dash, hi = part.partition("-")
-            out.update(range(int(lo), int(hi) + 1) if dash else [int(part)])
-    except ValueError:
-        raise ArcpipeError(f"--steps {spec!r}: expected 'all' or steps and ranges like 1,2,16 or 1-16") from None
-    if not out or min(out) < 1 or max(out) > MAX_STEPS:
-        raise ArcpipeError(f"--steps {spec!r}: each step must be in 1..{MAX_STEPS} (the checkpoint was trained to "
-                           f"{halt_max_steps}; later steps continue its recurrence)")
-    return sorted(out)
+        return step_list.parse(steps)
+    except ArcpipeError as e:
+        raise ArcpipeError(f"{e} or 'all' (the checkpoint was trained to {halt_max_steps}; later steps continue "
+                           "its recurrence)") from None
 
 
 def inference_rows(plan: Any, max_variants: int | None = None) -> pl.DataFrame:

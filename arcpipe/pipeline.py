@@ -71,7 +71,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "steps": STEPS, "batch_size": INT, "puzzle_id": STR_OR_BOOL, "seed": INT, "max_variants": INT,
         "device": STR, "compile": BOOL,
     },
-    "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": INT, "seed": INT, "variants": STR},
+    "vote": {"rule": STR_OR_STRS, "top": INT, "n_aug": INT, "step": STEPS, "seed": INT, "variants": STR},
     "report": {
         "name": STR, "out_dir": STR, "n_aug_points": INTS, "seeds": INT, "rules": STRS, "step": INT,
         "enabled": BOOL, "main": STR,

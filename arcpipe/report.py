@@ -632,18 +632,24 @@ def _trained_steps(run: Run) -> int | None:
 def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
                       top: int, task_ids: Sequence[str]) -> tuple[Any, Any] | None:
     """Test-time refinement: for every arm (runs equal in every varying factor) whose inference ran
-    its recurrence past the ACT segments it was trained to run, pass@2 at each recorded step and
-    its difference from the trained step, paired within each run (the same model, the same
-    variants, only the step differs), over tasks with seeds averaged, and with the runs resampled
-    too (``seed_bootstrap_ci`` on the per-run differences). Then each other arm's gain against the
+    its recurrence past the ACT segments it was trained to run, pass@2 at each recorded step, and
+    with the answers of the trained steps (then of every step) voted together, each against the
+    trained step, paired within each run (the same model, the same variants, only the steps
+    differ), over tasks with seeds averaged, and with the runs resampled too
+    (``seed_bootstrap_ci`` on the per-run differences). Then each other arm's gain against the
     main arm's at the same step: does one model profit more from running on? None when no run
     recorded a step past its training's."""
     import polars as pl
 
-    def gains(group: list[int], k: int, s: int) -> np.ndarray:
+    def score(i: int, s: int | tuple[int, ...]) -> np.ndarray:
+        """Run i's per-task pass@2 voting step s, or every step of the tuple s together."""
+        if isinstance(s, int):
+            return queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
+        return per_task(queries[i].query(rule, queries[i].info["n_aug"], s, 0, top)[1], task_ids)["pass@2"]
+
+    def gains(group: list[int], k: int, s: int | tuple[int, ...]) -> np.ndarray:
         """(runs, tasks): pass@2 at step s minus at the trained step k, run by run."""
-        return np.stack([queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
-                         - queries[i].all_variants(rule, k, top, task_ids)["pass@2"] for i in group])
+        return np.stack([score(i, s) - score(i, k) for i in group])
 
     arms: dict[tuple, list[int]] = {}
     for i in sorted(range(len(runs)), key=lambda i: i != main_i):  # the main run's arm first
@@ -658,12 +664,15 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
             continue
         label = ", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs"
         per_arm[values] = (label, group, k, steps)
-        for s in steps:
+        # every step alone, then the trained steps' answers voted together, and every step's
+        pools = [tuple(s for s in steps if s <= k), tuple(steps)]
+        for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]:
             d = gains(group, k, s)
-            p2 = np.mean([queries[i].all_variants(rule, s, top, task_ids)["pass@2"] for i in group], axis=0)
+            p2 = np.mean([score(i, s) for i in group], axis=0)
             eff = paired_effects(d.mean(axis=0)[None])
             lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
-            rows.append({"arm": label, "trained_steps": k, "step": s, "runs": len(group), "rule": rule,
+            rows.append({"arm": label, "trained_steps": k, "step": s if isinstance(s, int) else None,
+                         "pooled": None if isinstance(s, int) else f"{s[0]}-{s[-1]}", "runs": len(group), "rule": rule,
                          "pass@2": float(p2.mean()), **{key: v[0].item() for key, v in eff.items()},
                          "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
     if not rows:

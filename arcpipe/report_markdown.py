@@ -273,24 +273,28 @@ def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
     for arm in dict.fromkeys(table["arm"].to_list()):
         d = table.filter(table["arm"] == arm)
         k = int(d["trained_steps"][0])
-        show = _refinement_steps(d["step"].to_list(), k)
+        show = _refinement_steps(d["step"].drop_nulls().to_list(), k)
         for r in d.iter_rows(named=True):
-            if r["step"] in show:
+            if r["step"] in show or r["pooled"] is not None:
                 trained = r["step"] == k
-                rows.append([arm, r["runs"], f"{r['step']}" + (" (trained)" if trained else ""), _pct(r["pass@2"]),
+                what = f"{r['step']}" + (" (trained)" if trained else "") if r["pooled"] is None else \
+                    f"{r['pooled'].replace('-', '–')} voted together"
+                rows.append([arm, r["runs"], what, _pct(r["pass@2"]),
                              "—" if trained else _delta(r), "—" if trained else _seeds(r)])
     out = ["## Test-time refinement: ACT steps past training", "",
            "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the HRM paper's "
            "inference-time scaling: a higher ACT limit without retraining). pass@2 at each step (rule "
            f"{table['rule'][0]}, every cached variant voted, seeds averaged per task) and its difference from the step "
-           "the arm was trained to, paired within each run: the same model and variants, only the step differs (tasks "
-           "that gained ↑ / lost ↓); seeds resampled draws the runs' differences too. Table `refinement` (every step).",
+           "the arm was trained to, paired within each run: the same model and variants, only the steps differ (tasks "
+           "that gained ↑ / lost ↓); seeds resampled draws the runs' differences too. *Voted together*: every variant's "
+           "answer at each of those steps is a vote (the trained steps, then every step), as a vote over more "
+           "variants would be. Table `refinement` (every step).",
            "", "![pass@2 against the ACT step, past training](refinement.png)", "",
            _md_table(["arm", "runs", "ACT step", "pass@2", "Δ vs trained step", "seeds resampled"], rows), ""]
     if vs_main is not None:
         main = vs_main["main"][0]
         m = table.filter(table["arm"] == main)
-        show = _refinement_steps(m["step"].to_list(), int(m["trained_steps"][0]))
+        show = _refinement_steps(m["step"].drop_nulls().to_list(), int(m["trained_steps"][0]))
         out += [f"Does one arm gain more from running on than the main arm ({main})? Each arm's gain from its trained "
                 "step to the step shown, minus the main arm's gain to the same step. Table `refinement_vs_main`.", "",
                 _md_table(["arm", "ACT step", "gain − main arm's gain", "seeds resampled"],

@@ -918,9 +918,13 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     report.report(list(runs.values()), name="refine", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"],
                   main="preset=tiny", step=2, root=root)
     out = tmp_path / "refine"
-    table = pl.read_parquet(out / "refinement.parquet")
+    everything = pl.read_parquet(out / "refinement.parquet")
+    table = everything.filter(pl.col("step").is_not_null())
     assert table["arm"].to_list() == ["core=hrm"] * 3 + ["core=transformer"] * 3
     assert table["step"].to_list() == [1, 2, 3] * 2 and set(table["trained_steps"]) == {2} and set(table["runs"]) == {2}
+    # the trained steps' answers voted together (1-2), then every step's (1-3)
+    pooled = everything.filter(pl.col("step").is_null())
+    assert pooled["pooled"].to_list() == ["1-2", "1-3"] * 2
 
     def p2(st, step):
         prepared = vote.prepare(st)
@@ -935,6 +939,9 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     assert row["pass@2"] == pytest.approx(np.mean([p2(runs[("tiny", s)], 3) for s in (0, 1)]))
     assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"]
     assert row["delta_seeds_low"] <= row["delta"] <= row["delta_seeds_high"]
+    both = np.mean([p2(runs[("tiny", s)], [1, 2, 3]) - p2(runs[("tiny", s)], 2) for s in (0, 1)], axis=0)
+    assert pooled.filter((pl.col("arm") == "core=hrm") & (pl.col("pooled") == "1-3"))["delta"][0] == pytest.approx(both.mean())
+    assert "| core=hrm | 2 | 1–3 voted together |" in (out / "report.md").read_text()
     trained = table.filter(pl.col("step") == 2)
     assert trained["delta"].to_list() == [0.0, 0.0]
     vs = pl.read_parquet(out / "refinement_vs_main.parquet")

@@ -517,3 +517,33 @@ def test_end_to_end_tiny_checkpoint_infer_vote(tmp_path):
     shutil.copytree(other.path, tmp_path / "elsewhere" / "augment" / aug.key)
     with pytest.raises(ArcpipeError, match="hash mismatch"):
         prepare(moved)
+
+
+def test_several_steps_vote_together(tmp_path):
+    """``step=[1, 2]``: every variant's answer at each step is a vote, so an answer's count is the
+    sum of its counts at each step alone; one step in a list is that step."""
+    answers = {1: [[[1]], [[1]], [[2]]], 2: [[[2]], [[3]], [[3]]]}  # step -> the grid of variants 0, 1, 2
+    rows = [{"task_id": "t", "example": 0, "variant": v, "dihedral": 0, "perm": IDENT, "grid": np.array(g), "step": step}
+            for step, grids in answers.items() for v, g in enumerate(grids)]
+    p = prepare(write_stages(tmp_path, {"t": [np.array([[2]])]}, rows))
+    alone = [rank(p, rule="count", step=s, top=5) for s in (1, 2)]
+    both = rank(p, rule="count", step=[1, 2], top=5)
+    assert sorted(both["count"].to_list()) == [2, 2, 2] and both["n_votes"][0] == 6
+    counts = pl.concat(x.select("answer", "count") for x in alone).group_by("answer").agg(pl.col("count").sum())
+    got = both.select("answer", "count").join(counts, on="answer", suffix="_sum")
+    assert got.height == 3 and (got["count"] == got["count_sum"]).all()
+    assert both["first_variant"].to_list() == [0, 0, 1]  # a three-way tie: the smallest voting variant first
+    assert scores(both, p)["pass@2"] == 1.0 and scores(rank(p, step=1), p)["pass@2"] == 1.0
+    assert rank(p, rule="hrm", step=[2]).equals(rank(p, rule="hrm", step=2))
+    with pytest.raises(ArcpipeError, match="not recorded"):
+        rank(p, step=[1, 7])
+    # the stage: "1-2" is its own entry; one step, however written, keeps the int key of old
+    from arcpipe.vote import vote
+
+    stage = write_stages(tmp_path / "s", {"t": [np.array([[2]])]}, rows)
+    together, last = vote(stage, step="1-2", root=tmp_path / "s"), vote(stage, step=2, root=tmp_path / "s")
+    assert together.config["step"] == [1, 2] and together.key != last.key
+    assert vote(stage, step="2", root=tmp_path / "s").key == last.key and last.config["step"] == 2
+    assert json.loads((together.path / "scores.json").read_text())["query"]["step"] == [1, 2]
+    with pytest.raises(ArcpipeError, match="--step '1-x'"):
+        vote(stage, step="1-x", root=tmp_path / "s")

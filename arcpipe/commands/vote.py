@@ -17,7 +17,8 @@ def command(
              "q-mean / logprob (mean confidence / log-prob of an answer's votes: ignore how many, so a rare answer can win at large n_aug) | "
              "q-max (the single most confident vote).",
     ),
-    step: Optional[int] = typer.Option(None, "--step", help="ACT step whose predictions vote (default: the last recorded)."),
+    step: Optional[str] = typer.Option(None, "--step", help="ACT step whose predictions vote (default: the last recorded), "
+                                       "or several voting together: 1-4 or 1,2,4."),
     seed: int = typer.Option(0, "--seed", help="Seed of the variant subset."),
     variants: str = typer.Option(
         "all", "--variants",
