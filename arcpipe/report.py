@@ -637,7 +637,8 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
     trained step, paired within each run (the same model, the same variants, only the steps
     differ), over tasks with seeds averaged, and with the runs resampled too
     (``seed_bootstrap_ci`` on the per-run differences). Then each other arm's gain against the
-    main arm's at the same step: does one model profit more from running on? None when no run
+    main arm's at the same step, when the main arm ran on too: does one model profit more from
+    running on? None when no run
     recorded a step past its training's."""
     import polars as pl
 
@@ -678,8 +679,9 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
     if not rows:
         return None
     vs_main = []
-    (main_label, main_group, main_k, main_steps), *others = per_arm.values()
-    for label, group, k, steps in others:
+    main_key = tuple(runs[main_i].factor(f) for f in varying)
+    main_label, main_group, main_k, main_steps = per_arm.get(main_key, (None, [], 0, []))
+    for label, group, k, steps in (v for key, v in per_arm.items() if key != main_key and main_group):
         for s in (s for s in steps if s in main_steps and s > max(k, main_k)):
             a, b = gains(group, k, s), gains(main_group, main_k, s)
             eff = paired_effects((a.mean(axis=0) - b.mean(axis=0))[None])
