@@ -453,3 +453,27 @@ def test_a_training_read_by_two_inferences_counts_once():
     assert compare.arm(a).runs["infer"].to_list() != compare.arm(g).runs["infer"].to_list()  # other inferences
     assert pooled.runs.height == 8 and pooled.tasks["infer"].n_unique() == 8 and pooled.tasks.height == 8 * 59
     assert sorted(pooled.values) == sorted(compare.arm(g).values)
+
+
+def test_committed_refinement_figures():
+    """docs/ablations.md, "Test-time refinement": the four-segment models run on to 16 segments
+    gain nothing past training, and their four segments voted together beat the last alone on
+    every arm, resolved with seeds resampled."""
+    import polars as pl
+
+    t = pl.read_parquet(Path(__file__).resolve().parents[1] / "reports" / "act-steps-59tasks-amd" / "refinement.parquet")
+
+    def row(arm: str, step: int | None = None, pooled: str | None = None) -> tuple[float, float, float, float, float]:
+        r = t.filter((pl.col("arm") == arm) & (pl.col("step") == step if step else pl.col("pooled") == pooled)).row(0, named=True)
+        return tuple(round(100 * r[k], 1) for k in ("delta", "delta_ci_low", "delta_ci_high", "delta_seeds_low", "delta_seeds_high"))
+
+    hrm12, hrm24 = "core=hrm, max_steps=12000", "core=hrm, max_steps=24000"
+    tf12, tf24 = "core=transformer, max_steps=12000", "core=transformer, max_steps=24000"
+    assert set(t["runs"]) == {8} and set(t["trained_steps"]) == {4}
+    assert row(hrm12, 1) == (3.7, 0.6, 7.3, 0.2, 7.5) and row(hrm24, 2) == (3.1, 0.6, 5.9, 0.6, 5.9)
+    assert row(hrm24, 16)[:3] == (-2.5, -5.0, -0.3) and row(hrm24, 16)[4] > 0  # over tasks only
+    past = [row(a, s) for a in (hrm12, hrm24, tf12, tf24) for s in range(5, 17)]
+    assert max(r[0] for r in past) == 0.8 and all(r[1] < 0 for r in past)  # no gain past training resolved
+    together = {a: row(a, pooled="1-4") for a in (hrm12, hrm24, tf12, tf24)}
+    assert [v[0] for v in together.values()] == [5.2, 4.4, 3.1, 2.0]
+    assert all(v[3] > 0 for v in together.values())  # every one resolved with seeds resampled
