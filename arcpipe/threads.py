@@ -6,9 +6,10 @@ this 2-core machine, with two trainings running, an inference at torch's default
 3.9 variants/s, at 1 thread 166 (40 times faster). The thread count changes neither a stage's
 cache key nor, on one CPU, its results (``benchmarks/threads.py``), so a training or inference
 started on a busy machine takes only the cores the others leave free and says so in one line;
-the next stage looks again, from torch's own count, so a machine that has become free gets
-all its cores back. The stage's manifest records the count it ran on. ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) set by the user,
-or by ``arcpipe run --jobs`` for its workers, is a choice and is kept.
+the next stage looks again, from torch's own count, so a machine that has become free gets all
+its cores back. The stage's manifest records the count it ran on. ``OMP_NUM_THREADS`` (or
+``MKL_NUM_THREADS``) set by the user, or by ``arcpipe run --jobs`` for its workers, is a choice
+and is kept.
 
 How busy: the CPU time every process but this one used over a quarter of a second (Linux's
 ``/proc/stat`` minus this process's own time), in cores. The load average would not do: it
@@ -51,10 +52,9 @@ def others_busy(sample_s: float = SAMPLE_S) -> float | None:
 
 
 def cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    from arcpipe.scheduler import cpu_count
+
+    return cpu_count()
 
 
 def free_threads(current: int, busy: float | None, n_cpus: int) -> int:
