@@ -116,3 +116,23 @@ def fake(monkeypatch) -> FakeStages:
         monkeypatch.setitem(sys.modules, f"arcpipe.{name}", mod)
         monkeypatch.setattr(arcpipe, name, mod, raising=False)
     return f
+
+
+@pytest.fixture
+def busy_machine(monkeypatch):
+    """A 2-CPU machine whose torch default is 2 threads, with no OMP_NUM_THREADS set: call the
+    returned function with how many cores other processes keep busy (``arcpipe.threads``).
+    torch's thread count is restored afterwards."""
+    from arcpipe import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_default", 2)
+    monkeypatch.setattr(threads, "cpus", lambda: 2)
+    before = torch.get_num_threads()
+
+    def busy(cores: float) -> None:
+        monkeypatch.setattr(threads, "others_busy", lambda: cores)
+
+    yield busy
+    torch.set_num_threads(before)

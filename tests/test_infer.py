@@ -452,21 +452,11 @@ def test_progress_reaches_the_run_jobs_board(env, tmp_path, monkeypatch):
     assert not stage.cached and board == [stage.manifest["counts"]["variants"]] * 2
 
 
-def test_a_busy_machine_gets_one_line_and_the_free_cores(env, tmp_path, monkeypatch, capsys):
+def test_a_busy_machine_gets_one_line_and_the_free_cores(env, tmp_path, busy_machine, capsys):
     """With no OMP_NUM_THREADS and other processes holding the cores, inference says so and runs
     on the free ones (``arcpipe.threads``); the predictions are the stage's usual ones."""
-    from arcpipe import threads
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "_default", 2)
-    monkeypatch.setattr(threads, "cpus", lambda: 2)
-    monkeypatch.setattr(threads, "others_busy", lambda: 1.8)
-    before = torch.get_num_threads()
-    try:
-        stage = infer(env.train, env.aug, batch_size=5, shard_rows=SHARD, progress=False, root=tmp_path)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    busy_machine(1.8)
+    stage = infer(env.train, env.aug, batch_size=5, shard_rows=SHARD, progress=False, root=tmp_path)
+    assert torch.get_num_threads() == 1
     assert "infer: other processes keep 1.8 of 2 CPUs busy: 1 torch thread(s) instead of 2" in capsys.readouterr().err
     assert stage.key == env.stage.key and load_predictions(stage)[0].equals(env.table)

@@ -48,18 +48,7 @@ def test_others_busy_leaves_out_this_process(monkeypatch):
     assert threads.others_busy() == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.fixture
-def fresh(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "_default", 2)
-    monkeypatch.setattr(threads, "cpus", lambda: 2)
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_fit_takes_the_free_cores_says_so_and_gives_them_back_later(fresh):
+def test_fit_takes_the_free_cores_says_so_and_gives_them_back_later(busy_machine):
     said: list[str] = []
     assert threads.fit("infer", said.append, busy=lambda: 1.9) == 1 == torch.get_num_threads()
     assert said == ["infer: other processes keep 1.9 of 2 CPUs busy: 1 torch thread(s) instead of 2 "
@@ -68,7 +57,7 @@ def test_fit_takes_the_free_cores_says_so_and_gives_them_back_later(fresh):
     assert len(said) == 1
 
 
-def test_fit_keeps_the_users_choice(fresh, monkeypatch):
+def test_fit_keeps_the_users_choice(busy_machine, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     torch.set_num_threads(2)
     assert threads.fit("train", pytest.fail, busy=lambda: 2.0) == 2

@@ -461,18 +461,8 @@ def test_progress_reaches_the_run_jobs_board(dataset, tmp_path, monkeypatch):
     assert board == [4, 4]  # max_steps 4 of 4
 
 
-def test_a_busy_machine_gets_one_line_and_the_free_cores(dataset, tmp_path, monkeypatch, capsys):
-    from arcpipe import threads
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "_default", 2)
-    monkeypatch.setattr(threads, "cpus", lambda: 2)
-    monkeypatch.setattr(threads, "others_busy", lambda: 1.2)
-    before = torch.get_num_threads()
-    try:
-        stage = _run(dataset, tmp_path, deterministic=False)
-    finally:
-        torch.set_num_threads(before)
+def test_a_busy_machine_gets_one_line_and_the_free_cores(dataset, tmp_path, busy_machine, capsys):
+    busy_machine(1.2)
+    stage = _run(dataset, tmp_path, deterministic=False)
     assert "train: other processes keep 1.2 of 2 CPUs busy: 1 torch thread(s) instead of 2" in capsys.readouterr().err
     assert stage.manifest["host"]["torch_threads"] == 1  # the manifest says what it ran on
