@@ -31,7 +31,7 @@ def command(
     only = None if tasks is None else task_list(tasks, reports)
     out = compare(plus, minus, reports, only)
     console = Console(highlight=False, soft_wrap=True)
-    shared = out["over_runs"]["tasks"]
+    shared = out["tasks"]
     if only is not None:
         console.print(f"--tasks: every figure below is on the {shared} of its {len(only)} tasks that all arms were scored on")
     elif shared is not None:
@@ -44,13 +44,17 @@ def command(
         console.print(f"{'+' if sign > 0 else '-'} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
     r = out["over_runs"]
-    console.print(f"over runs: {r['delta']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] (95% Welch interval, df {r['df']:.1f})")
+    if r is None:
+        console.print("over runs: not available (an arm of one run has no spread between runs)")
+    else:
+        console.print(f"over runs: {r['delta']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] (95% Welch interval, df {r['df']:.1f})")
     t = out["over_tasks"]
     if t is None:
         console.print("over tasks: not available (a report involved predates run_tasks)")
     else:
         console.print(f"over tasks ({t['tasks']} shared): {t['delta']:+.1f} [{t['low']:+.1f}, {t['high']:+.1f}] paired "
-                      f"({t['better']} up, {t['worse']} down); seeds resampled [{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]")
+                      f"({t['better']} up, {t['worse']} down); seeds resampled "
+                      + (f"[{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]" if t["seeds_low"] == t["seeds_low"] else "n/a (an arm of one run)"))
         for label, pick in (("up", lambda d: d > 0), ("down", lambda d: d < 0)):
             ids = [f"{task} {d:+.0f}" for task, d in t["moved"].items() if pick(d)]
             if ids:
