@@ -205,13 +205,14 @@ def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path 
     """Sum of the ``plus`` arms' mean pass@2 minus the ``minus`` arms' (points), over runs and,
     where kept, over tasks; with each arm's runs and the per-run values used (each run's pass@2,
     or its mean over the shared tasks when the arms' task sets differ or ``tasks`` restricts
-    them: ``tasks``, also in ``over_runs``, the number of tasks read). ``over_runs`` is None when an arm has one run
-    (a difference over tasks holds the trainings fixed and needs none)."""
+    them: ``tasks``, also in ``over_runs``, the number of tasks read). ``over_runs`` is None when
+    an arm has one run (a difference over tasks holds the trainings fixed and needs none)."""
     if not plus and not minus:
         raise ArcpipeError("compare: give at least one arm")
     arms = [(1.0, arm(s, reports)) for s in plus] + [(-1.0, arm(s, reports)) for s in minus]
     common, differ = shared_tasks(arms, tasks)
     values = [a.values_on(common) if differ else a.values for _, a in arms]
+    n_read = len(common) if differ else None
     tasks_read = over_tasks(arms, tasks)
     if min(len(v) for v in values) < 2:  # no spread between runs: over tasks is all there is
         if tasks_read is None:
@@ -219,9 +220,8 @@ def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path 
                                "predates per-task scores")
         runs = None
     else:
-        runs = {**over_runs([(s, v) for (s, _), v in zip(arms, values)]), "tasks": len(common) if differ else None}
-    return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": tasks_read,
-            "tasks": len(common) if differ else None}
+        runs = {**over_runs([(s, v) for (s, _), v in zip(arms, values)]), "tasks": n_read}
+    return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": tasks_read, "tasks": n_read}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:

@@ -80,16 +80,20 @@ class _Queries:
     def info(self) -> dict:
         return prepared_info(self.prepared)
 
-    def all_variants(self, rule: str, step: int | None, top: int, task_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Per-task scores voting every cached variant at ACT ``step`` (its last when it did not
-        record that step), over ``task_ids`` (default: its own scored tasks)."""
+    def all_variants(self, rule: str, step: int | tuple[int, ...] | None, top: int,
+                     task_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-task scores voting every cached variant at ACT ``step`` (several together when a
+        tuple; its last when it did not record that step), over ``task_ids`` (default: its own
+        scored tasks)."""
         info = self.info
         return per_task(self.query(rule, info["n_aug"], self.own_step(step), 0, top)[1],
                         info["task_ids"] if task_ids is None else task_ids)
 
-    def own_step(self, step: int | None) -> int | None:
-        """``step`` when this inference recorded it, else None (its last)."""
-        return step if step in self.info["steps"] else None
+    def own_step(self, step: int | tuple[int, ...] | None) -> int | tuple[int, ...] | None:
+        """``step`` when this inference recorded it (every one of them, for several voting
+        together), else None (its last)."""
+        wanted = step if isinstance(step, tuple) else (step,)
+        return step if all(s in self.info["steps"] for s in wanted) else None
 
 
 def _jobs() -> int:
@@ -644,9 +648,7 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
 
     def score(i: int, s: int | tuple[int, ...]) -> np.ndarray:
         """Run i's per-task pass@2 voting step s, or every step of the tuple s together."""
-        if isinstance(s, int):
-            return queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
-        return per_task(queries[i].query(rule, queries[i].info["n_aug"], s, 0, top)[1], task_ids)["pass@2"]
+        return queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
 
     def gains(group: list[int], k: int, s: int | tuple[int, ...]) -> np.ndarray:
         """(runs, tasks): pass@2 at step s minus at the trained step k, run by run."""

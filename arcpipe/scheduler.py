@@ -14,9 +14,9 @@ each worker gets an equal share of the CPU's threads (``OMP_NUM_THREADS``), set 
 worker imports torch. A node's console output (progress bars, warnings) goes to its own log
 file, since N interleaved progress bars are unreadable; the parent prints one line when a
 node starts and one when it ends, and ``on_progress`` hears how far each running node has got
-(``arcpipe.progress``: the stage's own bar also writes to a shared cell). Among the nodes ready to start, the caller's ``priority``
-picks (the pipeline's: a training's FLOPs, dearest first, the classic longest-job-first rule
-for a short makespan). When a node fails, no new node starts, the ones running
+(``arcpipe.progress``: the stage's own bar also writes to a shared cell). Among the nodes ready
+to start, the caller's ``priority`` picks (the pipeline's: a training's FLOPs, dearest first,
+the classic longest-job-first rule for a short makespan). When a node fails, no new node starts, the ones running
 finish (their results are cached and recorded), then the first error is raised, naming the
 node and its log.
 """
@@ -166,8 +166,8 @@ def run_parallel(
     parents' results), ties and a missing ``priority`` in ``nodes`` order. ``on_start(node)``
     fires as a node is handed to a worker and ``on_done(node, result)`` as its result comes back
     (both in this process), and ``on_progress(node, done, total)`` about every half second for each
-    running node whose stage reports its progress (``arcpipe.progress``). ``threads`` per worker defaults to an equal share of
-    ``cpu_count()``; ``devices`` to ``visible_devices()``.
+    running node whose stage reports its progress (``arcpipe.progress``). ``threads`` per worker
+    defaults to an equal share of ``cpu_count()``; ``devices`` to ``visible_devices()``.
 
     ``fn`` and what ``args`` returns are pickled to the worker, so ``fn`` must be a module-level
     function and the arguments plain data."""

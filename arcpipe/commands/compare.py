@@ -23,6 +23,8 @@ def command(
     per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on different
     task sets are compared on the tasks they share, over runs as over tasks (--tasks narrows that
     further). Nothing is retrained."""
+    import math
+
     from rich.console import Console
 
     from arcpipe.compare import compare, task_list
@@ -54,7 +56,7 @@ def command(
     else:
         console.print(f"over tasks ({t['tasks']} shared): {t['delta']:+.1f} [{t['low']:+.1f}, {t['high']:+.1f}] paired "
                       f"({t['better']} up, {t['worse']} down); seeds resampled "
-                      + (f"[{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]" if t["seeds_low"] == t["seeds_low"] else "n/a (an arm of one run)"))
+                      + ("n/a (an arm of one run)" if math.isnan(t["seeds_low"]) else f"[{t['seeds_low']:+.1f}, {t['seeds_high']:+.1f}]"))
         for label, pick in (("up", lambda d: d > 0), ("down", lambda d: d < 0)):
             ids = [f"{task} {d:+.0f}" for task, d in t["moved"].items() if pick(d)]
             if ids:
