@@ -559,7 +559,9 @@ def rank(prepared: Prepared, *, n_aug: int | None = None, rule: str = "hrm", ste
     steps = sorted({int(s) for s in step}) if isinstance(step, (list, tuple, range, np.ndarray)) else [int(step)]
     missing = [s for s in steps if s not in p.steps]
     if missing or not steps:
-        raise ArcpipeError(f"step {step} was not recorded; recorded ACT steps: {', '.join(map(str, p.steps))}")
+        shown = ", ".join(map(str, missing[:3])) + (f", ... {missing[-1]} ({len(missing)})" if len(missing) > 3 else "")
+        which = "no step was" if not missing else f"step {shown} was" if len(missing) == 1 else f"steps {shown} were"
+        raise ArcpipeError(f"{which} not recorded; recorded ACT steps: {', '.join(map(str, p.steps))}")
     sizes = p.pool_sizes(variants)
     avail = int(sizes.max(initial=0))
     if variants != "all" and avail == 0:
