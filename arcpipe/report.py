@@ -640,19 +640,32 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
     with the answers of the trained steps (then of every step) voted together, each against the
     trained step, paired within each run (the same model, the same variants, only the steps
     differ), over tasks with seeds averaged, and with the runs resampled too
-    (``seed_bootstrap_ci`` on the per-run differences). Then each other arm's gain against the
+    (``seed_bootstrap_ci`` on the per-run differences). Every variant votes; where the plan also
+    voted variants it never trained, the rows are repeated with only the trained ones voting
+    (``variants`` = "trained"), since untrained variants can outnumber them and drown a gain
+    from more votes per trained variant. Then each other arm's gain against the
     main arm's at the same step, when the main arm ran on too: does one model profit more from
     running on? None when no run
     recorded a step past its training's."""
     import polars as pl
 
-    def score(i: int, s: int | tuple[int, ...]) -> np.ndarray:
-        """Run i's per-task pass@2 voting step s, or every step of the tuple s together."""
-        return queries[i].all_variants(rule, s, top, task_ids)["pass@2"]
+    def score(i: int, s: int | tuple[int, ...], pool: str = "all") -> np.ndarray:
+        """Run i's per-task pass@2 voting step s, or every step of the tuple s together, with every
+        variant of ``pool`` (VARIANT_POOLS) voting."""
+        q = queries[i]
+        if pool == "all":
+            return q.all_variants(rule, s, top, task_ids)["pass@2"]
+        return per_task(q.query(rule, None, q.own_step(s), 0, top, variants=pool)[1], task_ids)["pass@2"]
 
-    def gains(group: list[int], k: int, s: int | tuple[int, ...]) -> np.ndarray:
+    def gains(group: list[int], k: int, s: int | tuple[int, ...], pool: str = "all") -> np.ndarray:
         """(runs, tasks): pass@2 at step s minus at the trained step k, run by run."""
-        return np.stack([score(i, s) - score(i, k) for i in group])
+        return np.stack([score(i, s, pool) - score(i, k, pool) for i in group])
+
+    def split(i: int) -> bool:
+        """Run i's plan voted variants it never trained beside ones it did (the demo's recipe)."""
+        p = queries[i].prepared
+        return getattr(p, "train_aug", None) is not None and all(
+            p.pool_sizes(pool).max(initial=0) > 0 for pool in ("trained", "untrained"))
 
     arms: dict[tuple, list[int]] = {}
     for i in sorted(range(len(runs)), key=lambda i: i != main_i):  # the main run's arm first
@@ -667,14 +680,16 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
             continue
         label = ", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs"
         per_arm[values] = (label, group, k, steps)
-        # every step alone, then the trained steps' answers voted together, and every step's
+        # every step alone, then the trained steps' answers voted together, and every step's; with
+        # every variant voting, and again with only the trained ones where the plan voted others too
         pools = [tuple(s for s in steps if s <= k), tuple(steps)]
-        for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]:
-            d = gains(group, k, s)
-            p2 = np.mean([score(i, s) for i in group], axis=0)
+        variant_pools = ["all", "trained"] if all(split(i) for i in group) else ["all"]
+        for pool, s in ((v, s) for v in variant_pools for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]):
+            d = gains(group, k, s, pool)
+            p2 = np.mean([score(i, s, pool) for i in group], axis=0)
             eff = paired_effects(d.mean(axis=0)[None])
             lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
-            rows.append({"arm": label, "trained_steps": k, "step": s if isinstance(s, int) else None,
+            rows.append({"arm": label, "variants": pool, "trained_steps": k, "step": s if isinstance(s, int) else None,
                          "pooled": None if isinstance(s, int) else f"{s[0]}-{s[-1]}", "runs": len(group), "rule": rule,
                          "pass@2": float(p2.mean()), **{key: v[0].item() for key, v in eff.items()},
                          "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})

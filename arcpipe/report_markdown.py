@@ -270,6 +270,8 @@ def _refinement_steps(steps: list[int], k: int) -> list[int]:
 
 def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
     rows = []
+    pools = table["variants"].to_list() if "variants" in table.columns else ["all"] * table.height
+    split = "trained" in pools  # the plan voted untrained variants too: both pools get rows
     for arm in dict.fromkeys(table["arm"].to_list()):
         d = table.filter(table["arm"] == arm)
         k = int(d["trained_steps"][0])
@@ -279,18 +281,21 @@ def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
                 trained = r["step"] == k
                 what = f"{r['step']}" + (" (trained)" if trained else "") if r["pooled"] is None else \
                     f"{r['pooled'].replace('-', '–')} voted together"
-                rows.append([arm, r["runs"], what, _pct(r["pass@2"]),
+                rows.append([arm, *([r["variants"]] if split else []), r["runs"], what, _pct(r["pass@2"]),
                              "—" if trained else _delta(r), "—" if trained else _seeds(r)])
     out = ["## Test-time refinement: ACT steps past training", "",
            "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the HRM paper's "
            "inference-time scaling: a higher ACT limit without retraining). pass@2 at each step (rule "
-           f"{table['rule'][0]}, every cached variant voted, seeds averaged per task) and its difference from the step "
+           f"{table['rule'][0]}, every cached variant voted"
+           + ("; *variants* trained: only the variants whose puzzle embedding was trained vote" if split else "")
+           + ", seeds averaged per task) and its difference from the step "
            "the arm was trained to, paired within each run: the same model and variants, only the steps differ (tasks "
            "that gained ↑ / lost ↓); seeds resampled draws the runs' differences too. *Voted together*: every variant's "
            "answer at each of those steps is a vote (the trained steps, then every step), as a vote over more "
            "variants would be. Table `refinement` (every step).",
            "", "![pass@2 against the ACT step, past training](refinement.png)", "",
-           _md_table(["arm", "runs", "ACT step", "pass@2", "Δ vs trained step", "seeds resampled"], rows), ""]
+           _md_table(["arm", *(["variants"] if split else []), "runs", "ACT step", "pass@2", "Δ vs trained step",
+                      "seeds resampled"], rows), ""]
     if vs_main is not None:
         main = vs_main["main"][0]
         m = table.filter(table["arm"] == main)

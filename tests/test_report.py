@@ -251,6 +251,40 @@ def test_variant_pools_section(cached, built, tmp_path):
     assert "## Trained vs untrained variants" in md and "| untrained identifier | 3 |" in md
 
 
+def test_refinement_section_repeats_with_only_trained_variants_voting(cached, tmp_path):
+    """A plan that votes variants it never trained (the demo's): the refinement rows come twice,
+    every variant voting, then only the trained ones; the trained rows' numbers are vote's with
+    variants='trained', and the markdown gains a variants column."""
+    from arcpipe import vote
+
+    root, tasks, _, _ = cached
+    aug = make_augment(root, tasks, train_aug=3)
+    runs = [make_infer(root, aug, skill=0.4, seed=140 + s, train=make_train(root, aug, "tiny", seed=s, halt_max_steps=2))
+            for s in (0, 1)]
+    report.report(runs, name="split", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], step=2, root=root)
+    out = tmp_path / "split"
+    t = pl.read_parquet(out / "refinement.parquet")
+    assert t["variants"].to_list() == ["all"] * 5 + ["trained"] * 5
+    assert t["step"].to_list() == [1, 2, 3, None, None] * 2
+    assert t["pooled"].to_list() == [None, None, None, "1-2", "1-3"] * 2
+
+    def p2(st, step, variants):
+        prepared = vote.prepare(st)
+        ranked = vote.rank(prepared, rule="hrm", top=2, step=step, variants=variants)
+        return vote.scores(ranked, prepared, ks=(2,))["per_task"]["pass@2"]
+
+    for pool in ("all", "trained"):
+        for step, pooled in ((3, None), ([1, 2], "1-2")):
+            d = np.mean([p2(r, step, pool) - p2(r, 2, pool) for r in runs], axis=0)
+            row = t.filter((pl.col("variants") == pool) & (pl.col("step") == step if pooled is None else pl.col("pooled") == pooled))
+            assert row["delta"][0] == pytest.approx(d.mean())
+            assert row["pass@2"][0] == pytest.approx(np.mean([p2(r, step, pool) for r in runs]))
+    trained_only = t.filter(pl.col("variants") == "trained")["pass@2"].to_numpy()
+    assert not np.allclose(trained_only, t.filter(pl.col("variants") == "all")["pass@2"].to_numpy())
+    md = (out / "report.md").read_text()
+    assert "| arm | variants | runs | ACT step |" in md and "| all runs | trained | 2 | 1–2 voted together |" in md
+
+
 def test_one_factor_ablation_sections(cached, tmp_path):
     """A core sweep and a puzzle-id sweep sharing a baseline: one section each, each a one-factor
     slice through the baseline, numbers equal to scoring that run alone."""
@@ -950,6 +984,7 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     md = (out / "report.md").read_text()
     assert "## Test-time refinement: ACT steps past training" in md and "| core=hrm | 2 | 2 (trained) |" in md
     assert "`refinement`, `refinement_vs_main`" in md and (out / "refinement.png").is_file()
+    assert set(everything["variants"]) == {"all"}  # every variant trained: one pool
     # trained to tiny's 4 segments, recorded 1..3: nothing past training
     t = make_train(root, aug, "tiny", seed=7)
     report.report([make_infer(root, aug, skill=0.3, seed=130, train=t)], name="none", out_dir=tmp_path,
