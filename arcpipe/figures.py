@@ -157,6 +157,36 @@ def plot_refinement(path: Path, table: Any) -> None:
     plt.close(fig)
 
 
+def plot_refinement_votes(path: Path, votes: Any) -> None:
+    """pass@2 against the answers voted per test input (log scale), per arm: the trained step alone
+    (solid) and the trained steps voted together (dashed), each over its variant counts. Where the
+    dashed line lies below the solid one at equal votes, a segment's answer is worth less than a
+    fresh variant's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for arm in dict.fromkeys(votes["arm"].to_list()):
+        color = None
+        for steps in dict.fromkeys(votes.filter(votes["arm"] == arm)["steps"].to_list()):
+            d = votes.filter((votes["arm"] == arm) & (votes["steps"] == steps)).sort("votes")
+            alone = "-" not in steps
+            line, = ax.plot(d["votes"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, color=color,
+                            ls="-" if alone else "--", label=f"{arm}: step {steps}" if alone else f"{arm}: steps {steps} together")
+            color = line.get_color()
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("answers voted per test input (variants × ACT steps voting)")
+    ax.set_ylabel("pass@2 (fraction of tasks)")
+    ax.set_title("Segments or variants as votes")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _lines_per_value(ax: Any, frame: Any, f: str, values: list[Any], x: str) -> None:
     """One pass@2 line per value of factor ``f`` against column ``x``, with its 95% CI bars."""
     for v in values:

@@ -36,7 +36,7 @@ import numpy as np
 
 from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
-from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_refinement, plot_steps
+from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_refinement, plot_refinement_votes, plot_steps
 from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
 from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci, t_quantile
 
@@ -357,6 +357,11 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         if refinement[1] is not None:
             _write_table(refinement[1], work, "refinement_vs_main")
         plot_refinement(work / "refinement.png", refinement[0])
+        votes = refinement_votes(runs, queries, main_i, varying, primary, top, task_ids, points, seeds)
+        if votes is not None:
+            _write_table(votes, work, "refinement_votes")
+            plot_refinement_votes(work / "refinement_votes.png", votes)
+        refinement = (*refinement, votes)
 
     # 4. every run on its own (runs off every one-factor slice too, e.g. two kinds switched off at once)
     source_ids = {name: np.asarray(task_ids)[mask].tolist() for name, mask in sources.items()}
@@ -633,20 +638,38 @@ def _trained_steps(run: Run) -> int | None:
     return None if run.train is None else run.train.config.get("model", {}).get("halt_max_steps")
 
 
+def refinement_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str],
+                    task_ids: Sequence[str]) -> dict[tuple, tuple[str, list[int], int, list[int]]]:
+    """The arms (runs equal in every varying factor, the main run's first) whose inference ran its
+    recurrence past the ACT segments it was trained to run: per arm its label, runs, trained step
+    count and the steps every one of its runs recorded. Empty when no run recorded a step past its
+    training's."""
+    arms: dict[tuple, list[int]] = {}
+    for i in sorted(range(len(runs)), key=lambda i: i != main_i):
+        if queries[i].info["task_ids"] == list(task_ids):
+            arms.setdefault(tuple(runs[i].factor(f) for f in varying), []).append(i)
+    out = {}
+    for values, group in arms.items():
+        ks = {_trained_steps(runs[i]) for i in group}
+        steps = sorted(set.intersection(*(set(queries[i].info["steps"]) for i in group)))
+        k = ks.pop() if len(ks) == 1 else None
+        if k is not None and k in steps and steps[-1] > k:
+            out[values] = (", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs", group, k, steps)
+    return out
+
+
 def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
                       top: int, task_ids: Sequence[str]) -> tuple[Any, Any] | None:
-    """Test-time refinement: for every arm (runs equal in every varying factor) whose inference ran
-    its recurrence past the ACT segments it was trained to run, pass@2 at each recorded step, and
-    with the answers of the trained steps (then of every step) voted together, each against the
+    """Test-time refinement: for every arm of ``refinement_arms``, pass@2 at each recorded step,
+    and with the answers of the trained steps (then of every step) voted together, each against the
     trained step, paired within each run (the same model, the same variants, only the steps
     differ), over tasks with seeds averaged, and with the runs resampled too
     (``seed_bootstrap_ci`` on the per-run differences). Every variant votes; where the plan also
     voted variants it never trained, the rows are repeated with only the trained ones voting
     (``variants`` = "trained"), since untrained variants can outnumber them and drown a gain
-    from more votes per trained variant. Then each other arm's gain against the
-    main arm's at the same step, when the main arm ran on too: does one model profit more from
-    running on? None when no run
-    recorded a step past its training's."""
+    from more votes per trained variant. Then each other arm's gain against the main arm's at the
+    same step, when the main arm ran on too: does one model profit more from running on? None when
+    no run recorded a step past its training's."""
     import polars as pl
 
     def score(i: int, s: int | tuple[int, ...], pool: str = "all") -> np.ndarray:
@@ -667,19 +690,9 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
         return getattr(p, "train_aug", None) is not None and all(
             p.pool_sizes(pool).max(initial=0) > 0 for pool in ("trained", "untrained"))
 
-    arms: dict[tuple, list[int]] = {}
-    for i in sorted(range(len(runs)), key=lambda i: i != main_i):  # the main run's arm first
-        if queries[i].info["task_ids"] == list(task_ids):
-            arms.setdefault(tuple(runs[i].factor(f) for f in varying), []).append(i)
-    rows, per_arm = [], {}
-    for values, group in arms.items():
-        ks = {_trained_steps(runs[i]) for i in group}
-        steps = sorted(set.intersection(*(set(queries[i].info["steps"]) for i in group)))
-        k = ks.pop() if len(ks) == 1 else None
-        if k is None or k not in steps or steps[-1] <= k:
-            continue
-        label = ", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs"
-        per_arm[values] = (label, group, k, steps)
+    per_arm = refinement_arms(runs, queries, main_i, varying, task_ids)
+    rows = []
+    for label, group, k, steps in per_arm.values():
         # every step alone, then the trained steps' answers voted together, and every step's; with
         # every variant voting, and again with only the trained ones where the plan voted others too
         pools = [tuple(s for s in steps if s <= k), tuple(steps)]
@@ -707,6 +720,51 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
                             **{key: v[0].item() for key, v in eff.items()},
                             "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
     return pl.DataFrame(rows), (pl.DataFrame(vs_main) if vs_main else None)
+
+
+def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
+                     top: int, task_ids: Sequence[str], points: Sequence[int], seeds: int) -> Any:
+    """Segments or variants as votes: for every arm of ``refinement_arms``, pass@2 voting the trained
+    step alone and the trained steps together, at each variant count of ``points`` (mean over
+    ``seeds`` subsamples below a run's own count, every variant voting), with ``votes`` the answers
+    per test input that makes. Each voted-together row whose vote count the trained step alone also
+    reached (4 segments of n variants against 1 segment of 4n) carries that contrast, paired within
+    each run: is a segment's answer worth a fresh variant's? The segments of one variant share its
+    input and puzzle embedding; the variants do not. None when no arm ran past its training, or its
+    training ran one step."""
+    import polars as pl
+
+    rows, mats = [], []
+    for label, group, k, steps in refinement_arms(runs, queries, main_i, varying, task_ids).values():
+        trained = tuple(s for s in steps if s <= k)
+        if len(trained) < 2:
+            continue
+        n_max = min(queries[i].info["n_aug"] for i in group)
+        ns = sorted({p for p in points if p < n_max} | {n_max})
+        alone = {}
+        for s in (k, trained):
+            per_run = [_subsample_scores(queries[i], [rule], ns, queries[i].info["n_aug"], seeds, s, top, task_ids)
+                       for i in group]
+            width = 1 if isinstance(s, int) else len(s)
+            for n in ns:
+                runs_p2 = np.stack([sc[(rule, n)]["pass@2"] for sc in per_run])
+                row = {"arm": label, "steps": str(s) if isinstance(s, int) else f"{s[0]}-{s[-1]}", "n_aug": n,
+                       "votes": n * width, "runs": len(group), "rule": rule, "pass@2": float(runs_p2.mean()),
+                       "subsamples": per_run[0][(rule, n)]["subsamples"]}
+                if width == 1:
+                    alone[n] = runs_p2
+                elif n * width in alone:  # the same votes from the trained step alone, over more variants
+                    d = runs_p2 - alone[n * width]
+                    eff = paired_effects(d.mean(axis=0)[None])
+                    lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
+                    row |= {"vs_alone_n_aug": n * width, **{key: v[0].item() for key, v in eff.items()},
+                            "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])}
+                rows.append(row)
+                mats.append(runs_p2.mean(axis=0))
+    if not rows:
+        return None
+    lo, hi = bootstrap_ci(np.stack(mats))
+    return pl.DataFrame(rows, infer_schema_length=None).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
 
 
 def compute_table(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,

@@ -268,7 +268,7 @@ def _refinement_steps(steps: list[int], k: int) -> list[int]:
     return [s for s in steps if s in shown]
 
 
-def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
+def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[str]:
     rows = []
     pools = table["variants"].to_list() if "variants" in table.columns else ["all"] * table.height
     split = "trained" in pools  # the plan voted untrained variants too: both pools get rows
@@ -305,6 +305,21 @@ def _refinement_markdown(table: Any, vs_main: Any) -> list[str]:
                 _md_table(["arm", "ACT step", "gain − main arm's gain", "seeds resampled"],
                           [[r["arm"], r["step"], _delta(r), _seeds(r)] for r in vs_main.iter_rows(named=True)
                            if r["step"] in show]), ""]
+    if votes is not None and "vs_alone_n_aug" in votes.columns:
+        pairs = votes.filter(votes["vs_alone_n_aug"].is_not_null())
+        one_step = ~votes["steps"].str.contains("-")  # "4" against "1-4"
+        alone = {(r["arm"], r["n_aug"]): r for r in votes.filter(one_step).iter_rows(named=True)}
+        rows = [[r["arm"], r["votes"], f"{_pct(alone[(r['arm'], r['vs_alone_n_aug'])]['pass@2'])} "
+                 f"({r['vs_alone_n_aug']} variants)", f"{_pct(r['pass@2'])} ({r['n_aug']})", _delta(r), _seeds(r)]
+                for r in pairs.iter_rows(named=True)]
+        out += ["Segments or variants as votes: the trained steps' answers voted together against the trained step "
+                "alone from as many answers per test input, drawn from more variants (mean over seeded subsamples of "
+                "the variants, every variant voting; paired within each run). A segment's answer shares its variant's "
+                "input and puzzle embedding with the other segments; a fresh variant's answer does not. Table "
+                "`refinement_votes` (every variant count, both ways of voting).", "",
+                "![pass@2 against the answers voted per test input](refinement_votes.png)", "",
+                _md_table(["arm", "answers voted", "trained step alone", "trained steps together", "Δ together − alone",
+                           "seeds resampled"], rows), ""]
     return out
 
 
@@ -461,6 +476,7 @@ def markdown(config, runs, main, info, curves, by_step, factors, per_input, rule
                       for f in factors)
               + "".join(f", `grid_{f}_{g}`, `grid_{f}_{g}_effects`" for f, g, _, _ in grids)
               + (", `compute`" + (", `compute_pairs`" if compute[1] is not None else "") if compute is not None else "")
-              + (", `refinement`" + (", `refinement_vs_main`" if refinement[1] is not None else "") if refinement is not None else "")
+              + (", `refinement`" + (", `refinement_vs_main`" if refinement[1] is not None else "")
+                 + (", `refinement_votes`" if refinement[2] is not None else "") if refinement is not None else "")
               + " (.csv and .parquet). Every input stage's manifest is in `manifest.json`.", ""]
     return "\n".join(parts)

@@ -949,7 +949,7 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     for i, (preset, seed) in enumerate((("tiny", 0), ("tiny", 1), ("transformer-tiny", 0), ("transformer-tiny", 1))):
         t = make_train(root, aug, preset, seed=seed, halt_max_steps=2)
         runs[(preset, seed)] = make_infer(root, aug, skill=0.2 + 0.1 * i, seed=120 + i, train=t)
-    report.report(list(runs.values()), name="refine", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"],
+    report.report(list(runs.values()), name="refine", out_dir=tmp_path, n_aug_points=[8, 16], seeds=1, rules=["hrm"],
                   main="preset=tiny", step=2, root=root)
     out = tmp_path / "refine"
     everything = pl.read_parquet(out / "refinement.parquet")
@@ -985,6 +985,29 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     assert "## Test-time refinement: ACT steps past training" in md and "| core=hrm | 2 | 2 (trained) |" in md
     assert "`refinement`, `refinement_vs_main`" in md and (out / "refinement.png").is_file()
     assert set(everything["variants"]) == {"all"}  # every variant trained: one pool
+    # segments or variants as votes: steps 1-2 of n variants against step 2 alone of 2n, paired per run
+    votes = pl.read_parquet(out / "refinement_votes.parquet")
+    hrm_votes = votes.filter(pl.col("arm") == "core=hrm")
+    assert hrm_votes.select("steps", "n_aug", "votes").rows() == [
+        ("2", 8, 8), ("2", 16, 16), ("2", N_AUG, N_AUG), ("1-2", 8, 16), ("1-2", 16, 32), ("1-2", N_AUG, 2 * N_AUG)]
+    assert hrm_votes["vs_alone_n_aug"].to_list() == [None, None, None, 16, N_AUG, None]
+
+    def p2n(st, step, n):
+        prepared = vote.prepare(st)
+        return vote.scores(vote.rank(prepared, rule="hrm", top=2, step=step, n_aug=n, seed=0), prepared, ks=(2,))["per_task"]["pass@2"]
+
+    runs_hrm = [runs[("tiny", s)] for s in (0, 1)]
+    d = np.mean([p2n(r, [1, 2], 8) - p2n(r, 2, 16) for r in runs_hrm], axis=0)
+    row = hrm_votes.filter((pl.col("steps") == "1-2") & (pl.col("n_aug") == 8)).row(0, named=True)
+    assert row["delta"] == pytest.approx(d.mean()) and row["worse"] == int((d < -stats.MOVED).sum())
+    assert row["pass@2"] == pytest.approx(np.mean([p2n(r, [1, 2], 8) for r in runs_hrm]))
+    assert row["delta_seeds_low"] <= row["delta"] <= row["delta_seeds_high"]
+    md = (out / "report.md").read_text()
+    # the row against all 32 variants alone (not against steps 1-2 of all 32, which no alone row matches)
+    alone32 = hrm_votes.filter((pl.col("steps") == "2") & (pl.col("n_aug") == N_AUG))["pass@2"][0]
+    both16 = hrm_votes.filter((pl.col("steps") == "1-2") & (pl.col("n_aug") == 16))["pass@2"][0]
+    assert f"| core=hrm | 32 | {100 * alone32:.1f}% (32 variants) | {100 * both16:.1f}% (16) |" in md
+    assert "Segments or variants as votes" in md and (out / "refinement_votes.png").is_file()
     # trained to tiny's 4 segments, recorded 1..3: nothing past training
     t = make_train(root, aug, "tiny", seed=7)
     report.report([make_infer(root, aug, skill=0.3, seed=130, train=t)], name="none", out_dir=tmp_path,
