@@ -479,6 +479,32 @@ def test_committed_refinement_figures():
     assert all(v[3] > 0 for v in together.values())  # every one resolved with seeds resampled
 
 
+def test_committed_segment_votes_figures():
+    """docs/ablations.md, "Segments or variants as votes": on 59 tasks a segment's answer is a
+    weaker vote than a fresh variant's on every arm, resolved with seeds resampled; at the demo's
+    1000 variants (four seeds) the segments voted together gain +2.9 either way, not resolved,
+    and running on to segment 8 changes no task's score."""
+    import polars as pl
+
+    reports = Path(__file__).resolve().parents[1] / "reports"
+    v = pl.read_parquet(reports / "act-steps-59tasks-amd" / "refinement_votes.parquet")
+    pairs = v.filter(pl.col("vs_alone_n_aug").is_not_null())
+    assert pairs.select("steps", "n_aug", "votes", "vs_alone_n_aug").unique().sort("n_aug").rows() == [
+        ("1-4", 1, 4, 4), ("1-4", 2, 8, 8)]
+    assert sorted(round(100 * d, 1) for d in pairs["delta"]) == [-9.6, -7.1, -6.8, -6.4, -4.9, -4.8, -4.7, -3.7]
+    assert (pairs["delta_seeds_high"] < 0).all()  # every arm, both counts: resolved with seeds resampled
+    demo = pl.read_parquet(reports / "act-steps-demo" / "refinement.parquet")
+    assert set(demo["runs"]) == {4} and demo["variants"].unique(maintain_order=True).to_list() == ["all", "trained"]
+    together = demo.filter(pl.col("pooled") == "1-4")
+    assert [round(100 * x, 1) for x in together["pass@2"]] == [29.8, 40.4]
+    assert [round(100 * x, 1) for x in together["delta"]] == [2.9, 2.9] and (together["delta_ci_low"] == 0).all()
+    eighth = demo.filter(pl.col("step") == 8)
+    assert (eighth["delta"] == 0).all() and (eighth["better"] + eighth["worse"] == 0).all()
+    dv = pl.read_parquet(reports / "act-steps-demo" / "refinement_votes.parquet").filter(pl.col("vs_alone_n_aug").is_not_null())
+    assert dv["votes"].to_list() == [4, 8, 16, 32, 64, 128, 256, 512]
+    assert (dv["delta_ci_low"] < 0).all() and (dv["delta_ci_high"] > 0).all()  # none resolved at 1000 variants
+
+
 def test_committed_third_budget_arms_of_one_run_compare_over_tasks(capsys):
     """docs/ablations.md, "A third budget": seed 4 alone at 178 TFLOP. Arms of one run have no
     spread between runs, so over runs is left out (it used to refuse the whole comparison) while
