@@ -36,7 +36,8 @@ import numpy as np
 
 from arcpipe import cache, report_markdown, signals
 from arcpipe.errors import ArcpipeError
-from arcpipe.figures import draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_refinement, plot_refinement_votes, plot_steps
+from arcpipe.figures import (draw_grid, plot_compute, plot_curves, plot_factor, plot_fit, plot_refinement,
+                              plot_refinement_votes, plot_steps)
 from arcpipe.runs import EQUAL_COMPUTE, FACTOR_TITLES, FACTORS, Run, main_run, matches_setting, resolve_runs, task_sources, varying_factors
 from arcpipe.stats import BOOTSTRAP, MOVED, bootstrap_ci, paired_effects, seed_bootstrap_ci, t_quantile
 
