@@ -147,9 +147,10 @@ def plot_refinement(path: Path, table: Any) -> None:
             if t.height:
                 ax.plot(t["step"].to_numpy(), t["pass@2"].to_numpy(), marker="o", ms=3, ls="--",
                         color=line.get_color(), label=f"{arm} (trained variants)")
+    past = (table["step"] > table["trained_steps"]).any()
     ax.set_xlabel("ACT step used at inference (dotted: the steps the arm was trained to run)")
     ax.set_ylabel("pass@2 (fraction of tasks)")
-    ax.set_title("Test-time refinement: running the recurrence on past training")
+    ax.set_title("Test-time refinement: running the recurrence on past training" if past else "pass@2 at each ACT step")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -351,7 +351,7 @@ def _build(work: Path, runs: list[Run], vote: Any, config: dict) -> dict:
         if compute[0]["fit_line"].is_not_null().any():
             plot_fit(work / "fit.png", compute[0], compute[2], compute[3])
 
-    # 3d. test-time refinement: ACT steps recorded past the segments the arms were trained to run
+    # 3d. ACT steps at inference: each alone, voted together, and past the segments the arms were trained to run
     refinement = refinement_tables(runs, queries, main_i, varying, primary, top, task_ids)
     if refinement is not None:
         _write_table(refinement[0], work, "refinement")
@@ -641,10 +641,11 @@ def _trained_steps(run: Run) -> int | None:
 
 def refinement_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str],
                     task_ids: Sequence[str]) -> dict[tuple, tuple[str, list[int], int, list[int]]]:
-    """The arms (runs equal in every varying factor, the main run's first) whose inference ran its
-    recurrence past the ACT segments it was trained to run: per arm its label, runs, trained step
-    count and the steps every one of its runs recorded. Empty when no run recorded a step past its
-    training's."""
+    """The arms (runs equal in every varying factor, the main run's first) whose inference recorded
+    the ACT step they were trained to halt at and another beside it (the default inference records
+    every trained step; ``infer --steps 1-16`` runs the recurrence on past them): per arm its
+    label, runs, trained step count and the steps every one of its runs recorded. Empty when no
+    arm has a second step to set against its trained one."""
     arms: dict[tuple, list[int]] = {}
     for i in sorted(range(len(runs)), key=lambda i: i != main_i):
         if queries[i].info["task_ids"] == list(task_ids):
@@ -654,23 +655,24 @@ def refinement_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: in
         ks = {_trained_steps(runs[i]) for i in group}
         steps = sorted(set.intersection(*(set(queries[i].info["steps"]) for i in group)))
         k = ks.pop() if len(ks) == 1 else None
-        if k is not None and k in steps and steps[-1] > k:
+        if k is not None and k in steps and len(steps) > 1:
             out[values] = (", ".join(f"{f}={v}" for f, v in zip(varying, values)) or "all runs", group, k, steps)
     return out
 
 
 def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
                       top: int, task_ids: Sequence[str]) -> tuple[Any, Any] | None:
-    """Test-time refinement: for every arm of ``refinement_arms``, pass@2 at each recorded step,
-    and with the answers of the trained steps (then of every step) voted together, each against the
+    """ACT steps at inference: for every arm of ``refinement_arms``, pass@2 at each recorded step
+    (test-time refinement where they run past training), and with the answers of the trained steps
+    (then of every step) voted together, each against the
     trained step, paired within each run (the same model, the same variants, only the steps
     differ), over tasks with seeds averaged, and with the runs resampled too
     (``seed_bootstrap_ci`` on the per-run differences). Every variant votes; where the plan also
     voted variants it never trained, the rows are repeated with only the trained ones voting
     (``variants`` = "trained"), since untrained variants can outnumber them and drown a gain
     from more votes per trained variant. Then each other arm's gain against the main arm's at the
-    same step, when the main arm ran on too: does one model profit more from running on? None when
-    no run recorded a step past its training's."""
+    same step, when both ran on past training: does one model profit more from running on? None
+    when no arm recorded two steps."""
     import polars as pl
 
     def score(i: int, s: int | tuple[int, ...], pool: str = "all") -> np.ndarray:
@@ -723,6 +725,10 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
     return pl.DataFrame(rows), (pl.DataFrame(vs_main) if vs_main else None)
 
 
+_VS_ALONE = ("vs_alone_n_aug", "delta", "delta_ci_low", "delta_ci_high", "better", "worse", "delta_seeds_low",
+             "delta_seeds_high")  # refinement_votes' contrast columns, null where no row of equal votes exists
+
+
 def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str], rule: str,
                      top: int, task_ids: Sequence[str], points: Sequence[int], seeds: int) -> Any:
     """Segments or variants as votes: for every arm of ``refinement_arms``, pass@2 voting the trained
@@ -731,8 +737,7 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: i
     per test input that makes. Each voted-together row whose vote count the trained step alone also
     reached (4 segments of n variants against 1 segment of 4n) carries that contrast, paired within
     each run: is a segment's answer worth a fresh variant's? The segments of one variant share its
-    input and puzzle embedding; the variants do not. None when no arm ran past its training, or its
-    training ran one step."""
+    input and puzzle embedding; the variants do not. None when no arm recorded two trained steps."""
     import polars as pl
 
     rows, mats = [], []
@@ -751,7 +756,7 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: i
                 runs_p2 = np.stack([sc[(rule, n)]["pass@2"] for sc in per_run])
                 row = {"arm": label, "steps": str(s) if isinstance(s, int) else f"{s[0]}-{s[-1]}", "n_aug": n,
                        "votes": n * width, "runs": len(group), "rule": rule, "pass@2": float(runs_p2.mean()),
-                       "subsamples": per_run[0][(rule, n)]["subsamples"]}
+                       "subsamples": per_run[0][(rule, n)]["subsamples"], **dict.fromkeys(_VS_ALONE)}
                 if width == 1:
                     alone[n] = runs_p2
                 elif n * width in alone:  # the same votes from the trained step alone, over more variants

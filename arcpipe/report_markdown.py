@@ -283,17 +283,23 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
                     f"{r['pooled'].replace('-', '–')} voted together"
                 rows.append([arm, *([r["variants"]] if split else []), r["runs"], what, _pct(r["pass@2"]),
                              "—" if trained else _delta(r), "—" if trained else _seeds(r)])
-    out = ["## Test-time refinement: ACT steps past training", "",
-           "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the HRM paper's "
-           "inference-time scaling: a higher ACT limit without retraining). pass@2 at each step (rule "
+    past = any(r["step"] is not None and r["step"] > r["trained_steps"] for r in table.iter_rows(named=True))
+    title, opening = (("Test-time refinement: ACT steps past training",
+                       "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the "
+                       "HRM paper's inference-time scaling: a higher ACT limit without retraining). ") if past else
+                      ("ACT segments at inference: each alone and voted together",
+                       "Inference computes every ACT segment the arms were trained to run; which of their answers "
+                       "should vote? "))
+    out = [f"## {title}", "",
+           opening + "pass@2 at each step (rule "
            f"{table['rule'][0]}, every cached variant voted"
            + ("; *variants* trained: only the variants whose puzzle embedding was trained vote" if split else "")
            + ", seeds averaged per task) and its difference from the step "
            "the arm was trained to, paired within each run: the same model and variants, only the steps differ (tasks "
            "that gained ↑ / lost ↓); seeds resampled draws the runs' differences too. *Voted together*: every variant's "
-           "answer at each of those steps is a vote (the trained steps, then every step), as a vote over more "
+           f"answer at each of those steps is a vote ({'the trained steps, then every step' if past else 'the trained steps'}), as a vote over more "
            "variants would be. Table `refinement` (every step).",
-           "", "![pass@2 against the ACT step, past training](refinement.png)", "",
+           "", f"![pass@2 against the ACT step{', past training' if past else ''}](refinement.png)", "",
            _md_table(["arm", *(["variants"] if split else []), "runs", "ACT step", "pass@2", "Δ vs trained step",
                       "seeds resampled"], rows), ""]
     if vs_main is not None:
@@ -305,8 +311,8 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
                 _md_table(["arm", "ACT step", "gain − main arm's gain", "seeds resampled"],
                           [[r["arm"], r["step"], _delta(r), _seeds(r)] for r in vs_main.iter_rows(named=True)
                            if r["step"] in show]), ""]
-    if votes is not None and "vs_alone_n_aug" in votes.columns:
-        pairs = votes.filter(votes["vs_alone_n_aug"].is_not_null())
+    pairs = None if votes is None else votes.filter(votes["vs_alone_n_aug"].is_not_null())
+    if pairs is not None and pairs.height:
         one_step = ~votes["steps"].str.contains("-")  # "4" against "1-4"
         alone = {(r["arm"], r["n_aug"]): r for r in votes.filter(one_step).iter_rows(named=True)}
         rows = [[r["arm"], r["votes"], f"{_pct(alone[(r['arm'], r['vs_alone_n_aug'])]['pass@2'])} "

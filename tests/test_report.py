@@ -1008,9 +1008,37 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     both16 = hrm_votes.filter((pl.col("steps") == "1-2") & (pl.col("n_aug") == 16))["pass@2"][0]
     assert f"| core=hrm | 32 | {100 * alone32:.1f}% (32 variants) | {100 * both16:.1f}% (16) |" in md
     assert "Segments or variants as votes" in md and (out / "refinement_votes.png").is_file()
-    # trained to tiny's 4 segments, recorded 1..3: nothing past training
+    # trained to tiny's 4 segments, recorded 1..3: the trained step is missing, nothing to pair with it
     t = make_train(root, aug, "tiny", seed=7)
     report.report([make_infer(root, aug, skill=0.3, seed=130, train=t)], name="none", out_dir=tmp_path,
                   n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
     assert not (tmp_path / "none" / "refinement.parquet").exists()
     assert "Test-time refinement" not in (tmp_path / "none" / "report.md").read_text()
+
+
+def test_segments_section_without_steps_past_training(cached, tmp_path):
+    """The default inference records every trained step and none past them: the section still pairs
+    each step and the steps voted together against the trained one (under its own title, no
+    steps-past-training rows), since which segments should vote is a question for every report."""
+    root, _, aug, _ = cached
+    runs = [make_infer(root, aug, skill=0.3, seed=150 + s, train=make_train(root, aug, "tiny", seed=s, halt_max_steps=3))
+            for s in (0, 1)]
+    report.report(runs, name="seg", out_dir=tmp_path, n_aug_points=[4, 12], seeds=1, rules=["hrm"], root=root)
+    out = tmp_path / "seg"
+    t = pl.read_parquet(out / "refinement.parquet")
+    assert t["step"].to_list() == [1, 2, 3, None] and t["pooled"].to_list() == [None, None, None, "1-3"]
+    assert set(t["trained_steps"]) == {3} and not (out / "refinement_vs_main.parquet").exists()
+    md = (out / "report.md").read_text()
+    assert "## ACT segments at inference: each alone and voted together" in md and "Test-time refinement" not in md
+    assert "| all runs | 2 | 1–3 voted together |" in md and "![pass@2 against the ACT step](refinement.png)" in md
+    votes = pl.read_parquet(out / "refinement_votes.parquet")
+    # steps 1-3 of 4 variants against step 3 of 12; none of 12 or 32 variants has a partner of 36 or 96
+    assert votes.filter(pl.col("vs_alone_n_aug").is_not_null()).select("n_aug", "votes", "vs_alone_n_aug").rows() == [(4, 12, 12)]
+    assert "| all runs | 12 | " in md
+    # trained to 2 steps, voted at 5 and 32 variants: steps 1-2 give 10 and 64 answers, which step 2 alone never
+    # reaches, so the table has no contrast and the markdown no votes section
+    two = make_train(root, aug, "tiny", seed=0, halt_max_steps=2)
+    report.report([make_infer(root, aug, skill=0.3, seed=160, train=two)], name="nopair", out_dir=tmp_path,
+                  n_aug_points=[5], seeds=1, rules=["hrm"], root=root)
+    lone = pl.read_parquet(tmp_path / "nopair" / "refinement_votes.parquet")
+    assert lone["vs_alone_n_aug"].null_count() == lone.height and "Segments or variants" not in (tmp_path / "nopair" / "report.md").read_text()
