@@ -639,6 +639,12 @@ def _trained_steps(run: Run) -> int | None:
     return None if run.train is None else run.train.config.get("model", {}).get("halt_max_steps")
 
 
+def _finite_means(values: np.ndarray) -> list[float | None]:
+    """Each column's mean over its finite entries (None when it has none): runs whose test inputs
+    gave no pair to compare drop out of an agreement mean instead of voiding it."""
+    return [float(col[np.isfinite(col)].mean()) if np.isfinite(col).any() else None for col in values.T]
+
+
 def refinement_arms(runs: Sequence[Run], queries: Sequence[_Queries], main_i: int, varying: Sequence[str],
                     task_ids: Sequence[str]) -> dict[tuple, tuple[str, list[int], int, list[int]]]:
     """The arms (runs equal in every varying factor, the main run's first) whose inference recorded
@@ -705,10 +711,14 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
             p2 = np.mean([score(i, s, pool) for i in group], axis=0)
             eff = paired_effects(d.mean(axis=0)[None])
             lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
+            # how alike the answers voting together are: two steps of one variant, two variants at step k
+            agree = [None, None] if isinstance(s, int) else _finite_means(
+                np.array([signals.answer_agreement(queries[i].prepared, s, k, pool) for i in group]))
             rows.append({"arm": label, "variants": pool, "trained_steps": k, "step": s if isinstance(s, int) else None,
                          "pooled": None if isinstance(s, int) else f"{s[0]}-{s[-1]}", "runs": len(group), "rule": rule,
                          "pass@2": float(p2.mean()), **{key: v[0].item() for key, v in eff.items()},
-                         "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
+                         "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0]),
+                         "agree_steps": agree[0], "agree_variants": agree[1]})
     if not rows:
         return None
     vs_main = []

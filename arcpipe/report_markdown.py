@@ -326,6 +326,16 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
                 "![pass@2 against the answers voted per test input](refinement_votes.png)", "",
                 _md_table(["arm", "answers voted", "trained step alone", "trained steps together", "Δ together − alone",
                            "seeds resampled"], rows), ""]
+        # the trained steps' pool ("1-4", not "1-16") of each arm, every variant voting
+        agree = [r for r in table.iter_rows(named=True) if r["variants"] == "all" and r.get("agree_steps") is not None
+                 and r["pooled"].endswith(f"-{r['trained_steps']}")]
+        if agree:
+            out += ["How alike the answers are (runs averaged): the chance that two of the trained steps give one "
+                    "variant the same answer, against the chance that two variants give the same answer at the "
+                    "trained step. " + "; ".join(
+                        f"{r['arm']}: {_pct(r['agree_steps'])} against "
+                        + (_pct(r["agree_variants"]) if r["agree_variants"] is not None else "— (one variant)")
+                        for r in agree) + ".", ""]
     return out
 
 

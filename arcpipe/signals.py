@@ -72,6 +72,41 @@ def signal_values(prepared: Any, rows: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
 
 
+def answer_agreement(prepared: Any, steps: Any, step: int, variants: str = "all") -> tuple[float, float]:
+    """How alike are answers that vote together? The chance that two of ``steps`` give one variant
+    the same answer (over the pairs of each variant's steps, averaged over its test input's
+    variants, then over test inputs), and that two variants give the same answer at ``step``
+    (over the pairs of variants of each test input, then over test inputs). Only non-empty
+    predictions of the ``variants`` pool count; a unit with fewer than two is left out.
+
+    Votes that agree more carry less independent evidence: if the segments of one variant agree
+    more often than two variants do, the segments are the weaker votes, which is what voting
+    them together against more variants measures (``arcpipe.report.refinement_votes``)."""
+    p = prepared
+    rows = np.flatnonzero(p.valid & p.in_pool(variants)[p.tv] & np.isin(p.step, np.asarray(steps)))
+    m = np.int64(len(p.tv_task))  # (task, variant) indices are below this
+    tex, tv, group = p.tex[rows].astype(np.int64), p.tv[rows].astype(np.int64), p.group[rows].astype(np.int64)
+    within = _same_answer_share(group * m + tv, tex * m + tv, tex)
+    at = p.step[rows] == step
+    across = _same_answer_share(group[at], tex[at], tex[at])
+    return within, across
+
+
+def _same_answer_share(answer_key: np.ndarray, unit: np.ndarray, unit_tex: np.ndarray) -> float:
+    """Per unit (answers of one answer key are one answer in one unit), the share of its pairs of
+    predictions that agree, averaged per test input, then over test inputs; NaN when no unit has
+    two predictions."""
+    _, first, c = np.unique(answer_key, return_index=True, return_counts=True)
+    units, u_first, u_inv, n = np.unique(unit, return_index=True, return_inverse=True, return_counts=True)
+    same = np.bincount(u_inv[first], weights=c * (c - 1.0), minlength=len(units))
+    ok = n >= 2
+    if not ok.any():
+        return float("nan")
+    share = same[ok] / (n[ok] * (n[ok] - 1.0))
+    _, t_inv = np.unique(unit_tex[u_first][ok], return_inverse=True)
+    return float((np.bincount(t_inv, weights=share) / np.bincount(t_inv)).mean())
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """AUROC of ``scores`` for boolean ``labels`` (NaN when either side is empty)."""
     labels = np.asarray(labels, dtype=bool)

@@ -493,11 +493,16 @@ def test_committed_segment_votes_figures():
         ("1-4", 1, 4, 4), ("1-4", 2, 8, 8)]
     assert sorted(round(100 * d, 1) for d in pairs["delta"]) == [-9.6, -7.1, -6.8, -6.4, -4.9, -4.8, -4.7, -3.7]
     assert (pairs["delta_seeds_high"] < 0).all()  # every arm, both counts: resolved with seeds resampled
+    r = pl.read_parquet(reports / "act-steps-59tasks-amd" / "refinement.parquet").filter(pl.col("pooled") == "1-4")
+    agree = {a: (round(100 * x, 1), round(100 * y, 1)) for a, x, y in r.select("arm", "agree_steps", "agree_variants").rows()}
+    assert agree == {"core=hrm, max_steps=12000": (45.2, 14.9), "core=hrm, max_steps=24000": (48.9, 20.0),
+                     "core=transformer, max_steps=12000": (58.4, 21.4), "core=transformer, max_steps=24000": (59.6, 24.5)}
     demo = pl.read_parquet(reports / "act-steps-demo" / "refinement.parquet")
     assert set(demo["runs"]) == {4} and demo["variants"].unique(maintain_order=True).to_list() == ["all", "trained"]
     together = demo.filter(pl.col("pooled") == "1-4")
     assert [round(100 * x, 1) for x in together["pass@2"]] == [29.8, 40.4]
     assert [round(100 * x, 1) for x in together["delta"]] == [2.9, 2.9] and (together["delta_ci_low"] == 0).all()
+    assert round(100 * together["agree_steps"][0], 1) == 29.9 and round(100 * together["agree_variants"][0], 1) == 5.6
     eighth = demo.filter(pl.col("step") == 8)
     assert (eighth["delta"] == 0).all() and (eighth["better"] + eighth["worse"] == 0).all()
     dv = pl.read_parquet(reports / "act-steps-demo" / "refinement_votes.parquet").filter(pl.col("vs_alone_n_aug").is_not_null())

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from arcpipe import cache, figures, report, report_markdown, stats, transforms
+from arcpipe import cache, figures, report, report_markdown, signals, stats, transforms
 from arcpipe.errors import ArcpipeError
 
 N_AUG = 32
@@ -938,6 +938,37 @@ def test_signals_threads_give_the_same_table(cached):
     assert signals.signal_quality(p, n_boot=200, jobs=3).equals(one)
 
 
+def test_answer_agreement_is_the_share_of_equal_answer_pairs(cached):
+    """Brute force over the predictions: pairs of one variant's steps with the same answer, per
+    variant, averaged per test input then over inputs; and pairs of variants at one step."""
+    import itertools
+
+    from arcpipe import vote
+
+    p = vote.prepare(cached[3])
+    by_variant, by_input = {}, {}
+    for i in np.flatnonzero(p.valid):
+        by_variant.setdefault((p.tex[i], p.tv[i]), []).append(p.answer[i])
+        if p.step[i] == 3:
+            by_input.setdefault(p.tex[i], []).append(p.answer[i])
+
+    def share(answers):
+        pairs = list(itertools.combinations(answers, 2))
+        return sum(a == b for a, b in pairs) / len(pairs)
+
+    per_input = {}
+    for (tex, _), answers in by_variant.items():
+        if len(answers) > 1:
+            per_input.setdefault(tex, []).append(share(answers))
+    within, across = signals.answer_agreement(p, (1, 2, 3), 3)
+    assert within == pytest.approx(np.mean([np.mean(v) for v in per_input.values()]))
+    assert across == pytest.approx(np.mean([share(a) for a in by_input.values() if len(a) > 1]))
+    assert 0 < within < 1 and 0 < across < 1
+    one = signals.answer_agreement(p, (2,), 2)  # one step: no pair of steps within a variant
+    assert np.isnan(one[0]) and one[1] == pytest.approx(np.mean([share([p.answer[i] for i in np.flatnonzero(
+        p.valid & (p.step == 2) & (p.tex == t))]) for t in np.unique(p.tex[p.valid & (p.step == 2)])]))
+
+
 def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tmp_path):
     """Runs trained to 2 ACT segments whose inference recorded 3: pass@2 at every step and its
     difference from step 2, run by run, the numbers vote's own; each other arm's gain against the
@@ -985,6 +1016,11 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     assert "## Test-time refinement: ACT steps past training" in md and "| core=hrm | 2 | 2 (trained) |" in md
     assert "`refinement`, `refinement_vs_main`" in md and (out / "refinement.png").is_file()
     assert set(everything["variants"]) == {"all"}  # every variant trained: one pool
+    # how alike the voting answers are, on the voted-together rows only, as answer_agreement says run by run
+    assert table["agree_steps"].null_count() == table.height
+    hrm_12 = pooled.filter((pl.col("arm") == "core=hrm") & (pl.col("pooled") == "1-2")).row(0, named=True)
+    want = np.mean([signals.answer_agreement(vote.prepare(runs[("tiny", s)]), (1, 2), 2) for s in (0, 1)], axis=0)
+    assert (hrm_12["agree_steps"], hrm_12["agree_variants"]) == pytest.approx(tuple(want))
     # segments or variants as votes: steps 1-2 of n variants against step 2 alone of 2n, paired per run
     votes = pl.read_parquet(out / "refinement_votes.parquet")
     hrm_votes = votes.filter(pl.col("arm") == "core=hrm")
@@ -1008,6 +1044,7 @@ def test_refinement_section_pairs_steps_past_training_within_each_run(cached, tm
     both16 = hrm_votes.filter((pl.col("steps") == "1-2") & (pl.col("n_aug") == 16))["pass@2"][0]
     assert f"| core=hrm | 32 | {100 * alone32:.1f}% (32 variants) | {100 * both16:.1f}% (16) |" in md
     assert "Segments or variants as votes" in md and (out / "refinement_votes.png").is_file()
+    assert f"core=hrm: {100 * hrm_12['agree_steps']:.1f}% against {100 * hrm_12['agree_variants']:.1f}%" in md
     # trained to tiny's 4 segments, recorded 1..3: the trained step is missing, nothing to pair with it
     t = make_train(root, aug, "tiny", seed=7)
     report.report([make_infer(root, aug, skill=0.3, seed=130, train=t)], name="none", out_dir=tmp_path,
