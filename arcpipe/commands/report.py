@@ -46,6 +46,10 @@ def command(
     every arm against its training FLOPs and against its training fit. Training seeds are averaged per
     task, and every paired difference gets a second interval with each arm's runs resampled too.
 
+    Models trained to several ACT segments: each segment, and the segments' answers voted together,
+    against the last, run by run (and the steps past training when inference ran on: `infer --steps
+    1-16`); and whether a segment's answer is worth a fresh variant's as a vote.
+
     Each run's own score goes to runs.csv and, per task, to run_tasks.csv (what `arcpipe compare` pools
     across reports). Data joined from several sources (arc1:evaluation+arc1:training) is also scored
     per source."""
