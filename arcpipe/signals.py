@@ -27,6 +27,9 @@ prediction's answer.
   above ``POOLED_CI_CELLS``).
 - ``calibration``: predictions in equal-count bins by sigmoid(q_halt), the
   share right in each -- a calibrated head has it match the mean sigmoid.
+- ``answer_agreement``: how often two answers that vote together are the
+  same -- two ACT steps of one variant, or two variants at one step -- so
+  how much independent evidence a segment's vote adds beside a variant's.
 
 A prediction is one (test input, variant, ACT step) output, inverse-transformed
 to the task's frame; only non-empty predictions of test inputs with a known
