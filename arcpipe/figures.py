@@ -136,17 +136,15 @@ def plot_refinement(path: Path, table: Any) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    pools = table["variants"] if "variants" in table.columns else None
     for arm in dict.fromkeys(table["arm"].to_list()):
         mine = (table["arm"] == arm) & table["step"].is_not_null()
-        d = table.filter(mine if pools is None else mine & (pools == "all")).sort("step")
+        d = table.filter(mine & (table["variants"] == "all")).sort("step")
         line, = ax.plot(d["step"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, label=arm)
         ax.axvline(int(d["trained_steps"][0]), color=line.get_color(), ls=":", lw=1)
-        if pools is not None:  # the same arm with only its trained variants voting: dashed
-            t = table.filter(mine & (pools == "trained")).sort("step")
-            if t.height:
-                ax.plot(t["step"].to_numpy(), t["pass@2"].to_numpy(), marker="o", ms=3, ls="--",
-                        color=line.get_color(), label=f"{arm} (trained variants)")
+        t = table.filter(mine & (table["variants"] == "trained")).sort("step")
+        if t.height:  # the same arm with only its trained variants voting: dashed
+            ax.plot(t["step"].to_numpy(), t["pass@2"].to_numpy(), marker="o", ms=3, ls="--",
+                    color=line.get_color(), label=f"{arm} (trained variants)")
     past = (table["step"] > table["trained_steps"]).any()
     ax.set_xlabel("ACT step used at inference (dotted: the steps the arm was trained to run)")
     ax.set_ylabel("pass@2 (fraction of tasks)")

@@ -138,6 +138,16 @@ def n_aug_curves(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n
     return pl.DataFrame(rows).with_columns(ci_low=pl.Series(lo), ci_high=pl.Series(hi))
 
 
+def pool_counts(prepared: Any) -> tuple[int, int] | None:
+    """The most trained and untrained variants any task cached, or None when every cached
+    variant was trained (or none was, or the plan does not say): only a plan that voted variants
+    it never trained beside trained ones, like the demo's, has two pools to tell apart."""
+    if getattr(prepared, "train_aug", None) is None:
+        return None
+    n_tr, n_un = (int(prepared.pool_sizes(pool).max(initial=0)) for pool in ("trained", "untrained"))
+    return (n_tr, n_un) if n_tr and n_un else None
+
+
 def variant_pools(q: _Queries, rules: Sequence[str], step: int | None, top: int, task_ids: Sequence[str], seeds: int) -> Any:
     """Voting only the variants whose puzzle identifier was trained, only the others, or all;
     plus the untrained pool subsampled to the trained pool's size (mean over ``seeds`` subsamples),
@@ -146,12 +156,10 @@ def variant_pools(q: _Queries, rules: Sequence[str], step: int | None, top: int,
     the reference recipe, where the question does not arise."""
     import polars as pl
 
-    p = q.prepared
-    if getattr(p, "train_aug", None) is None:
+    counts = pool_counts(q.prepared)
+    if counts is None:
         return None
-    n_tr, n_un = int(p.pool_sizes("trained").max(initial=0)), int(p.pool_sizes("untrained").max(initial=0))
-    if n_tr == 0 or n_un == 0:
-        return None
+    n_tr, n_un = counts
     specs = [("all", q.info["n_aug"], range(1)), ("trained", n_tr, range(1)), ("untrained", n_un, range(1))]
     if n_un > n_tr:
         specs.append(("untrained", n_tr, range(seeds)))
@@ -693,19 +701,13 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[_Queries], main_i: 
         """(runs, tasks): pass@2 at step s minus at the trained step k, run by run."""
         return np.stack([score(i, s, pool) - score(i, k, pool) for i in group])
 
-    def split(i: int) -> bool:
-        """Run i's plan voted variants it never trained beside ones it did (the demo's recipe)."""
-        p = queries[i].prepared
-        return getattr(p, "train_aug", None) is not None and all(
-            p.pool_sizes(pool).max(initial=0) > 0 for pool in ("trained", "untrained"))
-
     per_arm = refinement_arms(runs, queries, main_i, varying, task_ids)
     rows = []
     for label, group, k, steps in per_arm.values():
         # every step alone, then the trained steps' answers voted together, and every step's; with
         # every variant voting, and again with only the trained ones where the plan voted others too
         pools = [tuple(s for s in steps if s <= k), tuple(steps)]
-        variant_pools = ["all", "trained"] if all(split(i) for i in group) else ["all"]
+        variant_pools = ["all", "trained"] if all(pool_counts(queries[i].prepared) for i in group) else ["all"]
         for pool, s in ((v, s) for v in variant_pools for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]):
             d = gains(group, k, s, pool)
             p2 = np.mean([score(i, s, pool) for i in group], axis=0)

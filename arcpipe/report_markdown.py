@@ -270,8 +270,7 @@ def _refinement_steps(steps: list[int], k: int) -> list[int]:
 
 def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[str]:
     rows = []
-    pools = table["variants"].to_list() if "variants" in table.columns else ["all"] * table.height
-    split = "trained" in pools  # the plan voted untrained variants too: both pools get rows
+    split = (table["variants"] == "trained").any()  # the plan voted untrained variants too: both pools get rows
     for arm in dict.fromkeys(table["arm"].to_list()):
         d = table.filter(table["arm"] == arm)
         k = int(d["trained_steps"][0])
@@ -283,7 +282,7 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
                     f"{r['pooled'].replace('-', '–')} voted together"
                 rows.append([arm, *([r["variants"]] if split else []), r["runs"], what, _pct(r["pass@2"]),
                              "—" if trained else _delta(r), "—" if trained else _seeds(r)])
-    past = any(r["step"] is not None and r["step"] > r["trained_steps"] for r in table.iter_rows(named=True))
+    past = (table["step"] > table["trained_steps"]).any()  # steps recorded past training
     title, opening = (("Test-time refinement: ACT steps past training",
                        "Each arm's inference ran its recurrence on past the ACT segments it was trained to run (the "
                        "HRM paper's inference-time scaling: a higher ACT limit without retraining). ") if past else
@@ -327,7 +326,7 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
                 _md_table(["arm", "answers voted", "trained step alone", "trained steps together", "Δ together − alone",
                            "seeds resampled"], rows), ""]
         # the trained steps' pool ("1-4", not "1-16") of each arm, every variant voting
-        agree = [r for r in table.iter_rows(named=True) if r["variants"] == "all" and r.get("agree_steps") is not None
+        agree = [r for r in table.iter_rows(named=True) if r["variants"] == "all" and r["agree_steps"] is not None
                  and r["pooled"].endswith(f"-{r['trained_steps']}")]
         if agree:
             out += ["How alike the answers are (runs averaged): the chance that two of the trained steps give one "
