@@ -160,27 +160,31 @@ def plot_refinement_votes(path: Path, votes: Any) -> None:
     """pass@2 against the answers voted per test input (log scale), per arm: the trained step alone
     (solid) and the trained steps voted together (dashed), each over its variant counts. Where the
     dashed line lies below the solid one at equal votes, a segment's answer is worth less than a
-    fresh variant's."""
+    fresh variant's. A second panel holds the trained variants alone where the plan voted others too."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for arm in dict.fromkeys(votes["arm"].to_list()):
-        color = None
-        for steps in dict.fromkeys(votes.filter(votes["arm"] == arm)["steps"].to_list()):
-            d = votes.filter((votes["arm"] == arm) & (votes["steps"] == steps)).sort("votes")
-            alone = "-" not in steps
-            line, = ax.plot(d["votes"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, color=color,
-                            ls="-" if alone else "--", label=f"{arm}: step {steps}" if alone else f"{arm}: steps {steps} together")
-            color = line.get_color()
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("answers voted per test input (variants × ACT steps voting)")
-    ax.set_ylabel("pass@2 (fraction of tasks)")
-    ax.set_title("Segments or variants as votes")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    pools = list(dict.fromkeys(votes["variants"].to_list()))
+    fig, axes = plt.subplots(1, len(pools), figsize=(6.5 * len(pools), 4.2), sharey=True, squeeze=False)
+    for ax, pool in zip(axes[0], pools):
+        mine = votes.filter(votes["variants"] == pool)
+        for arm in dict.fromkeys(mine["arm"].to_list()):
+            color = None
+            for steps in dict.fromkeys(mine.filter(mine["arm"] == arm)["steps"].to_list()):
+                d = mine.filter((mine["arm"] == arm) & (mine["steps"] == steps)).sort("votes")
+                alone = "-" not in steps
+                line, = ax.plot(d["votes"].to_numpy(), d["pass@2"].to_numpy(), marker="o", ms=3, color=color,
+                                ls="-" if alone else "--",
+                                label=f"{arm}: step {steps}" if alone else f"{arm}: steps {steps} together")
+                color = line.get_color()
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("answers voted per test input (variants × ACT steps voting)")
+        ax.set_title("Segments or variants as votes" + ("" if len(pools) == 1 else f" ({pool} variants voting)"))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("pass@2 (fraction of tasks)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -101,11 +101,12 @@ def _jobs() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
 
-def _subsample_scores(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int, step: int | None,
-                      top: int, task_ids: Sequence[str]) -> dict[tuple[str, int], dict[str, Any]]:
+def _subsample_scores(q: _Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int,
+                      step: int | tuple[int, ...] | None, top: int, task_ids: Sequence[str],
+                      variants: str = "all") -> dict[tuple[str, int], dict[str, Any]]:
     """Per-task scores (an array per metric, and the number of ``subsamples``) at each
-    (rule, n_aug), averaged over ``seeds`` seeded subsamples of the variants; at n_aug = ``max_n``
-    every seed draws the same subsample (all variants), so that point is queried once.
+    (rule, n_aug), averaged over ``seeds`` seeded subsamples of the ``variants`` pool; at n_aug =
+    ``max_n`` every seed draws the same subsample (the whole pool), so that point is queried once.
 
     Queries run on a small thread pool: ``vote.rank``'s numpy reductions and polars sorts release
     the GIL, so on 2 cores this is close to 2x.
@@ -116,7 +117,8 @@ def _subsample_scores(q: _Queries, rules: Sequence[str], points: Sequence[int], 
     for s in range(seeds):  # warm the per-seed variant order once, outside the pool
         q.prepared.variant_rank(s) if hasattr(q.prepared, "variant_rank") else None
     with ThreadPoolExecutor(_jobs()) as pool:
-        results = list(pool.map(lambda sp: per_task(q.query(sp[0], sp[1], step, sp[2], top)[1], task_ids), specs))
+        results = list(pool.map(lambda sp: per_task(q.query(sp[0], sp[1], step, sp[2], top, variants)[1], task_ids),
+                                specs))
     acc: dict[tuple[str, int], list[dict[str, np.ndarray]]] = {}
     for (rule, n, _), pt in zip(specs, results):
         acc.setdefault((rule, n), []).append(pt)
@@ -745,11 +747,15 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: i
                      top: int, task_ids: Sequence[str], points: Sequence[int], seeds: int) -> Any:
     """Segments or variants as votes: for every arm of ``refinement_arms``, pass@2 voting the trained
     step alone and the trained steps together, at each variant count of ``points`` (mean over
-    ``seeds`` subsamples below a run's own count, every variant voting), with ``votes`` the answers
-    per test input that makes. Each voted-together row whose vote count the trained step alone also
-    reached (4 segments of n variants against 1 segment of 4n) carries that contrast, paired within
-    each run: is a segment's answer worth a fresh variant's? The segments of one variant share its
-    input and puzzle embedding; the variants do not. None when no arm recorded two trained steps."""
+    ``seeds`` subsamples below a run's own count), with ``votes`` the answers per test input that
+    makes. Each voted-together row whose vote count the trained step alone also reached (4
+    segments of n variants against 1 segment of 4n) carries that contrast, paired within each run:
+    is a segment's answer worth a fresh variant's? The segments of one variant share its input and
+    puzzle embedding; the variants do not. Every variant votes; where the plan also voted variants
+    it never trained, the rows are repeated with only the trained ones voting (``variants`` =
+    "trained", counts up to the trained pool's), as in ``refinement_tables``: an untrained
+    variant is a weaker vote than a trained one, so the two pools can rank segments differently.
+    None when no arm recorded two trained steps."""
     import polars as pl
 
     rows, mats = [], []
@@ -757,28 +763,31 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[_Queries], main_i: i
         trained = tuple(s for s in steps if s <= k)
         if len(trained) < 2:
             continue
-        n_max = min(queries[i].info["n_aug"] for i in group)
-        ns = sorted({p for p in points if p < n_max} | {n_max})
-        alone = {}
-        for s in (k, trained):
-            per_run = [_subsample_scores(queries[i], [rule], ns, queries[i].info["n_aug"], seeds, s, top, task_ids)
-                       for i in group]
-            width = 1 if isinstance(s, int) else len(s)
-            for n in ns:
-                runs_p2 = np.stack([sc[(rule, n)]["pass@2"] for sc in per_run])
-                row = {"arm": label, "steps": str(s) if isinstance(s, int) else f"{s[0]}-{s[-1]}", "n_aug": n,
-                       "votes": n * width, "runs": len(group), "rule": rule, "pass@2": float(runs_p2.mean()),
-                       "subsamples": per_run[0][(rule, n)]["subsamples"], **dict.fromkeys(_VS_ALONE)}
-                if width == 1:
-                    alone[n] = runs_p2
-                elif n * width in alone:  # the same votes from the trained step alone, over more variants
-                    d = runs_p2 - alone[n * width]
-                    eff = paired_effects(d.mean(axis=0)[None])
-                    lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
-                    row |= {"vs_alone_n_aug": n * width, **{key: v[0].item() for key, v in eff.items()},
-                            "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])}
-                rows.append(row)
-                mats.append(runs_p2.mean(axis=0))
+        counts = [pool_counts(queries[i].prepared) for i in group]
+        for pool in ["all", "trained"] if all(counts) else ["all"]:
+            own = [queries[i].info["n_aug"] if pool == "all" else c[0] for i, c in zip(group, counts)]
+            ns = sorted({p for p in points if p < min(own)} | {min(own)})
+            alone = {}
+            for s in (k, trained):
+                per_run = [_subsample_scores(queries[i], [rule], ns, n_own, seeds, s, top, task_ids, pool)
+                           for i, n_own in zip(group, own)]
+                width = 1 if isinstance(s, int) else len(s)
+                for n in ns:
+                    runs_p2 = np.stack([sc[(rule, n)]["pass@2"] for sc in per_run])
+                    row = {"arm": label, "variants": pool, "steps": str(s) if isinstance(s, int) else f"{s[0]}-{s[-1]}",
+                           "n_aug": n, "votes": n * width, "runs": len(group), "rule": rule,
+                           "pass@2": float(runs_p2.mean()), "subsamples": per_run[0][(rule, n)]["subsamples"],
+                           **dict.fromkeys(_VS_ALONE)}
+                    if width == 1:
+                        alone[n] = runs_p2
+                    elif n * width in alone:  # the same votes from the trained step alone, over more variants
+                        d = runs_p2 - alone[n * width]
+                        eff = paired_effects(d.mean(axis=0)[None])
+                        lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
+                        row |= {"vs_alone_n_aug": n * width, **{key: v[0].item() for key, v in eff.items()},
+                                "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])}
+                    rows.append(row)
+                    mats.append(runs_p2.mean(axis=0))
     if not rows:
         return None
     lo, hi = bootstrap_ci(np.stack(mats))

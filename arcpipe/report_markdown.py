@@ -313,26 +313,29 @@ def _refinement_markdown(table: Any, vs_main: Any, votes: Any = None) -> list[st
     pairs = None if votes is None else votes.filter(votes["vs_alone_n_aug"].is_not_null())
     if pairs is not None and pairs.height:
         one_step = ~votes["steps"].str.contains("-")  # "4" against "1-4"
-        alone = {(r["arm"], r["n_aug"]): r for r in votes.filter(one_step).iter_rows(named=True)}
-        rows = [[r["arm"], r["votes"], f"{_pct(alone[(r['arm'], r['vs_alone_n_aug'])]['pass@2'])} "
-                 f"({r['vs_alone_n_aug']} variants)", f"{_pct(r['pass@2'])} ({r['n_aug']})", _delta(r), _seeds(r)]
+        alone = {(r["arm"], r["variants"], r["n_aug"]): r for r in votes.filter(one_step).iter_rows(named=True)}
+        vsplit = votes["variants"].n_unique() > 1  # the plan voted untrained variants too: both pools get rows
+        rows = [[r["arm"], *([r["variants"]] if vsplit else []), r["votes"],
+                 f"{_pct(alone[(r['arm'], r['variants'], r['vs_alone_n_aug'])]['pass@2'])} ({r['vs_alone_n_aug']} variants)",
+                 f"{_pct(r['pass@2'])} ({r['n_aug']})", _delta(r), _seeds(r)]
                 for r in pairs.iter_rows(named=True)]
         out += ["Segments or variants as votes: the trained steps' answers voted together against the trained step "
                 "alone from as many answers per test input, drawn from more variants (mean over seeded subsamples of "
-                "the variants, every variant voting; paired within each run). A segment's answer shares its variant's "
+                "the variants, " + ("every variant voting, then only the trained ones" if vsplit else "every variant voting")
+                + "; paired within each run). A segment's answer shares its variant's "
                 "input and puzzle embedding with the other segments; a fresh variant's answer does not. Table "
                 "`refinement_votes` (every variant count, both ways of voting).", "",
                 "![pass@2 against the answers voted per test input](refinement_votes.png)", "",
-                _md_table(["arm", "answers voted", "trained step alone", "trained steps together", "Δ together − alone",
-                           "seeds resampled"], rows), ""]
-        # the trained steps' pool ("1-4", not "1-16") of each arm, every variant voting
-        agree = [r for r in table.iter_rows(named=True) if r["variants"] == "all" and r["agree_steps"] is not None
-                 and r["pooled"].endswith(f"-{r['trained_steps']}")]
+                _md_table(["arm", *(["variants"] if vsplit else []), "answers voted", "trained step alone",
+                           "trained steps together", "Δ together − alone", "seeds resampled"], rows), ""]
+        # the trained steps' pool ("1-4", not "1-16") of each arm, in each variant pool
+        agree = [r for r in table.iter_rows(named=True) if r["agree_steps"] is not None
+                 and r["pooled"].endswith(f"-{r['trained_steps']}") and (vsplit or r["variants"] == "all")]
         if agree:
             out += ["How alike the answers are (runs averaged): the chance that two of the trained steps give one "
                     "variant the same answer, against the chance that two variants give the same answer at the "
                     "trained step. " + "; ".join(
-                        f"{r['arm']}: {_pct(r['agree_steps'])} against "
+                        f"{r['arm']}" + (f" ({r['variants']} variants)" if vsplit else "") + f": {_pct(r['agree_steps'])} against "
                         + (_pct(r["agree_variants"]) if r["agree_variants"] is not None else "— (one variant)")
                         for r in agree) + ".", ""]
     return out

@@ -483,7 +483,8 @@ def test_committed_segment_votes_figures():
     """docs/ablations.md, "Segments or variants as votes": on 59 tasks a segment's answer is a
     weaker vote than a fresh variant's on every arm, resolved with seeds resampled; at the demo's
     1000 variants (four seeds) the segments voted together gain +2.9 either way, not resolved,
-    and running on to segment 8 changes no task's score."""
+    and running on to segment 8 changes no task's score; with only the demo's 32 trained variants
+    voting, segments are again the weaker votes at equal answers."""
     import polars as pl
 
     reports = Path(__file__).resolve().parents[1] / "reports"
@@ -505,9 +506,17 @@ def test_committed_segment_votes_figures():
     assert round(100 * together["agree_steps"][0], 1) == 29.9 and round(100 * together["agree_variants"][0], 1) == 5.6
     eighth = demo.filter(pl.col("step") == 8)
     assert (eighth["delta"] == 0).all() and (eighth["better"] + eighth["worse"] == 0).all()
-    dv = pl.read_parquet(reports / "act-steps-demo" / "refinement_votes.parquet").filter(pl.col("vs_alone_n_aug").is_not_null())
+    votes = pl.read_parquet(reports / "act-steps-demo" / "refinement_votes.parquet").filter(pl.col("vs_alone_n_aug").is_not_null())
+    dv = votes.filter(pl.col("variants") == "all")
     assert dv["votes"].to_list() == [4, 8, 16, 32, 64, 128, 256, 512]
     assert (dv["delta_ci_low"] < 0).all() and (dv["delta_ci_high"] > 0).all()  # none resolved at 1000 variants
+    # only the 32 trained variants voting: segments are the weaker votes, as on 59 tasks, resolved at 4 and 8 answers
+    tv = votes.filter(pl.col("variants") == "trained")
+    assert tv["votes"].to_list() == [4, 8, 16, 32]
+    assert [round(100 * d, 1) for d in tv["delta"]] == [-10.7, -4.1, -1.7, -0.9]
+    assert (tv["delta_seeds_high"][:2] < 0).all() and (tv["delta_seeds_high"][2:] > 0).all()
+    trained = together.filter(pl.col("variants") == "trained")
+    assert (round(100 * trained["agree_steps"][0], 1), round(100 * trained["agree_variants"][0], 1)) == (44.8, 18.7)
 
 
 def test_committed_third_budget_seed_4():

@@ -254,14 +254,15 @@ def test_variant_pools_section(cached, built, tmp_path):
 def test_refinement_section_repeats_with_only_trained_variants_voting(cached, tmp_path):
     """A plan that votes variants it never trained (the demo's): the refinement rows come twice,
     every variant voting, then only the trained ones; the trained rows' numbers are vote's with
-    variants='trained', and the markdown gains a variants column."""
+    variants='trained', and the markdown gains a variants column. So do the segments-or-variants
+    rows, the trained pool's counts stopping at its size."""
     from arcpipe import vote
 
     root, tasks, _, _ = cached
-    aug = make_augment(root, tasks, train_aug=3)
+    aug = make_augment(root, tasks, train_aug=4)
     runs = [make_infer(root, aug, skill=0.4, seed=140 + s, train=make_train(root, aug, "tiny", seed=s, halt_max_steps=2))
             for s in (0, 1)]
-    report.report(runs, name="split", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], step=2, root=root)
+    report.report(runs, name="split", out_dir=tmp_path, n_aug_points=[2, 4], seeds=2, rules=["hrm"], step=2, root=root)
     out = tmp_path / "split"
     t = pl.read_parquet(out / "refinement.parquet")
     assert t["variants"].to_list() == ["all"] * 5 + ["trained"] * 5
@@ -283,6 +284,23 @@ def test_refinement_section_repeats_with_only_trained_variants_voting(cached, tm
     assert not np.allclose(trained_only, t.filter(pl.col("variants") == "all")["pass@2"].to_numpy())
     md = (out / "report.md").read_text()
     assert "| arm | variants | runs | ACT step |" in md and "| all runs | trained | 2 | 1–2 voted together |" in md
+    # segments or variants as votes, in each pool: steps 1-2 of 2 variants against step 2 alone of 4
+    votes = pl.read_parquet(out / "refinement_votes.parquet")
+    assert votes.select("variants", "steps", "n_aug").rows() == [
+        ("all", "2", 2), ("all", "2", 4), ("all", "2", N_AUG), ("all", "1-2", 2), ("all", "1-2", 4), ("all", "1-2", N_AUG),
+        ("trained", "2", 2), ("trained", "2", 4), ("trained", "1-2", 2), ("trained", "1-2", 4)]
+    assert votes["vs_alone_n_aug"].to_list() == [None] * 3 + [4, None, None] + [None] * 2 + [4, None]
+
+    def p2n(st, step, n, seed):
+        prepared = vote.prepare(st)
+        ranked = vote.rank(prepared, rule="hrm", top=2, step=step, n_aug=n, seed=seed, variants="trained")
+        return vote.scores(ranked, prepared, ks=(2,))["per_task"]["pass@2"]
+
+    d = np.mean([np.mean([p2n(r, [1, 2], 2, s) for s in (0, 1)], axis=0) - p2n(r, 2, 4, 0) for r in runs], axis=0)
+    row = votes.filter((pl.col("variants") == "trained") & (pl.col("steps") == "1-2") & (pl.col("n_aug") == 2)).row(0, named=True)
+    assert row["delta"] == pytest.approx(d.mean()) and row["subsamples"] == 2
+    assert "| arm | variants | answers voted |" in md and "| all runs | trained | 4 | " in md
+    assert "all runs (trained variants): " in md and "all runs (all variants): " in md
 
 
 def test_one_factor_ablation_sections(cached, tmp_path):
