@@ -84,7 +84,7 @@ def answer_agreement(prepared: Any, steps: Any, step: int, variants: str = "all"
 
     Votes that agree more carry less independent evidence: if the segments of one variant agree
     more often than two variants do, the segments are the weaker votes, which is what voting
-    them together against more variants measures (``arcpipe.report.refinement_votes``)."""
+    them together against more variants measures (``arcpipe.report_refinement.refinement_votes``)."""
     p = prepared
     rows = np.flatnonzero(p.valid & p.in_pool(variants)[p.tv] & np.isin(p.step, np.asarray(steps)))
     m = np.int64(len(p.tv_task))  # (task, variant) indices are below this

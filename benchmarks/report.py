@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from arcpipe import cache, report, signals, transforms, vote
+from arcpipe import cache, report, report_queries, signals, transforms, vote
 from arcpipe.augment import Plan, augment, materialize
 
 POINTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1000]
@@ -101,20 +101,20 @@ def main() -> None:
     t = time.perf_counter()
     prepared = vote.prepare(inf)
     t_prep = time.perf_counter() - t
-    info = report.prepared_info(prepared)
+    info = report_queries.prepared_info(prepared)
     max_n = info["n_aug"]
     points = sorted({p for p in POINTS if p < max_n} | {max_n})
     print(f"prepare: {t_prep:.2f} s ({len(prepared.tex)} predictions, {len(prepared.tests)} test inputs, {max_n} variants)")
 
     t = time.perf_counter()
-    q = report._Queries(vote, prepared)
-    report.n_aug_curves(q, list(vote.RULES), points, max_n, args.seeds, None, 2, info["task_ids"])
+    q = report_queries.Queries(vote, prepared)
+    report_queries.n_aug_curves(q, list(vote.RULES), points, max_n, args.seeds, None, 2, info["task_ids"])
     t_sweep = time.perf_counter() - t
     print(f"sweep: {len(points)} n_aug points x {len(vote.RULES)} rules x {args.seeds} seeds = {q.n_queries} distinct queries "
-          f"in {t_sweep:.2f} s on {report._jobs()} threads ({1000 * t_sweep / q.n_queries:.1f} ms/query)")
+          f"in {t_sweep:.2f} s on {report_queries.query_jobs()} threads ({1000 * t_sweep / q.n_queries:.1f} ms/query)")
 
     t = time.perf_counter()
-    sig = signals.signal_quality(prepared, n_boot=report.BOOTSTRAP, jobs=report._jobs())
+    sig = signals.signal_quality(prepared, n_boot=report.BOOTSTRAP, jobs=report_queries.query_jobs())
     signals.calibration(prepared, info["steps"][-1])
     t_sig = time.perf_counter() - t
     cells = len(prepared.tex) // max(len(info["steps"]), 1) * len(info["task_ids"])

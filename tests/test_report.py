@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from arcpipe import cache, figures, report, report_markdown, signals, stats, transforms
+from arcpipe import cache, figures, report, report_compute, report_markdown, signals, stats, transforms
 from arcpipe.errors import ArcpipeError
 
 N_AUG = 32
@@ -679,7 +679,7 @@ def test_compute_section_meets_arms_at_equal_compute(cached, tmp_path):
     # the one pair within EQUAL_COMPUTE: the transformer at 20 steps against HRM at 10
     pairs = pl.read_parquet(out / "compute_pairs.parquet")
     assert pairs.height == 1 and (pairs["from"][0], pairs["to"][0]) == ("core=hrm", "max_steps=20")
-    assert 1 < pairs["flops_ratio"][0] <= report.EQUAL_COMPUTE
+    assert 1 < pairs["flops_ratio"][0] <= report_compute.EQUAL_COMPUTE
     d = tf20 - hrm10
     assert pairs["delta"][0] == pytest.approx(d.mean())
     assert (pairs["better"][0], pairs["worse"][0]) == (int((d > stats.MOVED).sum()), int((d < -stats.MOVED).sum()))
@@ -753,7 +753,7 @@ def test_compute_section_reads_each_arm_against_the_fit_line(cached, tmp_path):
         line = np.polyval(np.polyfit(fit[others], y[others], 1), fit[a])
         assert table["fit_line"][a] == pytest.approx(line) and table["off_fit_line"][a] == pytest.approx(y[a] - line)
         assert table["fit_beyond"][a] == (not fit[others].min() <= fit[a] <= fit[others].max())
-        w = report._leave_one_out_weights(list(fit), ref)[a]
+        w = report_compute._leave_one_out_weights(list(fit), ref)[a]
         d = per_task[a] - w @ per_task
         assert (table["off_fit_better"][a], table["off_fit_worse"][a]) == (int((d > stats.MOVED).sum()), int((d < -stats.MOVED).sum()))
         assert table["off_fit_low"][a] <= table["off_fit_line"][a] <= table["off_fit_high"][a]
@@ -778,7 +778,7 @@ def test_leave_one_out_weights_give_the_line_through_the_others(x, rnd):
     if np.ptp(x) < 1e-3:
         return
     y = np.array([rnd.uniform(0, 1) for _ in x])
-    got = report._leave_one_out_weights(x + [None])
+    got = report_compute._leave_one_out_weights(x + [None])
     assert got[-1] is None
     for a, w in enumerate(got[:-1]):
         others = [b for b in range(len(x)) if b != a]
@@ -788,15 +788,15 @@ def test_leave_one_out_weights_give_the_line_through_the_others(x, rnd):
         assert w[:-1] @ y == pytest.approx(np.polyval(np.polyfit(np.asarray(x)[others], y[others], 1), x[a]), abs=1e-6)
     # a point off the reference scale weighs nothing in any line, and is read against all the others
     ref = [False] + [True] * (len(x) - 1)
-    for a, w in enumerate(report._leave_one_out_weights(x, ref)):
+    for a, w in enumerate(report_compute._leave_one_out_weights(x, ref)):
         others = [b for b in range(1, len(x)) if b != a]
         if w is None:
-            assert len(others) < report.FIT_LINE_ARMS or np.ptp(np.asarray(x)[others]) < 1e-6
+            assert len(others) < report_compute.FIT_LINE_ARMS or np.ptp(np.asarray(x)[others]) < 1e-6
             continue
         assert w[0] == 0
         if np.ptp(np.asarray(x)[others]) >= 1e-3:
             assert w @ y == pytest.approx(np.polyval(np.polyfit(np.asarray(x)[others], y[others], 1), x[a]), abs=1e-6)
-    assert report._leave_one_out_weights([0.1, 0.2, 0.3]) == [None] * 3  # two others: no line
+    assert report_compute._leave_one_out_weights([0.1, 0.2, 0.3]) == [None] * 3  # two others: no line
 
 
 def test_factor_sections_vote_count_curves(cached, tmp_path):
