@@ -17,6 +17,10 @@ how much the number would move on another draw of tasks of the same kind,
 not only the subsampling noise. It is read at the small-sample tails of
 ``stats.expanded_tail`` (a few dozen tasks: the plain 2.5% / 97.5% cover
 less than they say).
+
+The queries live in ``report_queries``; the ACT-segments section in ``report_refinement`` and the
+compute section in ``report_compute``; report.md's prose in ``report_markdown`` and its plots in
+``figures``. This module builds the stage and the tables that compare runs factor by factor.
 """
 
 from __future__ import annotations
@@ -46,9 +50,6 @@ from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstra
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
 LAYOUT = 19  # 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
 GALLERY = 4  # solved and failed test inputs shown each
-
-
-# --------------------------------------------------------------------------- vote queries
 
 
 # --------------------------------------------------------------------------- the report
