@@ -48,7 +48,7 @@ from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstra
 
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 19  # 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
+LAYOUT = 20  # 20: the ACT-segments section for every arm that recorded two trained segments, with refinement_votes (in each variant pool); 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
 GALLERY = 4  # solved and failed test inputs shown each
 
 
