@@ -21,7 +21,6 @@ from arcpipe.errors import ArcpipeError
 from arcpipe.runs import Run
 from arcpipe.stats import bootstrap_ci
 
-
 METRICS = ("pass@1", "pass@2", "oracle")
 
 
@@ -71,12 +70,14 @@ class Queries:
 
 
 def query_jobs() -> int:
+    """Threads for a batch of vote queries (and the signal bootstraps): the CPUs this process may
+    use (its affinity mask, which a scheduler or ``taskset`` may narrow), at most 4."""
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
 
 def subsample_scores(q: Queries, rules: Sequence[str], points: Sequence[int], max_n: int, seeds: int,
-                      step: int | tuple[int, ...] | None, top: int, task_ids: Sequence[str],
-                      variants: str = "all") -> dict[tuple[str, int], dict[str, Any]]:
+                     step: int | tuple[int, ...] | None, top: int, task_ids: Sequence[str],
+                     variants: str = "all") -> dict[tuple[str, int], dict[str, Any]]:
     """Per-task scores (an array per metric, and the number of ``subsamples``) at each
     (rule, n_aug), averaged over ``seeds`` seeded subsamples of the ``variants`` pool; at n_aug =
     ``max_n`` every seed draws the same subsample (the whole pool), so that point is queried once.
@@ -174,7 +175,7 @@ def prepared_info(prepared: Any) -> dict:
 
 
 def seed_mean(queries: Sequence[Queries], group: Sequence[int], rule: str, step: int | None, top: int,
-               task_ids: Sequence[str]) -> tuple[np.ndarray, float, np.ndarray]:
+              task_ids: Sequence[str]) -> tuple[np.ndarray, float, np.ndarray]:
     """Per-task pass@2 of the ``group`` runs (one setting, several training seeds) averaged over the
     seeds, their mean oracle, and the per-run pass@2 it averages, (runs, tasks), which the
     seed-resampled intervals draw from; every cached variant voted."""
