@@ -33,6 +33,27 @@ def _finite_means(values: np.ndarray) -> list[float | None]:
     return [float(col[np.isfinite(col)].mean()) if np.isfinite(col).any() else None for col in values.T]
 
 
+def _voting_pools(queries: Sequence[Queries], group: Sequence[int]) -> dict[str, list[int]]:
+    """The variant pools an arm's rows are given for, each with its runs' variant counts: every
+    variant; then the trained ones alone where every run's plan voted untrained variants beside
+    them (``pool_counts``), since those can outnumber the trained ones and drown what they show."""
+    counts = [pool_counts(queries[i].prepared) for i in group]
+    pools = {"all": [queries[i].info["n_aug"] for i in group]}
+    if all(counts):
+        pools["trained"] = [c[0] for c in counts]
+    return pools
+
+
+def _contrast(arms: Sequence[np.ndarray], weights: Sequence[float]) -> dict[str, Any]:
+    """One paired difference, the ``weights``-signed sum of ``arms`` (each (runs, tasks) of
+    per-task pass@2 or its change, runs averaged per task): its columns over tasks
+    (``paired_effects``) and with the runs resampled too (``seed_bootstrap_ci``)."""
+    per_task = sum(w * a.mean(axis=0) for a, w in zip(arms, weights))
+    eff = paired_effects(per_task[None])
+    lo, hi = seed_bootstrap_ci(list(arms), np.array([weights], dtype=float))
+    return {**{key: v[0].item() for key, v in eff.items()}, "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])}
+
+
 def refinement_arms(runs: Sequence[Run], queries: Sequence[Queries], main_i: int, varying: Sequence[str],
                     task_ids: Sequence[str]) -> dict[tuple, tuple[str, list[int], int, list[int]]]:
     """The arms (runs equal in every varying factor, the main run's first) whose inference recorded
@@ -87,19 +108,15 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[Queries], main_i: i
         # every step alone, then the trained steps' answers voted together, and every step's; with
         # every variant voting, and again with only the trained ones where the plan voted others too
         pools = [tuple(s for s in steps if s <= k), tuple(steps)]
-        voting_pools = ["all", "trained"] if all(pool_counts(queries[i].prepared) for i in group) else ["all"]
-        for pool, s in ((v, s) for v in voting_pools for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]):
-            d = gains(group, k, s, pool)
+        voting = _voting_pools(queries, group)
+        for pool, s in ((v, s) for v in voting for s in [*steps, *dict.fromkeys(p for p in pools if len(p) > 1)]):
             p2 = np.mean([score(i, s, pool) for i in group], axis=0)
-            eff = paired_effects(d.mean(axis=0)[None])
-            lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
             # how alike the answers voting together are: two steps of one variant, two variants at step k
             agree = [None, None] if isinstance(s, int) else _finite_means(
                 np.array([signals.answer_agreement(queries[i].prepared, s, k, pool) for i in group]))
             rows.append({"arm": label, "variants": pool, "trained_steps": k, "step": s if isinstance(s, int) else None,
                          "pooled": None if isinstance(s, int) else f"{s[0]}-{s[-1]}", "runs": len(group), "rule": rule,
-                         "pass@2": float(p2.mean()), **{key: v[0].item() for key, v in eff.items()},
-                         "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0]),
+                         "pass@2": float(p2.mean()), **_contrast([gains(group, k, s, pool)], [1.0]),
                          "agree_steps": agree[0], "agree_variants": agree[1]})
     if not rows:
         return None
@@ -108,12 +125,8 @@ def refinement_tables(runs: Sequence[Run], queries: Sequence[Queries], main_i: i
     main_label, main_group, main_k, main_steps = per_arm.get(main_key, (None, [], 0, []))
     for label, group, k, steps in (v for key, v in per_arm.items() if key != main_key and main_group):
         for s in (s for s in steps if s in main_steps and s > max(k, main_k)):
-            a, b = gains(group, k, s), gains(main_group, main_k, s)
-            eff = paired_effects((a.mean(axis=0) - b.mean(axis=0))[None])
-            lo, hi = seed_bootstrap_ci([a, b], np.array([[1.0, -1.0]]))
             vs_main.append({"arm": label, "main": main_label, "step": s, "rule": rule,
-                            **{key: v[0].item() for key, v in eff.items()},
-                            "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])})
+                            **_contrast([gains(group, k, s), gains(main_group, main_k, s)], [1.0, -1.0])})
     return pl.DataFrame(rows), (pl.DataFrame(vs_main) if vs_main else None)
 
 
@@ -141,9 +154,7 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[Queries], main_i: in
         trained = tuple(s for s in steps if s <= k)
         if len(trained) < 2:
             continue
-        counts = [pool_counts(queries[i].prepared) for i in group]
-        for pool in ["all", "trained"] if all(counts) else ["all"]:
-            own = [queries[i].info["n_aug"] if pool == "all" else c[0] for i, c in zip(group, counts)]
+        for pool, own in _voting_pools(queries, group).items():
             ns = sorted({p for p in points if p < min(own)} | {min(own)})
             alone = {}
             for s in (k, trained):
@@ -159,11 +170,7 @@ def refinement_votes(runs: Sequence[Run], queries: Sequence[Queries], main_i: in
                     if width == 1:
                         alone[n] = runs_p2
                     elif n * width in alone:  # the same votes from the trained step alone, over more variants
-                        d = runs_p2 - alone[n * width]
-                        eff = paired_effects(d.mean(axis=0)[None])
-                        lo, hi = seed_bootstrap_ci([d], np.array([[1.0]]))
-                        row |= {"vs_alone_n_aug": n * width, **{key: v[0].item() for key, v in eff.items()},
-                                "delta_seeds_low": float(lo[0]), "delta_seeds_high": float(hi[0])}
+                        row |= {"vs_alone_n_aug": n * width, **_contrast([runs_p2 - alone[n * width]], [1.0])}
                     rows.append(row)
                     mats.append(runs_p2.mean(axis=0))
     if not rows:
