@@ -24,7 +24,7 @@ import numpy as np
 
 from arcpipe.errors import ArcpipeError
 from arcpipe.runs import parse_settings
-from arcpipe.stats import MOVED, paired_effects, seed_bootstrap_ci, welch
+from arcpipe.stats import MOVED, paired_effects, permutation_f, seed_bootstrap_ci, welch
 
 
 @dataclass
@@ -222,6 +222,24 @@ def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path 
     else:
         runs = {**over_runs([(s, v) for (s, _), v in zip(arms, values)]), "tasks": n_read}
     return {"arms": arms, "values": values, "over_runs": runs, "over_tasks": tasks_read, "tasks": n_read}
+
+
+def among(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence[str] | None = None,
+          n_perm: int = 20000, seed: int = 0) -> dict[str, Any]:
+    """Whether several arms differ at all: the one-way F test of their per-run pass@2 with a
+    permutation p-value (``stats.permutation_f``), on the tasks they share as in ``compare``.
+    Asked before a pairwise difference is read when the pair was picked for being far apart
+    (the best and worst of four random halves of the other tasks): with ``arms``, ``values``
+    and ``tasks`` as ``compare`` returns them, and ``f``, ``p``, ``df_between``, ``df_within``."""
+    if len(specs) < 2:
+        raise ArcpipeError("compare --among: give two or more arms")
+    arms = [(1.0, arm(s, reports)) for s in specs]
+    common, differ = shared_tasks(arms, tasks)
+    values = [a.values_on(common) if differ else a.values for _, a in arms]
+    if min(len(v) for v in values) < 2:
+        raise ArcpipeError("compare --among: an arm of one run has no spread between runs to test against")
+    return {"arms": arms, "values": values, "tasks": len(common) if differ else None,
+            **permutation_f(values, n_perm=n_perm, seed=seed)}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:

@@ -121,6 +121,38 @@ def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
     assert t["moved"] == pytest.approx({"a": 100.0, "c": 50.0})  # b: 0.5 each side
 
 
+def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
+    """``compare --among``: per-run pass@2 on the tasks every arm shares (a 4-task report read on
+    the 3 a 3-task report scored), the F test's statistic and permutation p; refused with one
+    arm, an arm of one run, or beside --plus."""
+    from typer.testing import CliRunner
+
+    from arcpipe.cli import app
+    from arcpipe.stats import permutation_f
+
+    low = np.array([[0, 0, 1], [0, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=float)
+    high = np.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 1], [0, 1, 1, 0]], dtype=float)
+    _fake_report(tmp_path / "low", ["a", "b", "c"], low)
+    _fake_report(tmp_path / "high", ["a", "b", "c", "x"], high)
+    out = compare.among(["low:preset=tiny", "high:preset=tiny"], tmp_path)
+    assert out["tasks"] == 3  # the task sets differ: both read on a, b, c
+    np.testing.assert_allclose(out["values"][1], 100 * high[:, :3].mean(axis=1))
+    assert out["f"] == pytest.approx(permutation_f(out["values"])["f"]) and out["p"] < 0.05
+    alike = compare.among(["low:seed=0;low:seed=1", "low:seed=2;low:seed=3"], tmp_path)
+    assert alike["p"] > 0.5
+    with pytest.raises(ArcpipeError, match="two or more arms"):
+        compare.among(["low:preset=tiny"], tmp_path)
+    with pytest.raises(ArcpipeError, match="one run"):
+        compare.among(["low:seed=0", "high:preset=tiny"], tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", "--reports", str(tmp_path), "--among", "low:preset=tiny", "--among", "high:preset=tiny"])
+    assert res.exit_code == 0, res.output
+    assert "* low:preset=tiny: 4 runs" in res.output
+    assert f"among 2 arms over runs: F = {out['f']:.2f} on (1, 6) df, permutation p = {out['p']:.3f}" in res.output
+    res = runner.invoke(app, ["compare", "--reports", str(tmp_path), "--among", "low:preset=tiny", "--plus", "high:preset=tiny"])
+    assert res.exit_code != 0 and "without --plus/--minus" in str(res.exception)
+
+
 def test_one_stage_key_with_the_same_score_on_two_cpu_kinds_is_two_runs(tmp_path):
     """Seed 8 of HRM at 12000 steps scored 24.9% on an Intel Xeon and on an AMD EPYC, from other
     predictions (oracle 35.9% against 33.3%). Known by key and pass@2 alone, the two counted once;

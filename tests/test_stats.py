@@ -221,3 +221,36 @@ def test_coverage_benchmark_reference_counts_the_run_by_task_spread_twice():
     assert both > 1.3 * shipped  # the benchmark's table: 23.5 against 15.7 points
     out = bench.coverage(13, 2, 0.3, 1.0, draws=5, boot=100)
     assert set(out["cover"]) == set(bench.METHODS) and all(0 <= v <= 1 for v in out["cover"].values())
+
+
+def test_permutation_f_matches_the_anova_formula_and_tracks_separation():
+    """F is the textbook one-way statistic; p is small for arms far apart, large for arms drawn
+    alike, at least 1 / (1 + n_perm), and does not depend on the arms' order."""
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(0, 1, 8), rng.normal(0, 1, 6), rng.normal(0, 1, 5)]
+    y = np.concatenate(groups)
+    between = sum(g.size * (g.mean() - y.mean()) ** 2 for g in groups) / 2
+    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (y.size - 3)
+    out = stats.permutation_f(groups, n_perm=4000)
+    assert out["f"] == pytest.approx(between / within)
+    assert (out["df_between"], out["df_within"]) == (2, 16)
+    assert out["p"] > 0.05
+    assert stats.permutation_f(groups[::-1], n_perm=4000)["f"] == pytest.approx(out["f"])
+    far = stats.permutation_f([groups[0], groups[1] + 5], n_perm=999)
+    assert far["p"] == pytest.approx(1 / 1000)
+    # arms with no spread inside and none between: nothing to tell apart
+    assert stats.permutation_f([np.ones(3), np.ones(4)], n_perm=99)["p"] == 1.0
+    with pytest.raises(ValueError, match="more runs than arms"):
+        stats.permutation_f([np.ones(1), np.ones(1)])
+
+
+def test_permutation_f_holds_its_level_on_pass_at_2_like_runs():
+    """Under the null (every arm's runs from one distribution) p <= 0.05 about 5% of the time,
+    on coarse per-run scores like pass@2 over 13 tasks (steps of 1/13, many ties)."""
+    rng = np.random.default_rng(11)
+    hits = 0
+    trials = 300
+    for _ in range(trials):
+        groups = [rng.binomial(13, 0.3, size=n) / 13 for n in (8, 8, 6, 6)]
+        hits += stats.permutation_f(groups, n_perm=499, seed=int(rng.integers(1 << 30)))["p"] <= 0.05
+    assert 0.02 <= hits / trials <= 0.09

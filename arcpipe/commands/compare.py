@@ -1,4 +1,5 @@
-"""`arcpipe compare --plus ARM --minus ARM`: a difference between arms of built reports."""
+"""`arcpipe compare --plus ARM --minus ARM`: a difference between arms of built reports;
+`arcpipe compare --among ARM --among ARM ...`: whether several arms differ at all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ def command(
     plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports; a part must pick runs of one setting)."),
     minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
+    among: List[str] = typer.Option([], "--among", help="Instead of a difference: do these arms (two or more) differ at all? "
+                                    "One-way F over runs, permutation p-value."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Read every arm on these tasks only: a built report (the tasks "
                                         "it scored, e.g. transfer-13tasks) or task ids joined with ','."),
 ) -> None:
@@ -22,7 +25,9 @@ def command(
     arm shares (paired, and with each arm's runs resampled too) where every report involved kept
     per-task scores (run_tasks, reports built since LAYOUT 15). Arms of reports scored on different
     task sets are compared on the tasks they share, over runs as over tasks (--tasks narrows that
-    further). Nothing is retrained."""
+    further). With --among instead: whether several arms differ at all (the one-way F test of per-run
+    pass@2, its p-value from shuffling the arms' labels among the runs), the question to ask before
+    reading the gap between the highest and lowest of several arms. Nothing is retrained."""
     import math
 
     from rich.console import Console
@@ -30,8 +35,13 @@ def command(
     from arcpipe.compare import compare, task_list
     from arcpipe.report_markdown import flops_text
 
+    from arcpipe.compare import among as among_arms
+    from arcpipe.errors import ArcpipeError
+
     only = None if tasks is None else task_list(tasks, reports)
-    out = compare(plus, minus, reports, only)
+    if among and (plus or minus):
+        raise ArcpipeError("compare: --among asks whether arms differ at all; give it without --plus/--minus")
+    out = among_arms(among, reports, only) if among else compare(plus, minus, reports, only)
     console = Console(highlight=False, soft_wrap=True)
     shared = out["tasks"]
     if only is not None:
@@ -43,8 +53,14 @@ def command(
                         for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
         flops = a.runs["train_flops"].drop_nulls() if "train_flops" in a.runs.columns else []
         cost = f"; {flops_text(float(flops.mean()))} a training" if len(flops) == a.runs.height else ""
-        console.print(f"{'+' if sign > 0 else '-'} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
+        mark = "*" if among else "+" if sign > 0 else "-"
+        console.print(f"{mark} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
+    if among:
+        console.print(f"among {len(out['arms'])} arms over runs: F = {out['f']:.2f} on ({out['df_between']:.0f}, "
+                      f"{out['df_within']:.0f}) df, permutation p = {out['p']:.3f} ({out['n_perm']:.0f} shuffles of the "
+                      "arms' labels among the runs)")
+        return
     r = out["over_runs"]
     if r is None:
         console.print("over runs: not available (an arm of one run has no spread between runs)")
