@@ -291,6 +291,35 @@ def test_committed_transfer_halves_on_the_13_tasks():
     assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
 
 
+def test_committed_second_draw_of_halves():
+    """docs/ablations.md, "A second draw of halves": halves c and d (a second random split of the
+    46, seeds 4-9) on the 13 evaluation tasks; the four halves differ, c minus d is resolved, and
+    (b + c) - (a + d), the tasks in both b and c against those in both a and d, too; all 46 add
+    nothing over a half."""
+    only = compare.task_list("transfer-13tasks")
+    t = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}
+    alone = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"
+
+    def both(plus, minus):
+        out = compare.compare(plus, minus, tasks=only)
+        o = out["over_tasks"]
+        return _interval(o), round(o["seeds_low"], 1), (o["better"], o["worse"]), _interval(out["over_runs"])
+
+    c = compare.compare([t["c"]], [alone], tasks=only)
+    assert [len(v) for v in c["values"]] == [6, 8] and round(c["values"][0].mean(), 1) == 35.3
+    assert both([t["c"]], [alone])[:3] == ((17.5, 5.1, 34.1), 5.3, (7, 0))
+    assert both([t["d"]], [alone])[:3] == ((7.9, 0.3, 19.3), -0.1, (4, 0))
+    assert both([t["c"]], [t["d"]]) == ((9.6, 1.3, 19.2), 1.3, (6, 1), (9.6, 3.7, 15.6))
+    assert both([t["b"], t["c"]], [t["a"], t["d"]]) == ((13.5, 2.2, 26.3), 2.2, (7, 1), (13.5, 4.6, 22.4))
+    assert both([t["b"], t["d"]], [t["a"], t["c"]])[0] == (-5.8, -16.7, 4.1)
+    halves = ";".join(t.values())
+    assert both([halves], [alone])[:3] == ((10.1, 2.9, 22.0), 2.1, (9, 0))
+    assert both(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], [halves])[0] == (0.5, -2.7, 4.7)
+    four = compare.among(list(t.values()), tasks=only)
+    assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (4.49, 0.012, 24)
+    assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
+
+
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
     """docs/ablations.md, "Twice the budget at equal compute on the EPYC": the transformer's lead
     at HRM's FLOPs, 10.4 at 44 TFLOP and 1.5 at 89 on seeds 8-11, the shrinkage resolved; over
