@@ -139,7 +139,7 @@ def permutation_f(groups: Sequence[np.ndarray], *, n_perm: int = 20000, seed: in
     def f_stats(samples: np.ndarray) -> np.ndarray:
         sums = samples @ onehot  # (draws, k)
         between = (sums**2 / sizes).sum(axis=1) - y.sum() ** 2 / n
-        within = (y**2).sum() - y.sum() ** 2 / n - between
+        within = np.maximum((y**2).sum() - y.sum() ** 2 / n - between, 0.0)  # rounding can dip below 0
         with np.errstate(divide="ignore", invalid="ignore"):
             return (between / (k - 1)) / (within / (n - k))
 

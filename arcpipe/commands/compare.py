@@ -32,11 +32,10 @@ def command(
 
     from rich.console import Console
 
-    from arcpipe.compare import compare, task_list
-    from arcpipe.report_markdown import flops_text
-
     from arcpipe.compare import among as among_arms
+    from arcpipe.compare import compare, task_list
     from arcpipe.errors import ArcpipeError
+    from arcpipe.report_markdown import flops_text
 
     only = None if tasks is None else task_list(tasks, reports)
     if among and (plus or minus):
