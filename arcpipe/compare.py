@@ -172,6 +172,14 @@ def shared_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None =
     return common, only is not None or any(s != sets[0] for s in sets)
 
 
+def run_values(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = None) -> tuple[list[np.ndarray], int | None]:
+    """Each arm's per-run pass@2 in points, as a difference or a test over runs reads them: a run's
+    own score where the arms share one task set, else its mean over the shared tasks (``shared_tasks``);
+    and the number of tasks read that way (None for the runs' own scores)."""
+    common, differ = shared_tasks(arms, only)
+    return [a.values_on(common) if differ else a.values for _, a in arms], (len(common) if differ else None)
+
+
 def over_tasks(arms: Sequence[tuple[float, Arm]], only: Sequence[str] | None = None) -> dict[str, Any] | None:
     """The signed sum over the tasks every arm was scored on: paired over tasks with seeds averaged
     per task, and with each arm's runs resampled too (the intervals a report prints), in points;
@@ -210,9 +218,7 @@ def compare(plus: Sequence[str], minus: Sequence[str] = (), reports: str | Path 
     if not plus and not minus:
         raise ArcpipeError("compare: give at least one arm")
     arms = [(1.0, arm(s, reports)) for s in plus] + [(-1.0, arm(s, reports)) for s in minus]
-    common, differ = shared_tasks(arms, tasks)
-    values = [a.values_on(common) if differ else a.values for _, a in arms]
-    n_read = len(common) if differ else None
+    values, n_read = run_values(arms, tasks)
     tasks_read = over_tasks(arms, tasks)
     if min(len(v) for v in values) < 2:  # no spread between runs: over tasks is all there is
         if tasks_read is None:
@@ -234,12 +240,10 @@ def among(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence
     if len(specs) < 2:
         raise ArcpipeError("compare --among: give two or more arms")
     arms = [(1.0, arm(s, reports)) for s in specs]
-    common, differ = shared_tasks(arms, tasks)
-    values = [a.values_on(common) if differ else a.values for _, a in arms]
+    values, n_read = run_values(arms, tasks)
     if min(len(v) for v in values) < 2:
         raise ArcpipeError("compare --among: an arm of one run has no spread between runs to test against")
-    return {"arms": arms, "values": values, "tasks": len(common) if differ else None,
-            **permutation_f(values, n_perm=n_perm, seed=seed)}
+    return {"arms": arms, "values": values, "tasks": n_read, **permutation_f(values, n_perm=n_perm, seed=seed)}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:
