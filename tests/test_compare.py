@@ -318,6 +318,14 @@ def test_committed_second_draw_of_halves():
     four = compare.among(list(t.values()), tasks=only)
     assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (4.49, 0.012, 24)
     assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
+    # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
+    import polars as pl
+
+    arms = {**t, "alone": alone, "all46": "outer-loop-59tasks-fit:core=transformer,max_steps=24000"}
+    solved = {name: set(compare.arm(spec).tasks.filter(pl.col("pass@2") > 0)["task_id"]) for name, spec in arms.items()}
+    only_in = {name: sorted(set(only) & (got - set().union(*(v for k, v in solved.items() if k != name))))
+               for name, got in solved.items()}
+    assert only_in == {"a": [], "b": [], "c": ["4cd1b7b2", "be03b35f"], "d": ["68b67ca3"], "alone": [], "all46": []}
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
