@@ -15,6 +15,7 @@ layer rejected the input.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,29 @@ app.command("report")(report.command)
 app.command("compare")(compare.command)
 app.command("run")(run.command)
 app.add_typer(cache.app, name="cache")
+
+
+def _prose(doc: str) -> str:
+    """A docstring as help prose: each paragraph on one line, for the terminal to wrap.
+
+    typer (0.29 here; older releases joined them) keeps a docstring's single line breaks after
+    its first paragraph, so lines broken at the source's width came out ragged in an 80-column
+    terminal. Every verb's help is prose paragraphs (no lists or code), so joining a
+    paragraph's lines loses nothing.
+    """
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = _prose(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)
 
 
 def _fail(message: str, code: int) -> None:

@@ -51,6 +51,28 @@ def test_every_verb_summary_is_one_short_line():
         assert first and "\n" not in first and len(first) <= 110, f"{name}: summary {first!r}"
 
 
+def test_help_paragraphs_reach_the_terminal_unbroken():
+    """typer keeps a docstring's single line breaks past its first paragraph, so lines broken at the
+    source's width printed ragged in an 80-column terminal; each paragraph must be one line, for
+    rich to wrap to the terminal, and keep every word of the docstring."""
+    import inspect
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = dict(group.commands)
+    for name, sub in group.commands.items():
+        commands.update({f"{name} {k}": v for k, v in getattr(sub, "commands", {}).items()})
+    for name, cmd in commands.items():
+        if not hasattr(cmd, "callback") or cmd.callback is None or not cmd.callback.__doc__:
+            continue
+        paragraphs = (cmd.help or "").split("\n\n")
+        assert all("\n" not in p for p in paragraphs), f"{name}: a help paragraph keeps its line breaks"
+        assert " ".join(paragraphs).split() == inspect.cleandoc(cmd.callback.__doc__).split(), name
+    report = CliRunner().invoke(app, ["report", "--help"], terminal_width=80).output
+    assert "the rules paired against `hrm`" in " ".join(report.split())
+
+
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "arcpipe.cli", "--cache", str(cwd / "cache"), *args],
