@@ -328,6 +328,45 @@ def test_committed_second_draw_of_halves():
     assert only_in == {"a": [], "b": [], "c": ["4cd1b7b2", "be03b35f"], "d": ["68b67ca3"], "alone": [], "all46": []}
 
 
+def test_committed_quarters_alone():
+    """docs/ablations.md, "The quarters alone": b ∩ c and a ∩ d (the quarters the two splits'
+    contrast compares) each alone beside the 13 evaluation tasks, seeds 4-9. b ∩ c leads by about
+    half of (b + c) - (a + d), as additive task effects predict, unresolved; half c leads b ∩ c
+    alone, so its lead needs a ∩ c too; the quarters fit the 13 tasks' pairs better than the halves
+    and score lower."""
+    only = compare.task_list("transfer-13tasks")
+    t = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}
+    q = {h: f"transfer-26tasks-{h}:preset=transformer-tiny" for h in ("bc", "ad")}
+    alone = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"
+
+    def both(plus, minus):
+        out = compare.compare(plus, minus, tasks=only)
+        o = out["over_tasks"]
+        return _interval(o), (o["better"], o["worse"]), _interval(out["over_runs"])
+
+    means = {h: compare.run_values([(1, compare.arm(spec))], only)[0][0] for h, spec in {**t, **q}.items()}
+    assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {"bc": (6, 25.6), "ad": (6, 20.5)}
+    assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), (3, 1), (7.9, 0.8, 14.9))
+    assert both([q["ad"]], [alone])[0] == (2.7, -2.7, 8.8)
+    # additive task effects: (b + c) - (a + d) is twice bc - ad, and (c - d) + (a - b) twice ac - bd
+    predicted = (means["b"].mean() + means["c"].mean() - means["a"].mean() - means["d"].mean()) / 2
+    assert round(predicted, 1) == 6.7
+    assert both([q["bc"]], [q["ad"]]) == ((5.1, -1.3, 15.4), (3, 1), (5.1, -1.3, 11.5))
+    assert both([t["c"], q["ad"]], [t["d"], q["bc"]])[0] == (4.5, -3.6, 12.8)
+    assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), (6, 1), (9.6, 2.9, 16.3))
+    assert both([t["d"]], [q["ad"]])[0] == (5.1, -3.2, 14.1)
+    assert both([f"{q['bc']};{q['ad']}"], [alone])[0] == (5.3, -1.1, 14.9)
+    assert both([";".join(t.values())], [f"{q['bc']};{q['ad']}"]) == ((4.8, -1.6, 11.3), (8, 1), (4.8, 0.6, 9.0))
+    three = compare.among([alone, q["ad"], q["bc"]], tasks=only)
+    assert (round(three["f"], 2), round(three["p"], 3)) == (3.18, 0.072)
+    # the tasks solved beside c only are solved beside neither quarter alone
+    import polars as pl
+
+    for spec in q.values():
+        solved = set(compare.arm(spec).tasks.filter(pl.col("pass@2") > 0)["task_id"])
+        assert solved & set(only) == {"31d5ba1a", "66e6c45b", "6ea4a07e", "b1fc8b8e", "e633a9e5"}
+
+
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
     """docs/ablations.md, "Twice the budget at equal compute on the EPYC": the transformer's lead
     at HRM's FLOPs, 10.4 at 44 TFLOP and 1.5 at 89 on seeds 8-11, the shrinkage resolved; over
