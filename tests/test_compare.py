@@ -329,14 +329,13 @@ def test_committed_second_draw_of_halves():
 
 
 def test_committed_quarters_alone():
-    """docs/ablations.md, "The quarters alone": b ∩ c and a ∩ d (the quarters the two splits'
-    contrast compares) each alone beside the 13 evaluation tasks, seeds 4-9. b ∩ c leads by about
-    half of (b + c) - (a + d), as additive task effects predict, unresolved; half c leads b ∩ c
-    alone, so its lead needs a ∩ c too; the quarters fit the 13 tasks' pairs better than the halves
-    and score lower."""
+    """docs/ablations.md, "The quarters alone": each quarter of the two splits alone beside the 13
+    evaluation tasks. b ∩ c leads a ∩ d by about half of (b + c) - (a + d), as additive task
+    effects predict, unresolved; but the four quarters differ and do not add up to the halves:
+    half c scores 12 points over its two quarters' gains added (over runs), a ∩ c alone nothing."""
     only = compare.task_list("transfer-13tasks")
     t = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}
-    q = {h: f"transfer-26tasks-{h}:preset=transformer-tiny" for h in ("bc", "ad")}
+    q = {h: f"transfer-{n}tasks-{h}:preset=transformer-tiny" for h, n in (("bc", 26), ("ad", 26), ("ac", 23), ("bd", 23))}
     alone = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"
 
     def both(plus, minus):
@@ -345,26 +344,39 @@ def test_committed_quarters_alone():
         return _interval(o), (o["better"], o["worse"]), _interval(out["over_runs"])
 
     means = {h: compare.run_values([(1, compare.arm(spec))], only)[0][0] for h, spec in {**t, **q}.items()}
-    assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {"bc": (6, 25.6), "ad": (6, 20.5)}
+    assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {
+        "bc": (6, 25.6), "ad": (6, 20.5), "ac": (4, 15.4), "bd": (4, 25.0)}
     assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), (3, 1), (7.9, 0.8, 14.9))
     assert both([q["ad"]], [alone])[0] == (2.7, -2.7, 8.8)
-    # additive task effects: (b + c) - (a + d) is twice bc - ad, and (c - d) + (a - b) twice ac - bd
+    assert both([q["ac"]], [alone])[0] == (-2.4, -17.6, 9.0)
+    assert both([q["bd"]], [alone]) == ((7.2, 0.0, 17.3), (3, 0), (7.2, 0.3, 14.1))
+    # additive task effects: (b + c) - (a + d) is twice bc - ad
     predicted = (means["b"].mean() + means["c"].mean() - means["a"].mean() - means["d"].mean()) / 2
     assert round(predicted, 1) == 6.7
     assert both([q["bc"]], [q["ad"]]) == ((5.1, -1.3, 15.4), (3, 1), (5.1, -1.3, 11.5))
-    assert both([t["c"], q["ad"]], [t["d"], q["bc"]])[0] == (4.5, -3.6, 12.8)
+    # ... but the quarters alone predict c - d and b - a far from what the halves measured
+    assert both([q["ac"], q["bc"]], [q["ad"], q["bd"]])[0] == (-4.5, -29.5, 15.2)
+    assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[2] == (14.7, 6.7, 22.8)
+    four = compare.among([q["ac"], q["ad"], q["bc"], q["bd"]], tasks=only)
+    assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (5.05, 0.014, 16)
+    # each half + the 13 alone - its two quarters: the interaction; half c's resolves over runs
+    halves = {"c": ("ac", "bc"), "a": ("ac", "ad"), "d": ("ad", "bd"), "b": ("bc", "bd")}
+    inter = {h: both([t[h], alone], [q[x], q[y]]) for h, (x, y) in halves.items()}
+    assert inter["c"] == ((12.0, -6.3, 34.9), (5, 2), (12.0, 3.4, 20.7))
+    assert {h: v[0][0] for h, v in inter.items()} == {"c": 12.0, "a": 5.9, "d": -2.1, "b": -5.0}
+    assert all(v[2][1] < 0 < v[2][2] for h, v in inter.items() if h != "c")
+    assert both([t["c"]], [q["ac"]])[0] == (19.9, 1.3, 41.7)
     assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), (6, 1), (9.6, 2.9, 16.3))
-    assert both([t["d"]], [q["ad"]])[0] == (5.1, -3.2, 14.1)
-    assert both([f"{q['bc']};{q['ad']}"], [alone])[0] == (5.3, -1.1, 14.9)
-    assert both([";".join(t.values())], [f"{q['bc']};{q['ad']}"]) == ((4.8, -1.6, 11.3), (8, 1), (4.8, 0.6, 9.0))
-    three = compare.among([alone, q["ad"], q["bc"]], tasks=only)
-    assert (round(three["f"], 2), round(three["p"], 3)) == (3.18, 0.072)
-    # the tasks solved beside c only are solved beside neither quarter alone
+    quarters = ";".join(q.values())
+    assert both([quarters], [alone])[0] == (4.1, -1.2, 11.2)
+    assert both([";".join(t.values())], [quarters]) == ((6.0, -0.7, 13.4), (7, 2), (6.0, 2.3, 9.7))
+    # 4cd1b7b2 is solved only where a ∩ c is (beside it alone, and beside half c), once each
     import polars as pl
 
-    for spec in q.values():
-        solved = set(compare.arm(spec).tasks.filter(pl.col("pass@2") > 0)["task_id"])
-        assert solved & set(only) == {"31d5ba1a", "66e6c45b", "6ea4a07e", "b1fc8b8e", "e633a9e5"}
+    arms = {**t, **q, "alone": alone, "all46": "outer-loop-59tasks-fit:core=transformer,max_steps=24000"}
+    solved = {name: compare.arm(spec).tasks.filter((pl.col("task_id") == "4cd1b7b2") & (pl.col("pass@2") > 0)).height
+              for name, spec in arms.items()}
+    assert {name: n for name, n in solved.items() if n} == {"c": 1, "ac": 1}
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
