@@ -35,18 +35,23 @@ def test_help_texts_survive_rich_rendering():
         assert Text.from_markup(text).plain == text, f"{where}: help text loses {text!r} in rich markup"
 
 
+def _every_command() -> dict:
+    """Every click command of the app by its command line: each verb, and `cache ls` / `cache prune`."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = dict(group.commands)
+    for name, sub in group.commands.items():
+        commands.update({f"{name} {k}": v for k, v in getattr(sub, "commands", {}).items()})
+    return commands
+
+
 def test_every_verb_summary_is_one_short_line():
     """`arcpipe --help` lists each verb by its help's first paragraph: a long one wraps into a wall
     of text that buries the other verbs, so the detail belongs in later paragraphs."""
     import inspect
 
-    import typer.main
-
-    group = typer.main.get_command(app)
-    commands = dict(group.commands)
-    for name, sub in group.commands.items():  # `cache ls`, `cache prune`
-        commands.update({f"{name} {k}": v for k, v in getattr(sub, "commands", {}).items()})
-    for name, cmd in commands.items():
+    for name, cmd in _every_command().items():
         first = inspect.cleandoc(cmd.help or "").split("\n\n")[0]
         assert first and "\n" not in first and len(first) <= 110, f"{name}: summary {first!r}"
 
@@ -57,13 +62,7 @@ def test_help_paragraphs_reach_the_terminal_unbroken():
     rich to wrap to the terminal, and keep every word of the docstring."""
     import inspect
 
-    import typer.main
-
-    group = typer.main.get_command(app)
-    commands = dict(group.commands)
-    for name, sub in group.commands.items():
-        commands.update({f"{name} {k}": v for k, v in getattr(sub, "commands", {}).items()})
-    for name, cmd in commands.items():
+    for name, cmd in _every_command().items():
         if not hasattr(cmd, "callback") or cmd.callback is None or not cmd.callback.__doc__:
             continue
         paragraphs = (cmd.help or "").split("\n\n")
