@@ -92,6 +92,18 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no column 'max_steps'" in bad.stderr
 
 
+TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # the 13 evaluation tasks trained alone
+TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
+
+
+def _reading(plus: list[str], minus: list[str], only: list[str]) -> tuple:
+    """A difference read on the tasks ``only`` as the transfer sections print it: paired over tasks
+    (delta, low, high), the low end with seeds resampled, (tasks up, tasks down), and over runs."""
+    out = compare.compare(plus, minus, tasks=only)
+    o = out["over_tasks"]
+    return _interval(o), round(o["seeds_low"], 1), (o["better"], o["worse"]), _interval(out["over_runs"])
+
+
 def _fake_report(folder, task_ids, scores, *, run_tasks=True):
     """A built report's two tables, as much as compare reads: one run per row of ``scores`` (the
     run's pass@2 on each of ``task_ids``)."""
@@ -294,16 +306,13 @@ def test_committed_transfer_halves_on_the_13_tasks():
 def test_committed_second_draw_of_halves():
     """docs/ablations.md, "A second draw of halves": halves c and d (a second random split of the
     46, seeds 4-9) on the 13 evaluation tasks; the four halves differ, c minus d is resolved, and
-    (b + c) - (a + d), the tasks in both b and c against those in both a and d, too; all 46 add
-    nothing over a half."""
+    (b + c) - (a + d) (under additive task effects twice the tasks in both b and c against those in
+    both a and d) too; all 46 add nothing over a half."""
     only = compare.task_list("transfer-13tasks")
-    t = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}
-    alone = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"
+    t, alone = TRANSFER_HALVES, TRANSFER_ALONE
 
     def both(plus, minus):
-        out = compare.compare(plus, minus, tasks=only)
-        o = out["over_tasks"]
-        return _interval(o), round(o["seeds_low"], 1), (o["better"], o["worse"]), _interval(out["over_runs"])
+        return _reading(plus, minus, only)
 
     c = compare.compare([t["c"]], [alone], tasks=only)
     assert [len(v) for v in c["values"]] == [6, 8] and round(c["values"][0].mean(), 1) == 35.3
@@ -334,42 +343,39 @@ def test_committed_quarters_alone():
     effects predict, unresolved; but the four quarters differ and do not add up to the halves:
     half c scores 12 points over its two quarters' gains added (over runs), a ∩ c alone nothing."""
     only = compare.task_list("transfer-13tasks")
-    t = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}
+    t, alone = TRANSFER_HALVES, TRANSFER_ALONE
     q = {h: f"transfer-{n}tasks-{h}:preset=transformer-tiny" for h, n in (("bc", 26), ("ad", 26), ("ac", 23), ("bd", 23))}
-    alone = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"
 
     def both(plus, minus):
-        out = compare.compare(plus, minus, tasks=only)
-        o = out["over_tasks"]
-        return _interval(o), (o["better"], o["worse"]), _interval(out["over_runs"])
+        return _reading(plus, minus, only)
 
     means = {h: compare.run_values([(1, compare.arm(spec))], only)[0][0] for h, spec in {**t, **q}.items()}
     assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {
         "bc": (6, 25.6), "ad": (6, 20.5), "ac": (4, 15.4), "bd": (4, 25.0)}
-    assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), (3, 1), (7.9, 0.8, 14.9))
+    assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), -1.8, (3, 1), (7.9, 0.8, 14.9))
     assert both([q["ad"]], [alone])[0] == (2.7, -2.7, 8.8)
     assert both([q["ac"]], [alone])[0] == (-2.4, -17.6, 9.0)
-    assert both([q["bd"]], [alone]) == ((7.2, 0.0, 17.3), (3, 0), (7.2, 0.3, 14.1))
+    assert both([q["bd"]], [alone]) == ((7.2, 0.0, 17.3), -0.3, (3, 0), (7.2, 0.3, 14.1))
     # additive task effects: (b + c) - (a + d) is twice bc - ad
     predicted = (means["b"].mean() + means["c"].mean() - means["a"].mean() - means["d"].mean()) / 2
     assert round(predicted, 1) == 6.7
-    assert both([q["bc"]], [q["ad"]]) == ((5.1, -1.3, 15.4), (3, 1), (5.1, -1.3, 11.5))
+    assert both([q["bc"]], [q["ad"]]) == ((5.1, -1.3, 15.4), -1.3, (3, 1), (5.1, -1.3, 11.5))
     # ... but the quarters alone predict c - d and b - a far from what the halves measured
     assert both([q["ac"], q["bc"]], [q["ad"], q["bd"]])[0] == (-4.5, -29.5, 15.2)
-    assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[2] == (14.7, 6.7, 22.8)
+    assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[3] == (14.7, 6.7, 22.8)
     four = compare.among([q["ac"], q["ad"], q["bc"], q["bd"]], tasks=only)
     assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (5.05, 0.014, 16)
     # each half + the 13 alone - its two quarters: the interaction; half c's resolves over runs
     halves = {"c": ("ac", "bc"), "a": ("ac", "ad"), "d": ("ad", "bd"), "b": ("bc", "bd")}
     inter = {h: both([t[h], alone], [q[x], q[y]]) for h, (x, y) in halves.items()}
-    assert inter["c"] == ((12.0, -6.3, 34.9), (5, 2), (12.0, 3.4, 20.7))
+    assert inter["c"] == ((12.0, -6.3, 34.9), -5.9, (5, 2), (12.0, 3.4, 20.7))
     assert {h: v[0][0] for h, v in inter.items()} == {"c": 12.0, "a": 5.9, "d": -2.1, "b": -5.0}
-    assert all(v[2][1] < 0 < v[2][2] for h, v in inter.items() if h != "c")
+    assert all(v[3][1] < 0 < v[3][2] for h, v in inter.items() if h != "c")
     assert both([t["c"]], [q["ac"]])[0] == (19.9, 1.3, 41.7)
-    assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), (6, 1), (9.6, 2.9, 16.3))
+    assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), 0.0, (6, 1), (9.6, 2.9, 16.3))
     quarters = ";".join(q.values())
     assert both([quarters], [alone])[0] == (4.1, -1.2, 11.2)
-    assert both([";".join(t.values())], [quarters]) == ((6.0, -0.7, 13.4), (7, 2), (6.0, 2.3, 9.7))
+    assert both([";".join(t.values())], [quarters]) == ((6.0, -0.7, 13.4), -0.7, (7, 2), (6.0, 2.3, 9.7))
     # 4cd1b7b2 is solved only where a ∩ c is (beside it alone, and beside half c), once each
     import polars as pl
 
