@@ -392,6 +392,38 @@ def test_committed_quarters_alone():
     assert {name: n for name, n in solved.items() if n} == {"c": 1, "ac": 1}
 
 
+def test_committed_hrm_beside_the_second_draw():
+    """docs/ablations.md, "A second draw of halves", HRM: beside half c HRM scores what it scores
+    alone and trails d, not the transformer's order, on two runs an arm (too few: the transformer's
+    own first two seeds show c over d at +3.8 only). Over all four halves HRM's first step (+4.8) and
+    the second 23 over a half (+10.6) resolve paired over tasks."""
+    only = compare.task_list("transfer-13tasks")
+    h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
+         **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny" for x in "ab"},
+         **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
+         "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"}
+    def read(plus, minus):
+        return _reading(plus, minus, only)
+
+    runs = {k: compare.run_values([(1, compare.arm(v))], only)[0][0] for k, v in h.items()}
+    assert {k: (len(v), round(v.mean(), 1)) for k, v in runs.items()} == {
+        "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (2, 15.4), "d": (2, 21.2), "all46": (8, 30.8)}
+    assert read([h["c"]], [h["alone"]])[:3] == ((0.0, -17.3, 20.2), -17.3, (1, 3))
+    assert read([h["d"]], [h["alone"]])[:3] == ((5.8, -1.9, 15.4), -8.6, (3, 1))
+    assert read([h["c"]], [h["d"]])[:3] == ((-5.8, -26.9, 11.5), -30.6, (1, 2))
+    t = TRANSFER_HALVES
+    first_two = {x: ";".join(f"{t[x]},seed={s}" for s in (4, 5)) for x in "cd"}
+    assert read([first_two["c"]], [first_two["d"]])[0] == (3.8, -15.4, 23.1)
+    models = read([t["c"], h["d"]], [t["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
+    assert models[:3] == ((15.4, 0.0, 35.9), -3.1, (6, 2))
+    assert read([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"])[0] == (5.8, -3.8, 15.4)
+    four = compare.among([h[x] for x in "abcd"], tasks=only)
+    assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.68, 0.23, 12)
+    halves = ";".join(h[x] for x in "abcd")
+    assert read([halves], [h["alone"]]) == ((4.8, 0.7, 10.1), 0.7, (5, 0), (4.8, 1.4, 8.2))
+    assert read([h["all46"]], [halves]) == ((10.6, 2.9, 20.2), -0.4, (6, 1), (10.6, 0.1, 21.1))
+
+
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
     """docs/ablations.md, "Twice the budget at equal compute on the EPYC": the transformer's lead
     at HRM's FLOPs, 10.4 at 44 TFLOP and 1.5 at 89 on seeds 8-11, the shrinkage resolved; over
