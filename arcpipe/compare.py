@@ -24,7 +24,7 @@ import numpy as np
 
 from arcpipe.errors import ArcpipeError
 from arcpipe.runs import parse_settings
-from arcpipe.stats import MOVED, paired_effects, permutation_f, seed_bootstrap_ci, welch
+from arcpipe.stats import MOVED, least_difference, paired_effects, permutation_f, seed_bootstrap_ci, welch
 
 
 @dataclass
@@ -236,14 +236,19 @@ def among(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence
     permutation p-value (``stats.permutation_f``), on the tasks they share as in ``compare``.
     Asked before a pairwise difference is read when the pair was picked for being far apart
     (the best and worst of four random halves of the other tasks): with ``arms``, ``values``
-    and ``tasks`` as ``compare`` returns them, and ``f``, ``p``, ``df_between``, ``df_within``."""
+    and ``tasks`` as ``compare`` returns them, and ``f``, ``p``, ``df_between``, ``df_within``,
+    ``sd_within`` (runs' spread within an arm) and ``least_difference`` (the gap two arms of the
+    fewest runs here must show for a 95% interval over runs to exclude zero)."""
     if len(specs) < 2:
         raise ArcpipeError("compare --among: give two or more arms")
     arms = [(1.0, arm(s, reports)) for s in specs]
     values, n_read = run_values(arms, tasks)
     if min(len(v) for v in values) < 2:
         raise ArcpipeError("compare --among: an arm of one run has no spread between runs to test against")
-    return {"arms": arms, "values": values, "tasks": n_read, **permutation_f(values, n_perm=n_perm, seed=seed)}
+    out = permutation_f(values, n_perm=n_perm, seed=seed)
+    fewest = min(len(v) for v in values)
+    least = least_difference(out["sd_within"], out["df_within"], fewest, fewest)  # every arm has 2+ runs: df > 0
+    return {"arms": arms, "values": values, "tasks": n_read, **out, "fewest_runs": fewest, "least_difference": least}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:

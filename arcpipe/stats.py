@@ -127,7 +127,8 @@ def permutation_f(groups: Sequence[np.ndarray], *, n_perm: int = 20000, seed: in
     the arm labels among the runs draws F under that null: p = (1 + shuffles with F at least the
     observed) / (1 + ``n_perm``), valid at any run count and with no normality assumed (pass@2
     over a dozen tasks moves in steps of several points). Over runs, like ``welch``: other
-    trainings on these tasks, not other tasks."""
+    trainings on these tasks, not other tasks. Also ``sd_within``, the pooled standard deviation of
+    runs within an arm, which ``least_difference`` turns into the gap two arms must show."""
     values = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
     sizes = np.array([v.size for v in values])
     if len(values) < 2 or sizes.min() < 1 or sizes.sum() <= len(values):
@@ -144,11 +145,24 @@ def permutation_f(groups: Sequence[np.ndarray], *, n_perm: int = 20000, seed: in
             return (between / (k - 1)) / (within / (n - k))
 
     observed = float(f_stats(y[None, :])[0])
+    centred = np.concatenate([v - v.mean() for v in values])
+    sd_within = float(np.sqrt((centred**2).sum() / (n - k)))
     rng = np.random.default_rng(seed)
     shuffles = y[np.argsort(rng.random((n_perm, n)), axis=1)]
     null = f_stats(shuffles)
     p = 1.0 if math.isnan(observed) else float((1 + np.sum(null >= observed * (1 - 1e-12))) / (1 + n_perm))
-    return {"f": observed, "p": p, "df_between": float(k - 1), "df_within": float(n - k), "n_perm": float(n_perm)}
+    return {"f": observed, "p": p, "df_between": float(k - 1), "df_within": float(n - k), "n_perm": float(n_perm),
+            "sd_within": sd_within}
+
+
+def least_difference(sd: float, df: float, n_a: int, n_b: int, level: float = 0.95) -> float:
+    """The smallest gap between two arms' means (of ``n_a`` and ``n_b`` runs) whose ``level``
+    interval over runs excludes zero, given runs spread by ``sd`` within an arm on ``df`` degrees
+    of freedom: t * sd * sqrt(1/n_a + 1/n_b), Fisher's least significant difference.
+
+    Said beside an F test so that a reader sees what a few seeds can resolve before reading a
+    gap: with runs spread by 6 points, two arms of four runs must differ by about 9."""
+    return t_quantile(1 - (1 - level) / 2, df) * sd * math.sqrt(1 / n_a + 1 / n_b)
 
 
 def run_offsets(m: np.ndarray) -> tuple[np.ndarray, float]:

@@ -150,6 +150,10 @@ def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
     assert out["tasks"] == 3  # the task sets differ: both read on a, b, c
     np.testing.assert_allclose(out["values"][1], 100 * high[:, :3].mean(axis=1))
     assert out["f"] == pytest.approx(permutation_f(out["values"])["f"]) and out["p"] < 0.05
+    # runs' pooled spread within an arm, and the gap two arms of 4 runs must show (t at 6 df: 2.4469)
+    pooled = np.sqrt(sum(((v - v.mean()) ** 2).sum() for v in out["values"]) / 6)
+    assert out["sd_within"] == pytest.approx(pooled) and out["fewest_runs"] == 4
+    assert out["least_difference"] == pytest.approx(2.4469 * pooled * np.sqrt(2 / 4), rel=1e-3)
     alike = compare.among(["low:seed=0;low:seed=1", "low:seed=2;low:seed=3"], tmp_path)
     assert alike["p"] > 0.5
     with pytest.raises(ArcpipeError, match="two or more arms"):
@@ -161,6 +165,8 @@ def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
     assert res.exit_code == 0, res.output
     assert "* low:preset=tiny: 4 runs" in res.output
     assert f"among 2 arms over runs: F = {out['f']:.2f} on (1, 6) df, permutation p = {out['p']:.3f}" in res.output
+    assert (f"runs spread within an arm by {pooled:.1f} points (pooled SD): two arms of 4 runs must differ by "
+            f"{out['least_difference']:.1f}") in res.output
     res = runner.invoke(app, ["compare", "--reports", str(tmp_path), "--among", "low:preset=tiny", "--plus", "high:preset=tiny"])
     assert res.exit_code != 0 and "without --plus/--minus" in str(res.exception)
 
@@ -326,6 +332,7 @@ def test_committed_second_draw_of_halves():
     assert both(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], [halves])[0] == (0.5, -2.7, 4.7)
     four = compare.among(list(t.values()), tasks=only)
     assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (4.49, 0.012, 24)
+    assert round(four["least_difference"], 1) == 7.1  # c - d, +9.6, clears it
     assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
     # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
     import polars as pl
@@ -356,7 +363,6 @@ def test_committed_quarters_alone():
     # the first four seeds of a ∩ c and b ∩ d, and what they said
     first = {h: means[h][:4].mean() for h in ("ac", "bd")}
     assert {h: round(v, 1) for h, v in first.items()} == {"ac": 15.4, "bd": 25.0}
-    assert round(np.sqrt(np.mean([means[h].var(ddof=1) for h in q])), 1) == 6.2  # runs' spread within an arm
     assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), -1.8, (3, 1), (7.9, 0.8, 14.9))
     assert both([q["ad"]], [alone])[0] == (2.7, -2.7, 8.8)
     assert both([q["ac"]], [alone]) == ((0.8, -11.1, 9.6), -10.9, (3, 2), (0.8, -7.2, 8.8))
@@ -370,6 +376,7 @@ def test_committed_quarters_alone():
     assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[3] == (9.0, -1.7, 19.7)
     four = compare.among([q["ac"], q["ad"], q["bc"], q["bd"]], tasks=only)
     assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.40, 0.28, 20)
+    assert (round(four["sd_within"], 1), four["fewest_runs"], round(four["least_difference"], 1)) == (6.2, 6, 7.5)
     assert round(compare.among([*q.values(), alone], tasks=only)["p"], 2) == 0.21
     # each half + the 13 alone - its two quarters: the interaction; none resolves any way
     halves = {"c": ("ac", "bc"), "a": ("ac", "ad"), "d": ("ad", "bd"), "b": ("bc", "bd")}

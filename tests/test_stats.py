@@ -233,6 +233,7 @@ def test_permutation_f_matches_the_anova_formula_and_tracks_separation():
     within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (y.size - 3)
     out = stats.permutation_f(groups, n_perm=4000)
     assert out["f"] == pytest.approx(between / within)
+    assert out["sd_within"] == pytest.approx(np.sqrt(within))
     assert (out["df_between"], out["df_within"]) == (2, 16)
     assert out["p"] > 0.05
     assert stats.permutation_f(groups[::-1], n_perm=4000)["f"] == pytest.approx(out["f"])
@@ -242,6 +243,20 @@ def test_permutation_f_matches_the_anova_formula_and_tracks_separation():
     assert stats.permutation_f([np.ones(3), np.ones(4)], n_perm=99)["p"] == 1.0
     with pytest.raises(ValueError, match="more runs than arms"):
         stats.permutation_f([np.ones(1), np.ones(1)])
+
+
+def test_least_difference_is_the_gap_that_two_arms_alike_exceed_5_percent_of_the_time():
+    """Two arms of 4 runs drawn alike: their means differ by more than the least difference (from
+    the runs' pooled SD, 6 df) in about 5% of draws; it is t * sd * sqrt(2 / n) (t(0.975, 10) =
+    2.2281) and shrinks with more runs."""
+    assert stats.least_difference(1.0, 10, 2, 2) == pytest.approx(2.2281, rel=1e-3)
+    assert stats.least_difference(6.2, 16, 4, 4) == pytest.approx(2.1199 * 6.2 * np.sqrt(0.5), rel=1e-3)
+    assert stats.least_difference(1.0, 10, 6, 6) < stats.least_difference(1.0, 10, 4, 4)
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0, 1, (2, 20000, 4))
+    sd = np.sqrt((a.var(axis=1, ddof=1) + b.var(axis=1, ddof=1)) / 2)
+    exceeded = np.abs(a.mean(axis=1) - b.mean(axis=1)) > stats.least_difference(1.0, 6, 4, 4) * sd
+    assert exceeded.mean() == pytest.approx(0.05, abs=0.006)
 
 
 def test_permutation_f_holds_its_level_on_pass_at_2_like_runs():

@@ -27,7 +27,8 @@ def command(
     task sets are compared on the tasks they share, over runs as over tasks (--tasks narrows that
     further). With --among instead: whether several arms differ at all (the one-way F test of per-run
     pass@2, its p-value from shuffling the arms' labels among the runs), the question to ask before
-    reading the gap between the highest and lowest of several arms. Nothing is retrained."""
+    reading the gap between the highest and lowest of several arms, and how far apart two arms of
+    so few runs must be for an interval over runs to tell them apart. Nothing is retrained."""
     import math
 
     from rich.console import Console
@@ -59,6 +60,9 @@ def command(
         console.print(f"among {len(out['arms'])} arms over runs: F = {out['f']:.2f} on ({out['df_between']:.0f}, "
                       f"{out['df_within']:.0f}) df, permutation p = {out['p']:.3f} ({out['n_perm']:.0f} shuffles of the "
                       "arms' labels among the runs)")
+        console.print(f"runs spread within an arm by {out['sd_within']:.1f} points (pooled SD): two arms of "
+                      f"{out['fewest_runs']} runs must differ by {out['least_difference']:.1f} for a 95% interval "
+                      "over runs to exclude zero")
         return
     r = out["over_runs"]
     if r is None:
