@@ -243,10 +243,10 @@ def among(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence
         raise ArcpipeError("compare --among: give two or more arms")
     arms = [(1.0, arm(s, reports)) for s in specs]
     values, n_read = run_values(arms, tasks)
-    if min(len(v) for v in values) < 2:
+    fewest = min(len(v) for v in values)
+    if fewest < 2:
         raise ArcpipeError("compare --among: an arm of one run has no spread between runs to test against")
     out = permutation_f(values, n_perm=n_perm, seed=seed)
-    fewest = min(len(v) for v in values)
     least = least_difference(out["sd_within"], out["df_within"], fewest, fewest)  # every arm has 2+ runs: df > 0
     return {"arms": arms, "values": values, "tasks": n_read, **out, "fewest_runs": fewest, "least_difference": least}
 

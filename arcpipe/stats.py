@@ -137,16 +137,19 @@ def permutation_f(groups: Sequence[np.ndarray], *, n_perm: int = 20000, seed: in
     k, n = len(values), y.size
     onehot = np.repeat(np.eye(k), sizes, axis=0)  # run -> arm
 
-    def f_stats(samples: np.ndarray) -> np.ndarray:
+    def sums_of_squares(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sums = samples @ onehot  # (draws, k)
         between = (sums**2 / sizes).sum(axis=1) - y.sum() ** 2 / n
         within = np.maximum((y**2).sum() - y.sum() ** 2 / n - between, 0.0)  # rounding can dip below 0
+        return between, within
+
+    def f_stats(samples: np.ndarray) -> np.ndarray:
+        between, within = sums_of_squares(samples)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (between / (k - 1)) / (within / (n - k))
 
     observed = float(f_stats(y[None, :])[0])
-    centred = np.concatenate([v - v.mean() for v in values])
-    sd_within = float(np.sqrt((centred**2).sum() / (n - k)))
+    sd_within = float(np.sqrt(sums_of_squares(y[None, :])[1][0] / (n - k)))
     rng = np.random.default_rng(seed)
     shuffles = y[np.argsort(rng.random((n_perm, n)), axis=1)]
     null = f_stats(shuffles)

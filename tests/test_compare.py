@@ -104,6 +104,11 @@ def _reading(plus: list[str], minus: list[str], only: list[str]) -> tuple:
     return _interval(o), round(o["seeds_low"], 1), (o["better"], o["worse"]), _interval(out["over_runs"])
 
 
+def _arm_runs(spec: str, only: list[str]) -> np.ndarray:
+    """One arm's per-run pass@2 on the tasks ``only``, as compare reads it."""
+    return compare.run_values([(1, compare.arm(spec))], only)[0][0]
+
+
 def _fake_report(folder, task_ids, scores, *, run_tasks=True):
     """A built report's two tables, as much as compare reads: one run per row of ``scores`` (the
     run's pass@2 on each of ``task_ids``)."""
@@ -357,7 +362,7 @@ def test_committed_quarters_alone():
     def both(plus, minus):
         return _reading(plus, minus, only)
 
-    means = {h: compare.run_values([(1, compare.arm(spec))], only)[0][0] for h, spec in {**t, **q}.items()}
+    means = {h: _arm_runs(spec, only) for h, spec in {**t, **q}.items()}
     assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {
         "bc": (6, 25.6), "ad": (6, 20.5), "ac": (6, 18.6), "bd": (6, 22.4)}
     # the first four seeds of a ∩ c and b ∩ d, and what they said
@@ -387,7 +392,7 @@ def test_committed_quarters_alone():
     assert both([t["c"]], [q["ac"]]) == ((16.7, 1.3, 34.6), 1.3, (5, 1), (16.7, 9.0, 24.3))
     assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), 0.0, (6, 1), (9.6, 2.9, 16.3))
     quarters = ";".join(q.values())
-    assert round(compare.run_values([(1, compare.arm(quarters))], only)[0][0].mean(), 1) == 21.8
+    assert round(_arm_runs(quarters, only).mean(), 1) == 21.8
     assert both([quarters], [alone])[0] == (4.0, -1.3, 10.7)
     assert both([";".join(t.values())], [quarters]) == ((6.1, -0.8, 14.1), -0.8, (7, 2), (6.1, 2.4, 9.8))
     # 4cd1b7b2 is solved only where a ∩ c is (beside it alone, and beside half c), once each
@@ -409,26 +414,27 @@ def test_committed_hrm_beside_the_second_draw():
          **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny" for x in "ab"},
          **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
          "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"}
-    def read(plus, minus):
+
+    def both(plus, minus):
         return _reading(plus, minus, only)
 
-    runs = {k: compare.run_values([(1, compare.arm(v))], only)[0][0] for k, v in h.items()}
+    runs = {k: _arm_runs(v, only) for k, v in h.items()}
     assert {k: (len(v), round(v.mean(), 1)) for k, v in runs.items()} == {
         "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (2, 15.4), "d": (2, 21.2), "all46": (8, 30.8)}
-    assert read([h["c"]], [h["alone"]])[:3] == ((0.0, -17.3, 20.2), -17.3, (1, 3))
-    assert read([h["d"]], [h["alone"]])[:3] == ((5.8, -1.9, 15.4), -8.6, (3, 1))
-    assert read([h["c"]], [h["d"]])[:3] == ((-5.8, -26.9, 11.5), -30.6, (1, 2))
+    assert both([h["c"]], [h["alone"]])[:3] == ((0.0, -17.3, 20.2), -17.3, (1, 3))
+    assert both([h["d"]], [h["alone"]])[:3] == ((5.8, -1.9, 15.4), -8.6, (3, 1))
+    assert both([h["c"]], [h["d"]])[:3] == ((-5.8, -26.9, 11.5), -30.6, (1, 2))
     t = TRANSFER_HALVES
     first_two = {x: ";".join(f"{t[x]},seed={s}" for s in (4, 5)) for x in "cd"}
-    assert read([first_two["c"]], [first_two["d"]])[0] == (3.8, -15.4, 23.1)
-    models = read([t["c"], h["d"]], [t["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
+    assert both([first_two["c"]], [first_two["d"]])[0] == (3.8, -15.4, 23.1)
+    models = both([t["c"], h["d"]], [t["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
     assert models[:3] == ((15.4, 0.0, 35.9), -3.1, (6, 2))
-    assert read([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"])[0] == (5.8, -3.8, 15.4)
+    assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"])[0] == (5.8, -3.8, 15.4)
     four = compare.among([h[x] for x in "abcd"], tasks=only)
     assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.68, 0.23, 12)
     halves = ";".join(h[x] for x in "abcd")
-    assert read([halves], [h["alone"]]) == ((4.8, 0.7, 10.1), 0.7, (5, 0), (4.8, 1.4, 8.2))
-    assert read([h["all46"]], [halves]) == ((10.6, 2.9, 20.2), -0.4, (6, 1), (10.6, 0.1, 21.1))
+    assert both([halves], [h["alone"]]) == ((4.8, 0.7, 10.1), 0.7, (5, 0), (4.8, 1.4, 8.2))
+    assert both([h["all46"]], [halves]) == ((10.6, 2.9, 20.2), -0.4, (6, 1), (10.6, 0.1, 21.1))
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
