@@ -143,16 +143,16 @@ def permutation_f(groups: Sequence[np.ndarray], *, n_perm: int = 20000, seed: in
         within = np.maximum((y**2).sum() - y.sum() ** 2 / n - between, 0.0)  # rounding can dip below 0
         return between, within
 
-    def f_stats(samples: np.ndarray) -> np.ndarray:
-        between, within = sums_of_squares(samples)
+    def f_stats(between: np.ndarray, within: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             return (between / (k - 1)) / (within / (n - k))
 
-    observed = float(f_stats(y[None, :])[0])
-    sd_within = float(np.sqrt(sums_of_squares(y[None, :])[1][0] / (n - k)))
+    between, within = sums_of_squares(y[None, :])  # the observed runs: F and the spread within an arm
+    observed = float(f_stats(between, within)[0])
+    sd_within = float(np.sqrt(within[0] / (n - k)))
     rng = np.random.default_rng(seed)
     shuffles = y[np.argsort(rng.random((n_perm, n)), axis=1)]
-    null = f_stats(shuffles)
+    null = f_stats(*sums_of_squares(shuffles))
     p = 1.0 if math.isnan(observed) else float((1 + np.sum(null >= observed * (1 - 1e-12))) / (1 + n_perm))
     return {"f": observed, "p": p, "df_between": float(k - 1), "df_within": float(n - k), "n_perm": float(n_perm),
             "sd_within": sd_within}
