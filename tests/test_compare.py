@@ -316,9 +316,10 @@ def test_committed_transfer_halves_on_the_13_tasks():
 
 def test_committed_second_draw_of_halves():
     """docs/ablations.md, "A second draw of halves": halves c and d (a second random split of the
-    46, seeds 4-9) on the 13 evaluation tasks; the four halves differ, c minus d is resolved, and
-    (b + c) - (a + d) (under additive task effects twice the tasks in both b and c against those in
-    both a and d) too; all 46 add nothing over a half."""
+    46, seeds 4-11 like a and b) on the 13 evaluation tasks; the four halves differ, c minus d is
+    resolved, and (b + c) - (a + d) (under additive task effects twice the tasks in both b and c
+    against those in both a and d) too; all 46 add nothing over a half. Seeds 10-11 firmed up what
+    seeds 4-9 had read (c - d +9.6, p = 0.012)."""
     only = compare.task_list("transfer-13tasks")
     t, alone = TRANSFER_HALVES, TRANSFER_ALONE
 
@@ -326,19 +327,23 @@ def test_committed_second_draw_of_halves():
         return _reading(plus, minus, only)
 
     c = compare.compare([t["c"]], [alone], tasks=only)
-    assert [len(v) for v in c["values"]] == [6, 8] and round(c["values"][0].mean(), 1) == 35.3
-    assert both([t["c"]], [alone])[:3] == ((17.5, 5.1, 34.1), 5.3, (7, 0))
-    assert both([t["d"]], [alone])[:3] == ((7.9, 0.3, 19.3), -0.1, (4, 0))
-    assert both([t["c"]], [t["d"]]) == ((9.6, 1.3, 19.2), 1.3, (6, 1), (9.6, 3.7, 15.6))
-    assert both([t["b"], t["c"]], [t["a"], t["d"]]) == ((13.5, 2.2, 26.3), 2.2, (7, 1), (13.5, 4.6, 22.4))
-    assert both([t["b"], t["d"]], [t["a"], t["c"]])[0] == (-5.8, -16.7, 4.1)
+    assert [len(v) for v in c["values"]] == [8, 8] and round(c["values"][0].mean(), 1) == 35.1
+    assert both([t["c"]], [alone])[:3] == ((17.3, 4.8, 34.6), 5.1, (7, 0))
+    assert both([t["d"]], [alone])[:3] == ((6.7, 0.5, 15.7), -0.2, (4, 0))
+    assert both([t["c"]], [t["d"]]) == ((10.6, 1.0, 22.1), 1.0, (6, 2), (10.6, 5.3, 15.8))
+    assert both([t["b"], t["c"]], [t["a"], t["d"]]) == ((14.4, 2.4, 29.3), 2.4, (7, 1), (14.4, 5.8, 23.0))
+    assert both([t["b"], t["d"]], [t["a"], t["c"]])[0] == (-6.7, -19.2, 4.3)
     halves = ";".join(t.values())
-    assert both([halves], [alone])[:3] == ((10.1, 2.9, 22.0), 2.1, (9, 0))
-    assert both(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], [halves])[0] == (0.5, -2.7, 4.7)
+    assert both([halves], [alone])[:3] == ((10.1, 3.0, 21.3), 2.4, (9, 0))
+    assert both(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], [halves])[0] == (0.5, -2.8, 4.9)
     four = compare.among(list(t.values()), tasks=only)
-    assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (4.49, 0.012, 24)
-    assert round(four["least_difference"], 1) == 7.1  # c - d, +9.6, clears it
+    assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (6.00, 0.004, 28)
+    assert (round(four["sd_within"], 1), round(four["least_difference"], 1)) == (5.9, 6.0)  # c - d, +10.6, clears it
     assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
+    # what seeds 4-9 of c and d had read
+    first = {h: ";".join(f"{t[h]},seed={s}" for s in range(4, 10)) for h in "cd"}
+    assert both([first["c"]], [first["d"]])[0] == (9.6, 1.3, 19.2)
+    assert round(compare.among([t["a"], t["b"], first["c"], first["d"]], tasks=only)["p"], 3) == 0.012
     # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
     import polars as pl
 
@@ -351,10 +356,11 @@ def test_committed_second_draw_of_halves():
 
 def test_committed_quarters_alone():
     """docs/ablations.md, "The quarters alone": each quarter of the two splits alone beside the 13
-    evaluation tasks, six seeds each. b ∩ c leads a ∩ d by about half of (b + c) - (a + d), as
-    additive task effects predict, unresolved; the four quarters do not measurably differ (on seeds
-    4-7 of a ∩ c and b ∩ d they seemed to, p = 0.014), and half c's lean over its two quarters'
-    gains added (8.8) is resolved no way, though c leads each of its quarters alone."""
+    evaluation tasks, eight seeds each. b ∩ c leads a ∩ d by about two thirds of what (b + c) -
+    (a + d) predicts, unresolved; the four quarters do not measurably differ (on seeds 4-7 of
+    a ∩ c and b ∩ d they seemed to, p = 0.014); a half gives more than a quarter, resolved every
+    way; half c's lean over its two quarters' gains added (11.1) resolves over runs only (on six
+    seeds it did not), and c leads each of its quarters alone, resolved every way."""
     only = compare.task_list("transfer-13tasks")
     t, alone = TRANSFER_HALVES, TRANSFER_ALONE
     q = {h: f"transfer-{n}tasks-{h}:preset=transformer-tiny" for h, n in (("bc", 26), ("ad", 26), ("ac", 23), ("bd", 23))}
@@ -362,39 +368,47 @@ def test_committed_quarters_alone():
     def both(plus, minus):
         return _reading(plus, minus, only)
 
+    def first(spec, n):
+        return ";".join(f"{spec},seed={s}" for s in range(4, 4 + n))
+
     means = {h: _arm_runs(spec, only) for h, spec in {**t, **q}.items()}
     assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {
-        "bc": (6, 25.6), "ad": (6, 20.5), "ac": (6, 18.6), "bd": (6, 22.4)}
+        "bc": (8, 24.0), "ad": (8, 19.2), "ac": (8, 17.8), "bd": (8, 23.6)}
     # the first four seeds of a ∩ c and b ∩ d, and what they said
-    first = {h: means[h][:4].mean() for h in ("ac", "bd")}
-    assert {h: round(v, 1) for h, v in first.items()} == {"ac": 15.4, "bd": 25.0}
-    assert both([q["bc"]], [alone]) == ((7.9, -1.0, 21.9), -1.8, (3, 1), (7.9, 0.8, 14.9))
-    assert both([q["ad"]], [alone])[0] == (2.7, -2.7, 8.8)
-    assert both([q["ac"]], [alone]) == ((0.8, -11.1, 9.6), -10.9, (3, 2), (0.8, -7.2, 8.8))
-    assert both([q["bd"]], [alone]) == ((4.6, 0.3, 10.6), -3.3, (4, 0), (4.6, -4.3, 13.6))
+    assert {h: round(means[h][:4].mean(), 1) for h in ("ac", "bd")} == {"ac": 15.4, "bd": 25.0}
+    assert both([q["bc"]], [alone]) == ((6.2, -2.9, 19.2), -3.3, (3, 1), (6.2, -0.5, 13.0))
+    assert both([q["ad"]], [alone])[0] == (1.4, -3.4, 6.7)
+    assert both([q["ac"]], [alone]) == ((0.0, -12.0, 7.5), -12.4, (4, 1), (0.0, -6.8, 6.8))
+    assert both([q["bd"]], [alone]) == ((5.8, 1.0, 12.0), -0.1, (5, 0), (5.8, -1.8, 13.3))
     # additive task effects: (b + c) - (a + d) is twice bc - ad
     predicted = (means["b"].mean() + means["c"].mean() - means["a"].mean() - means["d"].mean()) / 2
-    assert round(predicted, 1) == 6.7
-    assert both([q["bc"]], [q["ad"]]) == ((5.1, -1.3, 15.4), -1.3, (3, 1), (5.1, -1.3, 11.5))
-    # what the quarters alone predict for c - d and b - a; the halves measured +9.6 and +3.8
-    assert both([q["ac"], q["bc"]], [q["ad"], q["bd"]])[0] == (1.3, -15.4, 18.4)
-    assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[3] == (9.0, -1.7, 19.7)
+    assert round(predicted, 1) == 7.2
+    assert both([q["bc"]], [q["ad"]]) == ((4.8, -1.9, 15.4), -1.9, (2, 1), (4.8, -0.8, 10.4))
+    assert both([first(q["bc"], 6)], [first(q["ad"], 6)])[0] == (5.1, -1.3, 15.4)  # on seeds 4-9
+    # what the quarters alone predict for c - d and b - a; the halves measured +10.6 and +3.8
+    assert both([q["ac"], q["bc"]], [q["ad"], q["bd"]])[0] == (-1.0, -14.1, 12.5)
+    assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[3] == (10.6, 2.0, 19.2)
     four = compare.among([q["ac"], q["ad"], q["bc"], q["bd"]], tasks=only)
-    assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.40, 0.28, 20)
-    assert (round(four["sd_within"], 1), four["fewest_runs"], round(four["least_difference"], 1)) == (6.2, 6, 7.5)
-    assert round(compare.among([*q.values(), alone], tasks=only)["p"], 2) == 0.21
-    # each half + the 13 alone - its two quarters: the interaction; none resolves any way
+    assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (2.22, 0.12, 28)
+    assert (round(four["sd_within"], 1), four["fewest_runs"], round(four["least_difference"], 1)) == (5.9, 8, 6.1)
+    assert round(compare.among([*q.values(), alone], tasks=only)["p"], 2) == 0.11
+    six = compare.among([first(q[h], 6) for h in ("ac", "ad", "bc", "bd")], tasks=only)
+    assert (round(six["f"], 2), round(six["p"], 2)) == (1.40, 0.28)
+    # each half + the 13 alone - its two quarters: the interaction; over tasks none resolves
     halves = {"c": ("ac", "bc"), "a": ("ac", "ad"), "d": ("ad", "bd"), "b": ("bc", "bd")}
     inter = {h: both([t[h], alone], [q[x], q[y]]) for h, (x, y) in halves.items()}
-    assert inter["c"] == ((8.8, -7.1, 27.6), -7.2, (4, 2), (8.8, -1.0, 18.6))
-    assert {h: v[0][0] for h, v in inter.items()} == {"c": 8.8, "a": 2.7, "d": 0.5, "b": -2.4}
-    assert all(v[0][1] < 0 < v[0][2] and v[1] < 0 and v[3][1] < 0 < v[3][2] for v in inter.values())
-    assert both([t["c"]], [q["ac"]]) == ((16.7, 1.3, 34.6), 1.3, (5, 1), (16.7, 9.0, 24.3))
-    assert both([t["c"]], [q["bc"]]) == ((9.6, 0.0, 19.2), 0.0, (6, 1), (9.6, 2.9, 16.3))
+    assert inter["c"] == ((11.1, -2.4, 27.7), -1.8, (5, 1), (11.1, 2.6, 19.5))  # over runs only
+    assert {h: v[0][0] for h, v in inter.items()} == {"c": 11.1, "a": 4.8, "d": -0.5, "b": -1.9}
+    assert all(v[0][1] < 0 < v[0][2] and v[1] < 0 for v in inter.values())
+    assert all(v[3][1] < 0 < v[3][2] for h, v in inter.items() if h != "c")
+    c6 = {h: first(x, 6) for h, x in (("c", t["c"]), ("ac", q["ac"]), ("bc", q["bc"]))}
+    assert both([c6["c"], alone], [c6["ac"], c6["bc"]])[3] == (8.8, -1.0, 18.6)  # on six seeds: not over runs
+    assert both([t["c"]], [q["ac"]]) == ((17.3, 2.4, 37.3), 2.4, (5, 1), (17.3, 11.6, 23.0))
+    assert both([t["c"]], [q["bc"]]) == ((11.1, 2.4, 21.2), 2.4, (6, 1), (11.1, 5.4, 16.7))
     quarters = ";".join(q.values())
-    assert round(_arm_runs(quarters, only).mean(), 1) == 21.8
-    assert both([quarters], [alone])[0] == (4.0, -1.3, 10.7)
-    assert both([";".join(t.values())], [quarters]) == ((6.1, -0.8, 14.1), -0.8, (7, 2), (6.1, 2.4, 9.8))
+    assert round(_arm_runs(quarters, only).mean(), 1) == 21.2
+    assert both([quarters], [alone])[0] == (3.4, -1.2, 8.9)
+    assert both([";".join(t.values())], [quarters]) == ((6.7, 0.4, 14.7), 0.4, (6, 1), (6.7, 3.4, 10.1))
     # 4cd1b7b2 is solved only where a ∩ c is (beside it alone, and beside half c), once each
     import polars as pl
 
@@ -408,9 +422,9 @@ def test_committed_hrm_beside_the_second_draw():
     """docs/ablations.md, "A second draw of halves", HRM: on six runs an arm HRM neither repeats
     the transformer's c-over-d order nor reverses it (its first two runs had read -5.8, its first
     four -1.9), its four halves do not measurably differ, and the models' difference there, which
-    had resolved over runs on four HRM seeds, resolves no way on six. Over all four halves HRM's
-    first step (+4.6) resolves every way and the second 23 over a half (+10.7) paired over tasks
-    and over runs."""
+    had resolved over runs on four HRM seeds, resolves no way on six against the transformer's same
+    six seeds, and over runs only against its eight. Over all four halves HRM's first step (+4.6)
+    resolves every way and the second 23 over a half (+10.7) paired over tasks and over runs."""
     only = compare.task_list("transfer-13tasks")
     h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
          **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny" for x in "ab"},
@@ -433,12 +447,15 @@ def test_committed_hrm_beside_the_second_draw():
     four_seeds = both([seeds(h["c"], (4, 5, 6, 7))], [seeds(h["d"], (4, 5, 6, 7))])
     assert four_seeds == ((-1.9, -11.5, 5.8), -11.5, (1, 1), (-1.9, -10.7, 6.8))  # the second
     t = TRANSFER_HALVES
-    assert both([t["c"]], [t["d"]])[0] == (9.6, 1.3, 19.2)
-    models = both([t["c"], h["d"]], [t["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
+    same = {x: seeds(t[x], range(4, 10)) for x in "cd"}  # the transformer on HRM's six seeds
+    assert both([same["c"]], [same["d"]])[0] == (9.6, 1.3, 19.2)
+    assert both([t["c"]], [t["d"]])[0] == (10.6, 1.0, 22.1)
+    models = both([same["c"], h["d"]], [same["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
     assert models == ((8.3, -2.6, 17.9), -2.9, (7, 1), (8.3, -0.6, 17.3))
+    assert both([t["c"], h["d"]], [t["d"], h["c"]]) == ((9.3, -1.1, 19.1), -1.8, (7, 1), (9.3, 0.6, 18.0))
     hrm_four = [seeds(h[x], (4, 5, 6, 7)) for x in "dc"]
-    assert both([t["c"], hrm_four[0]], [t["d"], hrm_four[1]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
-    assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"])[0] == (5.4, -1.3, 12.2)
+    assert both([same["c"], hrm_four[0]], [same["d"], hrm_four[1]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
+    assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((6.6, -1.0, 15.3), -1.2, (6, 1), (6.6, 0.5, 12.7))
     assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (7.1, -3.2, 20.5)
     four = compare.among([h[x] for x in "abcd"], tasks=only)
     assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.29, 0.31, 20)
