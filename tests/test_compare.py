@@ -96,6 +96,11 @@ TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # th
 TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
 
 
+def _on_seeds(spec: str, seeds) -> str:
+    """An arm narrowed to some of its seeds: what its first runs read before more were added."""
+    return ";".join(f"{spec},seed={s}" for s in seeds)
+
+
 def _reading(plus: list[str], minus: list[str], only: list[str]) -> tuple:
     """A difference read on the tasks ``only`` as the transfer sections print it: paired over tasks
     (delta, low, high), the low end with seeds resampled, (tasks up, tasks down), and over runs."""
@@ -341,7 +346,7 @@ def test_committed_second_draw_of_halves():
     assert (round(four["sd_within"], 1), round(four["least_difference"], 1)) == (5.9, 6.0)  # c - d, +10.6, clears it
     assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
     # what seeds 4-9 of c and d had read
-    first = {h: ";".join(f"{t[h]},seed={s}" for s in range(4, 10)) for h in "cd"}
+    first = {h: _on_seeds(t[h], range(4, 10)) for h in "cd"}
     assert both([first["c"]], [first["d"]])[0] == (9.6, 1.3, 19.2)
     assert round(compare.among([t["a"], t["b"], first["c"], first["d"]], tasks=only)["p"], 3) == 0.012
     # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
@@ -368,9 +373,6 @@ def test_committed_quarters_alone():
     def both(plus, minus):
         return _reading(plus, minus, only)
 
-    def first(spec, n):
-        return ";".join(f"{spec},seed={s}" for s in range(4, 4 + n))
-
     means = {h: _arm_runs(spec, only) for h, spec in {**t, **q}.items()}
     assert {h: (len(v), round(v.mean(), 1)) for h, v in means.items() if h in q} == {
         "bc": (8, 24.0), "ad": (8, 19.2), "ac": (8, 17.8), "bd": (8, 23.6)}
@@ -384,7 +386,8 @@ def test_committed_quarters_alone():
     predicted = (means["b"].mean() + means["c"].mean() - means["a"].mean() - means["d"].mean()) / 2
     assert round(predicted, 1) == 7.2
     assert both([q["bc"]], [q["ad"]]) == ((4.8, -1.9, 15.4), -1.9, (2, 1), (4.8, -0.8, 10.4))
-    assert both([first(q["bc"], 6)], [first(q["ad"], 6)])[0] == (5.1, -1.3, 15.4)  # on seeds 4-9
+    q6 = {h: _on_seeds(spec, range(4, 10)) for h, spec in q.items()}  # the quarters on seeds 4-9
+    assert both([q6["bc"]], [q6["ad"]])[0] == (5.1, -1.3, 15.4)
     # what the quarters alone predict for c - d and b - a; the halves measured +10.6 and +3.8
     assert both([q["ac"], q["bc"]], [q["ad"], q["bd"]])[0] == (-1.0, -14.1, 12.5)
     assert both([q["bc"], q["bd"]], [q["ac"], q["ad"]])[3] == (10.6, 2.0, 19.2)
@@ -392,7 +395,7 @@ def test_committed_quarters_alone():
     assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (2.22, 0.12, 28)
     assert (round(four["sd_within"], 1), four["fewest_runs"], round(four["least_difference"], 1)) == (5.9, 8, 6.1)
     assert round(compare.among([*q.values(), alone], tasks=only)["p"], 2) == 0.11
-    six = compare.among([first(q[h], 6) for h in ("ac", "ad", "bc", "bd")], tasks=only)
+    six = compare.among([q6[h] for h in ("ac", "ad", "bc", "bd")], tasks=only)
     assert (round(six["f"], 2), round(six["p"], 2)) == (1.40, 0.28)
     # each half + the 13 alone - its two quarters: the interaction; over tasks none resolves
     halves = {"c": ("ac", "bc"), "a": ("ac", "ad"), "d": ("ad", "bd"), "b": ("bc", "bd")}
@@ -401,8 +404,8 @@ def test_committed_quarters_alone():
     assert {h: v[0][0] for h, v in inter.items()} == {"c": 11.1, "a": 4.8, "d": -0.5, "b": -1.9}
     assert all(v[0][1] < 0 < v[0][2] and v[1] < 0 for v in inter.values())
     assert all(v[3][1] < 0 < v[3][2] for h, v in inter.items() if h != "c")
-    c6 = {h: first(x, 6) for h, x in (("c", t["c"]), ("ac", q["ac"]), ("bc", q["bc"]))}
-    assert both([c6["c"], alone], [c6["ac"], c6["bc"]])[3] == (8.8, -1.0, 18.6)  # on six seeds: not over runs
+    c6 = _on_seeds(t["c"], range(4, 10))
+    assert both([c6, alone], [q6["ac"], q6["bc"]])[3] == (8.8, -1.0, 18.6)  # on six seeds: not over runs
     assert both([t["c"]], [q["ac"]]) == ((17.3, 2.4, 37.3), 2.4, (5, 1), (17.3, 11.6, 23.0))
     assert both([t["c"]], [q["bc"]]) == ((11.1, 2.4, 21.2), 2.4, (6, 1), (11.1, 5.4, 16.7))
     quarters = ";".join(q.values())
@@ -434,26 +437,23 @@ def test_committed_hrm_beside_the_second_draw():
     def both(plus, minus):
         return _reading(plus, minus, only)
 
-    def seeds(spec, which):
-        return ";".join(f"{spec},seed={s}" for s in which)
-
     runs = {k: _arm_runs(v, only) for k, v in h.items()}
     assert {k: (len(v), round(v.mean(), 1)) for k, v in runs.items()} == {
         "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (6, 19.9), "d": (6, 18.6), "all46": (8, 30.8)}
     assert both([h["c"]], [h["alone"]]) == ((4.5, -5.1, 16.7), -5.1, (4, 2), (4.5, 0.5, 8.5))
     assert both([h["d"]], [h["alone"]])[:3] == ((3.2, -3.1, 15.9), -4.3, (2, 2))
     assert both([h["c"]], [h["d"]]) == ((1.3, -7.3, 7.7), -7.3, (3, 1), (1.3, -6.3, 8.9))
-    assert both([seeds(h["c"], (4, 5))], [seeds(h["d"], (4, 5))])[0] == (-5.8, -26.9, 11.5)  # the first reading
-    four_seeds = both([seeds(h["c"], (4, 5, 6, 7))], [seeds(h["d"], (4, 5, 6, 7))])
+    assert both([_on_seeds(h["c"], (4, 5))], [_on_seeds(h["d"], (4, 5))])[0] == (-5.8, -26.9, 11.5)  # the first reading
+    four_seeds = both([_on_seeds(h["c"], (4, 5, 6, 7))], [_on_seeds(h["d"], (4, 5, 6, 7))])
     assert four_seeds == ((-1.9, -11.5, 5.8), -11.5, (1, 1), (-1.9, -10.7, 6.8))  # the second
     t = TRANSFER_HALVES
-    same = {x: seeds(t[x], range(4, 10)) for x in "cd"}  # the transformer on HRM's six seeds
+    same = {x: _on_seeds(t[x], range(4, 10)) for x in "cd"}  # the transformer on HRM's six seeds
     assert both([same["c"]], [same["d"]])[0] == (9.6, 1.3, 19.2)
     assert both([t["c"]], [t["d"]])[0] == (10.6, 1.0, 22.1)
     models = both([same["c"], h["d"]], [same["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
     assert models == ((8.3, -2.6, 17.9), -2.9, (7, 1), (8.3, -0.6, 17.3))
     assert both([t["c"], h["d"]], [t["d"], h["c"]]) == ((9.3, -1.1, 19.1), -1.8, (7, 1), (9.3, 0.6, 18.0))
-    hrm_four = [seeds(h[x], (4, 5, 6, 7)) for x in "dc"]
+    hrm_four = [_on_seeds(h[x], (4, 5, 6, 7)) for x in "dc"]
     assert both([same["c"], hrm_four[0]], [same["d"], hrm_four[1]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
     assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((6.6, -1.0, 15.3), -1.2, (6, 1), (6.6, 0.5, 12.7))
     assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (7.1, -3.2, 20.5)
