@@ -3,6 +3,7 @@ tables, any report) and over tasks (from run_tasks, with the report's own two in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,13 @@ TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # th
 TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
 
 
-def _on_seeds(spec: str, seeds) -> str:
+def _on_seeds(spec: str, seeds: Iterable[int]) -> str:
     """An arm narrowed to some of its seeds: what its first runs read before more were added."""
     return ";".join(f"{spec},seed={s}" for s in seeds)
+
+
+# each half on seeds 4-9: all that halves c and d had before seeds 10-11, and all HRM has beside them
+TRANSFER_HALVES_4_9 = {h: _on_seeds(spec, range(4, 10)) for h, spec in TRANSFER_HALVES.items()}
 
 
 def _reading(plus: list[str], minus: list[str], only: list[str]) -> tuple:
@@ -346,7 +351,7 @@ def test_committed_second_draw_of_halves():
     assert (round(four["sd_within"], 1), round(four["least_difference"], 1)) == (5.9, 6.0)  # c - d, +10.6, clears it
     assert compare.among([t["a"], t["b"]], tasks=only)["p"] > 0.3
     # what seeds 4-9 of c and d had read
-    first = {h: _on_seeds(t[h], range(4, 10)) for h in "cd"}
+    first = TRANSFER_HALVES_4_9
     assert both([first["c"]], [first["d"]])[0] == (9.6, 1.3, 19.2)
     assert round(compare.among([t["a"], t["b"], first["c"], first["d"]], tasks=only)["p"], 3) == 0.012
     # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
@@ -404,8 +409,7 @@ def test_committed_quarters_alone():
     assert {h: v[0][0] for h, v in inter.items()} == {"c": 11.1, "a": 4.8, "d": -0.5, "b": -1.9}
     assert all(v[0][1] < 0 < v[0][2] and v[1] < 0 for v in inter.values())
     assert all(v[3][1] < 0 < v[3][2] for h, v in inter.items() if h != "c")
-    c6 = _on_seeds(t["c"], range(4, 10))
-    assert both([c6, alone], [q6["ac"], q6["bc"]])[3] == (8.8, -1.0, 18.6)  # on six seeds: not over runs
+    assert both([TRANSFER_HALVES_4_9["c"], alone], [q6["ac"], q6["bc"]])[3] == (8.8, -1.0, 18.6)  # on six seeds: not over runs
     assert both([t["c"]], [q["ac"]]) == ((17.3, 2.4, 37.3), 2.4, (5, 1), (17.3, 11.6, 23.0))
     assert both([t["c"]], [q["bc"]]) == ((11.1, 2.4, 21.2), 2.4, (6, 1), (11.1, 5.4, 16.7))
     quarters = ";".join(q.values())
@@ -444,17 +448,16 @@ def test_committed_hrm_beside_the_second_draw():
     assert both([h["d"]], [h["alone"]])[:3] == ((3.2, -3.1, 15.9), -4.3, (2, 2))
     assert both([h["c"]], [h["d"]]) == ((1.3, -7.3, 7.7), -7.3, (3, 1), (1.3, -6.3, 8.9))
     assert both([_on_seeds(h["c"], (4, 5))], [_on_seeds(h["d"], (4, 5))])[0] == (-5.8, -26.9, 11.5)  # the first reading
-    four_seeds = both([_on_seeds(h["c"], (4, 5, 6, 7))], [_on_seeds(h["d"], (4, 5, 6, 7))])
-    assert four_seeds == ((-1.9, -11.5, 5.8), -11.5, (1, 1), (-1.9, -10.7, 6.8))  # the second
+    hrm_four = {x: _on_seeds(h[x], (4, 5, 6, 7)) for x in "cd"}
+    assert both([hrm_four["c"]], [hrm_four["d"]]) == ((-1.9, -11.5, 5.8), -11.5, (1, 1), (-1.9, -10.7, 6.8))  # the second
     t = TRANSFER_HALVES
-    same = {x: _on_seeds(t[x], range(4, 10)) for x in "cd"}  # the transformer on HRM's six seeds
+    same = TRANSFER_HALVES_4_9  # the transformer on HRM's six seeds
     assert both([same["c"]], [same["d"]])[0] == (9.6, 1.3, 19.2)
     assert both([t["c"]], [t["d"]])[0] == (10.6, 1.0, 22.1)
     models = both([same["c"], h["d"]], [same["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
     assert models == ((8.3, -2.6, 17.9), -2.9, (7, 1), (8.3, -0.6, 17.3))
     assert both([t["c"], h["d"]], [t["d"], h["c"]]) == ((9.3, -1.1, 19.1), -1.8, (7, 1), (9.3, 0.6, 18.0))
-    hrm_four = [_on_seeds(h[x], (4, 5, 6, 7)) for x in "dc"]
-    assert both([same["c"], hrm_four[0]], [same["d"], hrm_four[1]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
+    assert both([same["c"], hrm_four["d"]], [same["d"], hrm_four["c"]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
     assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((6.6, -1.0, 15.3), -1.2, (6, 1), (6.6, 0.5, 12.7))
     assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (7.1, -3.2, 20.5)
     four = compare.among([h[x] for x in "abcd"], tasks=only)
