@@ -426,12 +426,12 @@ def test_committed_quarters_alone():
 
 
 def test_committed_hrm_beside_the_second_draw():
-    """docs/ablations.md, "A second draw of halves", HRM: on six runs an arm HRM neither repeats
+    """docs/ablations.md, "A second draw of halves", HRM: on eight runs an arm HRM neither repeats
     the transformer's c-over-d order nor reverses it (its first two runs had read -5.8, its first
-    four -1.9), its four halves do not measurably differ, and the models' difference there, which
-    had resolved over runs on four HRM seeds, resolves no way on six against the transformer's same
-    six seeds, and over runs only against its eight. Over all four halves HRM's first step (+4.6)
-    resolves every way and the second 23 over a half (+10.7) paired over tasks and over runs."""
+    four -1.9, its first six +1.3), its four halves do not measurably differ, and the models'
+    difference there resolves over runs only on the eight seeds both have, as on HRM's first four
+    and not on its first six. Over all four halves HRM's first step (+4.0) and the second 23 over a
+    half (+11.4) resolve every way; the second 23 adding more than the first does not."""
     only = compare.task_list("transfer-13tasks")
     h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
          **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny" for x in "ab"},
@@ -443,29 +443,35 @@ def test_committed_hrm_beside_the_second_draw():
 
     runs = {k: _arm_runs(v, only) for k, v in h.items()}
     assert {k: (len(v), round(v.mean(), 1)) for k, v in runs.items()} == {
-        "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (6, 19.9), "d": (6, 18.6), "all46": (8, 30.8)}
-    assert both([h["c"]], [h["alone"]]) == ((4.5, -5.1, 16.7), -5.1, (4, 2), (4.5, 0.5, 8.5))
-    assert both([h["d"]], [h["alone"]])[:3] == ((3.2, -3.1, 15.9), -4.3, (2, 2))
-    assert both([h["c"]], [h["d"]]) == ((1.3, -7.3, 7.7), -7.3, (3, 1), (1.3, -6.3, 8.9))
-    assert both([_on_seeds(h["c"], (4, 5))], [_on_seeds(h["d"], (4, 5))])[0] == (-5.8, -26.9, 11.5)  # the first reading
-    hrm_four = {x: _on_seeds(h[x], (4, 5, 6, 7)) for x in "cd"}
-    assert both([hrm_four["c"]], [hrm_four["d"]]) == ((-1.9, -11.5, 5.8), -11.5, (1, 1), (-1.9, -10.7, 6.8))  # the second
+        "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (8, 18.8), "d": (8, 17.8), "all46": (8, 30.8)}
+    assert both([h["c"]], [h["alone"]]) == ((3.4, -6.2, 14.4), -6.2, (3, 1), (3.4, -1.4, 8.2))
+    assert both([h["d"]], [h["alone"]])[:3] == ((2.4, -2.9, 11.1), -3.4, (2, 2))
+    assert both([h["c"]], [h["d"]]) == ((1.0, -9.5, 7.7), -9.6, (5, 1), (1.0, -5.4, 7.3))
+    hrm_on = {s: {x: _on_seeds(h[x], s) for x in "cd"} for s in ((4, 5), (4, 5, 6, 7), (4, 5, 6, 7, 8, 9))}
+    earlier = [both([hrm_on[s]["c"]], [hrm_on[s]["d"]]) for s in hrm_on]  # the first, second and third readings
+    assert [e[0] for e in earlier] == [(-5.8, -26.9, 11.5), (-1.9, -11.5, 5.8), (1.3, -7.3, 7.7)]
+    assert earlier[2][3] == (1.3, -6.3, 8.9)
+    assert runs["c"][6:].tolist() == pytest.approx([7.7, 23.1], abs=0.05)  # seeds 10-11
+    assert runs["d"][6:].tolist() == pytest.approx([15.4, 15.4], abs=0.05)
     t = TRANSFER_HALVES
-    same = TRANSFER_HALVES_4_9  # the transformer on HRM's six seeds
-    assert both([same["c"]], [same["d"]])[0] == (9.6, 1.3, 19.2)
+    same = TRANSFER_HALVES_4_9  # the transformer on HRM's first six seeds
     assert both([t["c"]], [t["d"]])[0] == (10.6, 1.0, 22.1)
-    models = both([same["c"], h["d"]], [same["d"], h["c"]])  # (transformer c - d) - (HRM c - d)
-    assert models == ((8.3, -2.6, 17.9), -2.9, (7, 1), (8.3, -0.6, 17.3))
-    assert both([t["c"], h["d"]], [t["d"], h["c"]]) == ((9.3, -1.1, 19.1), -1.8, (7, 1), (9.3, 0.6, 18.0))
-    assert both([same["c"], hrm_four["d"]], [same["d"], hrm_four["c"]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
-    assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((6.6, -1.0, 15.3), -1.2, (6, 1), (6.6, 0.5, 12.7))
-    assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (7.1, -3.2, 20.5)
-    four = compare.among([h[x] for x in "abcd"], tasks=only)
-    assert (round(four["f"], 2), round(four["p"], 2), four["df_within"]) == (1.29, 0.31, 20)
-    assert (round(four["sd_within"], 1), four["fewest_runs"], round(four["least_difference"], 1)) == (5.6, 6, 6.7)
+    models = both([t["c"], h["d"]], [t["d"], h["c"]])  # (transformer c - d) - (HRM c - d), seeds 4-11 both
+    assert models == ((9.6, -1.0, 20.2), -0.6, (6, 1), (9.6, 1.8, 17.5))
+    six = hrm_on[(4, 5, 6, 7, 8, 9)]
+    assert both([same["c"], six["d"]], [same["d"], six["c"]]) == ((8.3, -2.6, 17.9), -2.9, (7, 1), (8.3, -0.6, 17.3))
+    four = hrm_on[(4, 5, 6, 7)]
+    assert both([same["c"], four["d"]], [same["d"], four["c"]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
+    assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((5.8, -2.9, 13.9), -3.0, (6, 1), (5.8, -0.3, 11.8))
+    assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (6.7, -5.6, 20.1)
+    assert both([h["b"]], [h["d"]])[0] == (5.9, -1.8, 16.6)  # the widest gap
+    among = compare.among([h[x] for x in "abcd"], tasks=only)
+    assert (round(among["f"], 2), round(among["p"], 2), among["df_within"]) == (1.52, 0.23, 24)
+    assert (round(among["sd_within"], 1), among["fewest_runs"], round(among["least_difference"], 1)) == (5.7, 6, 6.8)
     halves = ";".join(h[x] for x in "abcd")
-    assert both([halves], [h["alone"]]) == ((4.6, 0.6, 11.7), 0.6, (5, 0), (4.6, 1.9, 7.4))
-    assert both([h["all46"]], [halves]) == ((10.7, 3.4, 20.2), 0.0, (7, 0), (10.7, 0.3, 21.1))
+    assert both([halves], [h["alone"]]) == ((4.0, 0.3, 10.6), 0.3, (5, 0), (4.0, 1.3, 6.7))
+    assert both([h["all46"]], [halves]) == ((11.4, 3.6, 21.3), 0.5, (7, 0), (11.4, 1.0, 21.8))
+    assert both([h["all46"], h["alone"]], [halves, halves])[0] == (7.4, -0.1, 17.5)  # second 23 minus first
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
