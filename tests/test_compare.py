@@ -320,6 +320,22 @@ def test_committed_transfer_halves_on_the_13_tasks():
     ab = compare.compare([parts["a"]], [parts["b"]], tasks=only)
     assert [len(v) for v in ab["values"]] == [14, 14]
     assert _interval(ab["over_tasks"]) == (-4.7, -11.7, 1.1)
+    # HRM's seeds 10-11 (transfer-36tasks-{a,b}-hrm-more, on a second Xeon): eight runs a half
+    eight = {h: f"transfer-36tasks-{h}:preset=tiny;transfer-36tasks-{h}-hrm:preset=tiny;transfer-36tasks-{h}-hrm-more:preset=tiny"
+             for h in "ab"}
+    hrm_alone = "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"
+    assert _reading([eight["a"]], [hrm_alone], only)[:3] == ((4.8, -1.0, 11.5), -1.0, (4, 1))
+    assert _reading([eight["b"]], [hrm_alone], only) == ((6.7, 1.4, 13.9), 1.4, (5, 0), (6.7, 1.3, 12.2))
+    either = _reading([f"{eight['a']};{eight['b']}"], [hrm_alone], only)
+    assert either == ((5.8, 1.2, 11.5), 1.2, (6, 0), (5.8, 2.3, 9.2))  # resolved every way, as on twelve runs
+    second = _reading([all46], [f"{eight['a']};{eight['b']}"], only)
+    assert second == ((9.6, 0.5, 20.4), -2.0, (6, 2), (9.6, -0.9, 20.1))  # paired over tasks only, as before
+    assert _reading([eight["a"]], [eight["b"]], only)[0] == (-1.9, -9.9, 4.2)  # -5.8 on six runs each
+    assert _reading([f"transfer-36tasks-a:preset=transformer-tiny;{eight['a']}"],
+                    [f"transfer-36tasks-b:preset=transformer-tiny;{eight['b']}"], only)[0] == (-2.9, -8.7, 1.4)
+    xeon2 = compare.compare(["transfer-36tasks-a-hrm-more:preset=tiny;transfer-36tasks-b-hrm-more:preset=tiny"],
+                            ["transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny"], tasks=only)
+    assert _interval(xeon2["over_tasks"]) == (2.9, -6.7, 14.4)  # the second Xeon over the first, beside a half
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
     assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
 
@@ -430,11 +446,14 @@ def test_committed_hrm_beside_the_second_draw():
     the transformer's c-over-d order nor reverses it (its first two runs had read -5.8, its first
     four -1.9, its first six +1.3), its four halves do not measurably differ, and the models'
     difference there resolves over runs only on the eight seeds both have, as on HRM's first four
-    and not on its first six. Over all four halves HRM's first step (+4.0) and the second 23 over a
-    half (+11.4) resolve every way; the second 23 adding more than the first does not."""
+    and not on its first six. Over all four halves (eight runs each, a's and b's seeds 10-11 the last
+    in) HRM's first step (+4.3) resolves every way and the second 23 over a half (+11.1) over tasks
+    and over runs, at the edge with seeds resampled; the second 23 adding more than the first does
+    not resolve."""
     only = compare.task_list("transfer-13tasks")
     h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
-         **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny" for x in "ab"},
+         **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
+            for x in "ab"},
          **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
          "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"}
 
@@ -443,7 +462,9 @@ def test_committed_hrm_beside_the_second_draw():
 
     runs = {k: _arm_runs(v, only) for k, v in h.items()}
     assert {k: (len(v), round(v.mean(), 1)) for k, v in runs.items()} == {
-        "alone": (8, 15.4), "a": (6, 17.9), "b": (6, 23.7), "c": (8, 18.8), "d": (8, 17.8), "all46": (8, 30.8)}
+        "alone": (8, 15.4), "a": (8, 20.2), "b": (8, 22.1), "c": (8, 18.8), "d": (8, 17.8), "all46": (8, 30.8)}
+    assert runs["a"][6:].tolist() == pytest.approx([30.8, 23.1], abs=0.05)  # seeds 10-11
+    assert runs["b"][6:].tolist() == pytest.approx([19.2, 15.4], abs=0.05)
     assert both([h["c"]], [h["alone"]]) == ((3.4, -6.2, 14.4), -6.2, (3, 1), (3.4, -1.4, 8.2))
     assert both([h["d"]], [h["alone"]])[:3] == ((2.4, -2.9, 11.1), -3.4, (2, 2))
     assert both([h["c"]], [h["d"]]) == ((1.0, -9.5, 7.7), -9.6, (5, 1), (1.0, -5.4, 7.3))
@@ -463,15 +484,19 @@ def test_committed_hrm_beside_the_second_draw():
     four = hrm_on[(4, 5, 6, 7)]
     assert both([same["c"], four["d"]], [same["d"], four["c"]])[3] == (11.5, 2.0, 21.1)  # had resolved over runs
     assert both([f"{t['c']};{h['c']}"], [f"{t['d']};{h['d']}"]) == ((5.8, -2.9, 13.9), -3.0, (6, 1), (5.8, -0.3, 11.8))
-    assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (6.7, -5.6, 20.1)
-    assert both([h["b"]], [h["d"]])[0] == (5.9, -1.8, 16.6)  # the widest gap
+    assert both([h["b"], h["c"]], [h["a"], h["d"]])[0] == (2.9, -8.3, 14.4)
+    assert both([h["b"]], [h["d"]])[0] == (4.3, -3.8, 13.5)  # the widest gap
     among = compare.among([h[x] for x in "abcd"], tasks=only)
-    assert (round(among["f"], 2), round(among["p"], 2), among["df_within"]) == (1.52, 0.23, 24)
-    assert (round(among["sd_within"], 1), among["fewest_runs"], round(among["least_difference"], 1)) == (5.7, 6, 6.8)
+    assert (round(among["f"], 2), round(among["p"], 2), among["df_within"]) == (0.79, 0.52, 28)
+    assert (round(among["sd_within"], 1), among["fewest_runs"], round(among["least_difference"], 1)) == (6.0, 8, 6.1)
+    # a and b on their first six seeds, as the section read them before seeds 10-11
+    first_six = {x: h[x].removesuffix(f";transfer-36tasks-{x}-hrm-more:preset=tiny") for x in "ab"}
+    assert round(compare.among([first_six["a"], first_six["b"], h["c"], h["d"]], tasks=only)["p"], 2) == 0.23
+    assert both([first_six["b"]], [h["d"]])[0] == (5.9, -1.8, 16.6)
     halves = ";".join(h[x] for x in "abcd")
-    assert both([halves], [h["alone"]]) == ((4.0, 0.3, 10.6), 0.3, (5, 0), (4.0, 1.3, 6.7))
-    assert both([h["all46"]], [halves]) == ((11.4, 3.6, 21.3), 0.5, (7, 0), (11.4, 1.0, 21.8))
-    assert both([h["all46"], h["alone"]], [halves, halves])[0] == (7.4, -0.1, 17.5)  # second 23 minus first
+    assert both([halves], [h["alone"]]) == ((4.3, 0.5, 11.1), 0.5, (5, 0), (4.3, 1.7, 6.9))
+    assert both([h["all46"]], [halves]) == ((11.1, 2.9, 21.3), -0.2, (7, 1), (11.1, 0.7, 21.4))
+    assert both([h["all46"], h["alone"]], [halves, halves])[0] == (6.7, -1.8, 17.6)  # second 23 minus first
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
