@@ -449,7 +449,7 @@ def test_committed_hrm_beside_the_second_draw():
     and not on its first six. Over all four halves (eight runs each, a's and b's seeds 10-11 the last
     in) HRM's first step (+4.3) resolves every way and the second 23 over a half (+11.1) over tasks
     and over runs, at the edge with seeds resampled; the second 23 adding more than the first does
-    not resolve."""
+    not resolve, but the models differ in what the second 23 add (the transformer's gain flattens)."""
     only = compare.task_list("transfer-13tasks")
     h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
          **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
@@ -497,6 +497,34 @@ def test_committed_hrm_beside_the_second_draw():
     assert both([halves], [h["alone"]]) == ((4.3, 0.5, 11.1), 0.5, (5, 0), (4.3, 1.7, 6.9))
     assert both([h["all46"]], [halves]) == ((11.1, 2.9, 21.3), -0.2, (7, 1), (11.1, 0.7, 21.4))
     assert both([h["all46"], h["alone"]], [halves, halves])[0] == (6.7, -1.8, 17.6)  # second 23 minus first
+    # the transformer: the second 23 add less than the first, resolved every way
+    t_any, t_all46 = ";".join(t[x] for x in "abcd"), "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
+    t_second = both([t_all46, TRANSFER_ALONE], [t_any, t_any])
+    assert t_second == ((-9.6, -20.2, -2.9), -20.4, (0, 8), (-9.6, -17.0, -2.3))
+    # the models differ in what the second 23 add: over tasks and seeds resampled, not over runs
+    models = both([h["all46"], t_any], [halves, t_all46])
+    assert models == ((10.6, 3.4, 19.7), 0.3, (8, 0), (10.6, -0.4, 21.6))
+    assert both([halves, TRANSFER_ALONE], [h["alone"], t_any])[0] == (-5.8, -17.1, 1.0)  # and the first 23
+
+
+def test_committed_hrm_transfer_at_equal_compute():
+    """docs/ablations.md, "Other tasks in training": HRM alone on the 13 evaluation tasks for the
+    59-task run's 24000 steps (transfer-13tasks-hrm-24k) scores above HRM beside the 46 at the same
+    steps and far above HRM alone at equal samples; at equal compute the models do not differ in
+    what the 46 give. The extra steps, not the other tasks, carry HRM's transfer gain."""
+    only = compare.task_list("transfer-13tasks")
+    h24 = "transfer-13tasks-hrm-24k:preset=tiny"
+    h46 = "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"
+    t24, t46 = "transfer-13tasks:preset=transformer-tiny,max_steps=24000", "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
+    runs = _arm_runs(h24, only)
+    assert runs.tolist() == pytest.approx([30.8, 42.3], abs=0.05) and round(runs.mean(), 1) == 36.5
+    assert _reading([h46], [h24], only)[:3] == ((-5.8, -22.1, 10.6), -25.7, (3, 4))
+    xeon = "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4"  # the table's seeds 4-7
+    assert _reading([xeon], [h24], only) == ((-11.5, -30.8, 3.8), -32.2, (2, 4), (-11.5, -38.1, 15.0))
+    assert _reading([h24], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], only)[:3] == (
+        (21.2, 3.8, 43.3), 2.1, (5, 0))
+    assert _reading([h24], [t24], only)[0] == (7.7, -0.5, 18.8)
+    assert _reading([h46, t24], [h24, t46], only)[:3] == ((-5.3, -21.6, 9.1), -25.6, (4, 4))
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
