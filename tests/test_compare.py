@@ -95,6 +95,12 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
 
 TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # the 13 evaluation tasks trained alone
 TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
+# HRM's transfer arms on the 13: alone, beside each half (eight seeds each, a and b over three reports), beside all 46
+HRM_TRANSFER = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
+                **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
+                   for x in "ab"},
+                **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
+                "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"}
 
 
 def _on_seeds(spec: str, seeds: Iterable[int]) -> str:
@@ -299,7 +305,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
     assert hrm["over_runs"]["tasks"] == 13 and round(hrm["over_runs"]["delta"], 1) == 4.8
     # HRM on more seeds (transfer-*-hrm): twelve runs beside a half against eight alone resolve
     halves = "transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny;transfer-36tasks-a-hrm:preset=tiny;transfer-36tasks-b-hrm:preset=tiny"
-    hrm = compare.compare([halves], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], tasks=only)
+    hrm = compare.compare([halves], [HRM_TRANSFER["alone"]], tasks=only)
     r, t = hrm["over_runs"], hrm["over_tasks"]
     assert [len(v) for v in hrm["values"]] == [12, 8]
     assert _interval(r) == (5.4, 1.4, 9.5)
@@ -307,10 +313,10 @@ def test_committed_transfer_halves_on_the_13_tasks():
     more = compare.compare(["outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4"], [halves], tasks=only)["over_tasks"]
     assert (round(more["delta"], 1), round(more["seeds_low"], 1), round(more["seeds_high"], 1)) == (4.2, -5.5, 14.9)
     # ... and on eight 59-task runs (four more, on an AMD EPYC): paired over tasks only; all 46 over none every way
-    all46 = "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"
+    all46 = HRM_TRANSFER["all46"]
     more = compare.compare([all46], [halves], tasks=only)["over_tasks"]
     assert (round(more["delta"], 1), round(more["low"], 1), round(more["high"], 1), round(more["seeds_low"], 1)) == (9.9, 1.4, 19.9, -0.8)
-    alone = compare.compare([all46], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], tasks=only)
+    alone = compare.compare([all46], [HRM_TRANSFER["alone"]], tasks=only)
     assert [len(v) for v in alone["values"]] == [8, 8]
     t = alone["over_tasks"]
     assert (round(t["delta"], 1), round(t["low"], 1), round(t["seeds_low"], 1), round(alone["over_runs"]["low"], 1)) == (15.4, 4.8, 3.0, 5.0)
@@ -321,9 +327,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
     assert [len(v) for v in ab["values"]] == [14, 14]
     assert _interval(ab["over_tasks"]) == (-4.7, -11.7, 1.1)
     # HRM's seeds 10-11 (transfer-36tasks-{a,b}-hrm-more, on a second Xeon): eight runs a half
-    eight = {h: f"transfer-36tasks-{h}:preset=tiny;transfer-36tasks-{h}-hrm:preset=tiny;transfer-36tasks-{h}-hrm-more:preset=tiny"
-             for h in "ab"}
-    hrm_alone = "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"
+    eight, hrm_alone = HRM_TRANSFER, HRM_TRANSFER["alone"]
     assert _reading([eight["a"]], [hrm_alone], only)[:3] == ((4.8, -1.0, 11.5), -1.0, (4, 1))
     assert _reading([eight["b"]], [hrm_alone], only) == ((6.7, 1.4, 13.9), 1.4, (5, 0), (6.7, 1.3, 12.2))
     either = _reading([f"{eight['a']};{eight['b']}"], [hrm_alone], only)
@@ -451,11 +455,7 @@ def test_committed_hrm_beside_the_second_draw():
     and over runs, at the edge with seeds resampled; the second 23 adding more than the first does
     not resolve, but the models differ in what the second 23 add (the transformer's gain flattens)."""
     only = compare.task_list("transfer-13tasks")
-    h = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
-         **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
-            for x in "ab"},
-         **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
-         "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"}
+    h = HRM_TRANSFER
 
     def both(plus, minus):
         return _reading(plus, minus, only)
@@ -514,14 +514,14 @@ def test_committed_hrm_transfer_at_equal_compute():
     what the 46 give. The extra steps, not the other tasks, carry HRM's transfer gain."""
     only = compare.task_list("transfer-13tasks")
     h24 = "transfer-13tasks-hrm-24k:preset=tiny"
-    h46 = "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny"
+    h46 = HRM_TRANSFER["all46"]
     t24, t46 = "transfer-13tasks:preset=transformer-tiny,max_steps=24000", "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
     runs = _arm_runs(h24, only)
     assert runs.tolist() == pytest.approx([30.8, 42.3, 50.0, 50.0], abs=0.05) and round(runs.mean(), 1) == 43.3
     assert _reading([h46], [h24], only)[:3] == ((-12.5, -24.0, -1.9), -26.4, (1, 6))
     xeon = "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4"  # the table's seeds 4-7
     assert _reading([xeon], [h24], only) == ((-18.3, -34.6, -4.8), -35.9, (0, 6), (-18.3, -35.0, -1.5))
-    assert _reading([h24], ["transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny"], only)[:3] == (
+    assert _reading([h24], [HRM_TRANSFER["alone"]], only)[:3] == (
         (27.9, 9.6, 48.1), 10.0, (7, 0))
     assert _reading([h24], [t24], only)[0] == (14.4, 4.8, 24.5)
     assert _reading([h46, t24], [h24, t46], only)[:3] == ((-12.0, -25.0, -1.4), -26.9, (1, 6))
