@@ -527,6 +527,22 @@ def test_committed_hrm_transfer_at_equal_compute():
     assert _reading([h46, t24], [h24, t46], only)[:3] == ((-12.0, -25.0, -1.4), -26.9, (1, 6))
 
 
+def test_committed_hrm_first_transfer_step_at_equal_compute():
+    """docs/ablations.md, "How much the other tasks give": HRM alone on the 13 evaluation tasks for a
+    half's steps (transfer-13tasks-hrm-14k) scores above HRM beside any half at those steps, as at
+    24000 steps against all 46; the steps, not the other tasks, carry the first step's gain too."""
+    only = compare.task_list("transfer-13tasks")
+    h14 = "transfer-13tasks-hrm-14k:preset=tiny"
+    any_half = ";".join(HRM_TRANSFER[x] for x in "abcd")
+    runs = _arm_runs(h14, only)
+    assert runs.tolist() == pytest.approx([23.1, 23.1, 42.3, 19.2], abs=0.05) and round(runs.mean(), 1) == 26.9
+    assert round(_arm_runs(any_half, only).mean(), 1) == 19.7
+    assert _reading([any_half], [h14], only) == ((-7.2, -19.5, 0.0), -23.1, (2, 4), (-7.2, -23.4, 9.0))
+    assert _reading([h14], [HRM_TRANSFER["alone"]], only) == ((11.5, 1.0, 30.8), -3.3, (4, 0), (11.5, -4.8, 27.9))
+    second = compare.compare([HRM_TRANSFER["all46"], h14], ["transfer-13tasks-hrm-24k:preset=tiny", any_half], tasks=only)
+    assert _interval(second["over_tasks"]) == (-5.3, -17.2, 4.8)
+
+
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
     """docs/ablations.md, "Twice the budget at equal compute on the EPYC": the transformer's lead
     at HRM's FLOPs, 10.4 at 44 TFLOP and 1.5 at 89 on seeds 8-11, the shrinkage resolved; over
