@@ -95,6 +95,8 @@ def test_cli_prints_both_ways_and_fails_in_one_line(tmp_path):
 
 TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # the 13 evaluation tasks trained alone
 TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
+TRANSFER_ALL46 = "outer-loop-59tasks-fit:core=transformer,max_steps=24000"  # ... beside all 46, at 24000 steps
+TRANSFER_ALONE_24K = "transfer-13tasks:preset=transformer-tiny,max_steps=24000"  # ... alone at those 24000 steps: equal compute
 # HRM's transfer arms on the 13: alone, beside each half (eight seeds each, a and b over three reports), beside all 46
 HRM_TRANSFER = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
                 **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
@@ -242,7 +244,7 @@ def test_committed_reports_on_different_task_sets():
     """The 59-task transformer at 24000 steps against the 13 evaluation tasks trained alone: read
     on the 13 shared tasks, each 59-task run's value is its report's own per-source pass@2 (the
     runs table's 'pass@2 arc1:evaluation', computed by the report independently)."""
-    out = compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"],
+    out = compare.compare([TRANSFER_ALL46],
                           ["transfer-13tasks:preset=transformer-tiny,max_steps=5058"])
     assert out["over_runs"]["tasks"] == 13 and out["over_tasks"]["tasks"] == 13
     np.testing.assert_allclose(out["values"][0], 100 * out["arms"][0][1].runs["pass@2 arc1:evaluation"].to_numpy())
@@ -342,7 +344,7 @@ def test_committed_transfer_halves_on_the_13_tasks():
                             ["transfer-36tasks-a:preset=tiny;transfer-36tasks-b:preset=tiny"], tasks=only)
     assert _interval(xeon2["over_tasks"]) == (2.9, -6.7, 14.4)  # the second Xeon over the first, beside a half
     # without --tasks the halves against the 59-task runs share 36 tasks, not 13
-    assert compare.compare(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
+    assert compare.compare([TRANSFER_ALL46], ["transfer-36tasks-a:preset=transformer-tiny"])["over_runs"]["tasks"] == 36
 
 
 def test_committed_second_draw_of_halves():
@@ -366,7 +368,7 @@ def test_committed_second_draw_of_halves():
     assert both([t["b"], t["d"]], [t["a"], t["c"]])[0] == (-6.7, -19.2, 4.3)
     halves = ";".join(t.values())
     assert both([halves], [alone])[:3] == ((10.1, 3.0, 21.3), 2.4, (9, 0))
-    assert both(["outer-loop-59tasks-fit:core=transformer,max_steps=24000"], [halves])[0] == (0.5, -2.8, 4.9)
+    assert both([TRANSFER_ALL46], [halves])[0] == (0.5, -2.8, 4.9)
     four = compare.among(list(t.values()), tasks=only)
     assert (round(four["f"], 2), round(four["p"], 3), four["df_within"]) == (6.00, 0.004, 28)
     assert (round(four["sd_within"], 1), round(four["least_difference"], 1)) == (5.9, 6.0)  # c - d, +10.6, clears it
@@ -378,7 +380,7 @@ def test_committed_second_draw_of_halves():
     # tasks solved beside one half only, in no run of any other arm of the table (run_tasks)
     import polars as pl
 
-    arms = {**t, "alone": alone, "all46": "outer-loop-59tasks-fit:core=transformer,max_steps=24000"}
+    arms = {**t, "alone": alone, "all46": TRANSFER_ALL46}
     solved = {name: set(compare.arm(spec).tasks.filter(pl.col("pass@2") > 0)["task_id"]) for name, spec in arms.items()}
     only_in = {name: sorted(set(only) & (got - set().union(*(v for k, v in solved.items() if k != name))))
                for name, got in solved.items()}
@@ -440,7 +442,7 @@ def test_committed_quarters_alone():
     # 4cd1b7b2 is solved only where a ∩ c is (beside it alone, and beside half c), once each
     import polars as pl
 
-    arms = {**t, **q, "alone": alone, "all46": "outer-loop-59tasks-fit:core=transformer,max_steps=24000"}
+    arms = {**t, **q, "alone": alone, "all46": TRANSFER_ALL46}
     solved = {name: compare.arm(spec).tasks.filter((pl.col("task_id") == "4cd1b7b2") & (pl.col("pass@2") > 0)).height
               for name, spec in arms.items()}
     assert {name: n for name, n in solved.items() if n} == {"c": 1, "ac": 1}
@@ -500,7 +502,7 @@ def test_committed_hrm_beside_the_second_draw():
     assert both([h["all46"]], [halves]) == ((11.1, 2.9, 21.3), -0.2, (7, 1), (11.1, 0.7, 21.4))
     assert both([h["all46"], h["alone"]], [halves, halves])[0] == (6.7, -1.8, 17.6)  # second 23 minus first
     # the transformer: the second 23 add less than the first, resolved every way
-    t_any, t_all46 = ";".join(t[x] for x in "abcd"), "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
+    t_any, t_all46 = ";".join(t[x] for x in "abcd"), TRANSFER_ALL46
     t_second = both([t_all46, TRANSFER_ALONE], [t_any, t_any])
     assert t_second == ((-9.6, -20.2, -2.9), -20.4, (0, 8), (-9.6, -17.0, -2.3))
     # the models differ in what the second 23 add: over tasks and seeds resampled, not over runs
@@ -517,7 +519,7 @@ def test_committed_hrm_transfer_at_equal_compute():
     only = compare.task_list("transfer-13tasks")
     h24 = "transfer-13tasks-hrm-24k:preset=tiny"
     h46 = HRM_TRANSFER["all46"]
-    t24, t46 = "transfer-13tasks:preset=transformer-tiny,max_steps=24000", "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
+    t24, t46 = TRANSFER_ALONE_24K, TRANSFER_ALL46
     runs = _arm_runs(h24, only)
     assert runs.tolist() == pytest.approx([30.8, 42.3, 50.0, 50.0], abs=0.05) and round(runs.mean(), 1) == 43.3
     assert _reading([h46], [h24], only)[:3] == ((-12.5, -24.0, -1.9), -26.4, (1, 6))
@@ -536,7 +538,7 @@ def test_committed_hrm_transfer_at_equal_compute_on_eight_seeds():
     models differ) no longer resolves every way; the steps' worth at equal samples still does."""
     only = compare.task_list("transfer-13tasks")
     h24, more = HRM_TRANSFER["alone24k"], "transfer-13tasks-hrm-24k-more:preset=tiny"
-    t24, t46 = "transfer-13tasks:preset=transformer-tiny,max_steps=24000", "outer-loop-59tasks-fit:core=transformer,max_steps=24000"
+    t24, t46 = TRANSFER_ALONE_24K, TRANSFER_ALL46
     runs = _arm_runs(more, only)
     assert runs.tolist() == pytest.approx([46.2, 30.8, 38.5, 15.4], abs=0.05) and round(runs.mean(), 1) == 32.7
     assert round(_arm_runs(h24, only).mean(), 1) == 38.0
@@ -546,7 +548,7 @@ def test_committed_hrm_transfer_at_equal_compute_on_eight_seeds():
     assert _reading([h24], [t24], only) == ((9.1, 1.4, 19.2), -1.3, (5, 0), (9.1, -1.6, 19.9))
     assert _reading([HRM_TRANSFER["all46"], t24], [h24, t46], only)[:3] == ((-6.7, -19.1, 3.7), -21.3, (2, 4))
     amd = "outer-loop-59tasks-24k-amd:preset=tiny"
-    assert _interval(compare.compare([amd], [more], tasks=only)["over_tasks"]) == (3.8, -13.5, 18.3)
+    assert _reading([amd], [more], only)[0] == (3.8, -13.5, 18.3)
 
 
 def test_committed_hrm_first_transfer_step_at_equal_compute():
@@ -560,11 +562,10 @@ def test_committed_hrm_first_transfer_step_at_equal_compute():
     assert runs.tolist() == pytest.approx([23.1, 23.1, 42.3, 19.2, 23.1, 30.8], abs=0.05) and round(runs.mean(), 1) == 26.9
     assert round(_arm_runs(any_half, only).mean(), 1) == 19.7
     assert _reading([any_half], [h14], only) == ((-7.2, -18.8, -0.1), -19.2, (2, 5), (-7.2, -16.0, 1.6))
-    assert _interval(compare.compare([any_half], [_on_seeds(h14, range(4, 8))], tasks=only)["over_tasks"]) == (-7.2, -19.5, 0.0)
+    assert _reading([any_half], [_on_seeds(h14, range(4, 8))], only)[0] == (-7.2, -19.5, 0.0)
     assert _reading([h14], [HRM_TRANSFER["alone"]], only) == ((11.5, 1.0, 29.8), -0.4, (5, 1), (11.5, 2.7, 20.4))
-    second = compare.compare([HRM_TRANSFER["all46"], h14], [HRM_TRANSFER["alone24k"], any_half], tasks=only)
-    assert _interval(second["over_tasks"]) == (-0.0, -13.1, 11.1)
-    assert _interval(compare.compare([HRM_TRANSFER["alone24k"]], [h14], tasks=only)["over_tasks"]) == (11.1, -1.4, 26.9)
+    assert _reading([HRM_TRANSFER["all46"], h14], [HRM_TRANSFER["alone24k"], any_half], only)[0] == (-0.0, -13.1, 11.1)
+    assert _reading([HRM_TRANSFER["alone24k"]], [h14], only)[0] == (11.1, -1.4, 26.9)
 
 
 def test_committed_equal_flops_lead_shrinks_with_budget_on_the_epyc():
