@@ -868,6 +868,33 @@ def test_committed_third_budget_three_seeds():
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -11.8, 5.0)
 
 
+def test_committed_third_budget_four_seeds():
+    """docs/ablations.md, "A third budget, four seeds": seed 7 (its own report, its 44 and 89 TFLOP
+    runs from the eight-seed grid) at 178 TFLOP, and the lead at the three budgets over seeds 4-7,
+    the reports pooled."""
+    r, m, e = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd", "outer-loop-59tasks-compute-8seeds-amd"
+    h = {n: f"{r}:preset=tiny,max_steps={n};{e}:preset=tiny,max_steps={n},seed=7" for n in (12000, 24000)}
+    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};{e}:preset=transformer-tiny,max_steps={n},seed=7" for n in (24000, 48000)}
+    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny"
+    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny"
+    assert [len(compare.arm(a).runs) for a in (*h.values(), *t.values())] == [4] * 6
+    seed7 = compare.compare([f"{m}:preset=transformer-tiny"], [f"{m}:preset=tiny"])
+    assert seed7["over_runs"] is None and _interval(seed7["over_tasks"]) == (2.0, -6.5, 10.2)
+
+    def every_way(plus, minus):
+        c = compare.compare(plus, minus)
+        o = c["over_tasks"]
+        return _interval(o), (round(o["seeds_low"], 1), round(o["seeds_high"], 1)), _interval(c["over_runs"])
+
+    assert every_way([t[24000]], [h[12000]]) == ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2))
+    assert every_way([t[48000]], [h[24000]]) == ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1))
+    assert every_way([t[96000]], [h[48000]]) == ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8))
+    assert every_way([h[48000]], [h[24000]]) == ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5))
+    assert every_way([t[96000]], [t[48000]]) == ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4))
+    assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.2, -18.0, -2.9)
+    assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -10.1, 3.5)
+
+
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
     """An arm of one run (a budget's first seed) has no spread between runs, so over runs is left
     out (it used to refuse the whole comparison) while the paired difference over tasks stands, and
