@@ -123,6 +123,14 @@ def _reading(plus: list[str], minus: list[str], only: list[str]) -> tuple:
     return _interval(o), round(o["seeds_low"], 1), (o["better"], o["worse"]), _interval(out["over_runs"])
 
 
+def _every_way(plus: list[str], minus: list[str]) -> tuple:
+    """A difference on every task the arms share, as the third-budget sections print it: paired
+    over tasks (delta, low, high), with seeds resampled (low, high), and over runs."""
+    c = compare.compare(plus, minus)
+    o = c["over_tasks"]
+    return _interval(o), (round(o["seeds_low"], 1), round(o["seeds_high"], 1)), _interval(c["over_runs"])
+
+
 def _arm_runs(spec: str, only: list[str]) -> np.ndarray:
     """One arm's per-run pass@2 on the tasks ``only``, as compare reads it."""
     return compare.run_values([(1, compare.arm(spec))], only)[0][0]
@@ -853,16 +861,9 @@ def test_committed_third_budget_three_seeds():
     t = {n: f"{r}:preset=transformer-tiny,max_steps={n}" for n in (24000, 48000, 96000)}
     assert _interval(compare.compare([t[96000] + ",seed=5"], [h[48000] + ",seed=5"])["over_tasks"]) == (13.0, 3.4, 23.7)
     assert _interval(compare.compare([t[96000] + ",seed=6"], [h[48000] + ",seed=6"])["over_tasks"]) == (1.4, -7.3, 9.6)
-
-    def seeds(c):
-        return round(c["seeds_low"], 1), round(c["seeds_high"], 1)
-
-    lead = compare.compare([t[96000]], [h[48000]])["over_tasks"]
-    assert _interval(lead) == (5.4, 0.0, 11.3) and seeds(lead) == (-3.6, 14.2)
-    lead = compare.compare([t[48000]], [h[24000]])["over_tasks"]
-    assert _interval(lead) == (8.3, 2.6, 14.5) and seeds(lead) == (-0.9, 18.0)
-    lead = compare.compare([t[24000]], [h[12000]])["over_tasks"]
-    assert _interval(lead) == (15.4, 8.3, 23.2) and seeds(lead) == (6.2, 25.7)  # 44 TFLOP: resolved
+    assert _every_way([t[96000]], [h[48000]])[:2] == ((5.4, 0.0, 11.3), (-3.6, 14.2))
+    assert _every_way([t[48000]], [h[24000]])[:2] == ((8.3, 2.6, 14.5), (-0.9, 18.0))
+    assert _every_way([t[24000]], [h[12000]])[:2] == ((15.4, 8.3, 23.2), (6.2, 25.7))  # 44 TFLOP: resolved
     assert _interval(compare.compare([h[48000]], [h[24000]])["over_tasks"]) == (4.0, -2.0, 9.9)
     assert _interval(compare.compare([t[96000]], [t[48000]])["over_tasks"]) == (1.1, -4.8, 6.2)
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -11.8, 5.0)
@@ -881,16 +882,11 @@ def test_committed_third_budget_four_seeds():
     seed7 = compare.compare([f"{m}:preset=transformer-tiny"], [f"{m}:preset=tiny"])
     assert seed7["over_runs"] is None and _interval(seed7["over_tasks"]) == (2.0, -6.5, 10.2)
 
-    def every_way(plus, minus):
-        c = compare.compare(plus, minus)
-        o = c["over_tasks"]
-        return _interval(o), (round(o["seeds_low"], 1), round(o["seeds_high"], 1)), _interval(c["over_runs"])
-
-    assert every_way([t[24000]], [h[12000]]) == ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2))
-    assert every_way([t[48000]], [h[24000]]) == ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1))
-    assert every_way([t[96000]], [h[48000]]) == ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8))
-    assert every_way([h[48000]], [h[24000]]) == ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5))
-    assert every_way([t[96000]], [t[48000]]) == ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4))
+    assert _every_way([t[24000]], [h[12000]]) == ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2))
+    assert _every_way([t[48000]], [h[24000]]) == ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1))
+    assert _every_way([t[96000]], [h[48000]]) == ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8))
+    assert _every_way([h[48000]], [h[24000]]) == ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5))
+    assert _every_way([t[96000]], [t[48000]]) == ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4))
     assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.2, -18.0, -2.9)
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -10.1, 3.5)
 
