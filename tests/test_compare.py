@@ -97,13 +97,14 @@ TRANSFER_ALONE = "transfer-13tasks:preset=transformer-tiny,max_steps=5058"  # th
 TRANSFER_HALVES = {h: f"transfer-36tasks-{h}:preset=transformer-tiny" for h in "abcd"}  # ... beside each half of the 46
 TRANSFER_ALL46 = "outer-loop-59tasks-fit:core=transformer,max_steps=24000"  # ... beside all 46, at 24000 steps
 TRANSFER_ALONE_24K = "transfer-13tasks:preset=transformer-tiny,max_steps=24000"  # ... alone at those 24000 steps: equal compute
+HRM_ALONE_24K_4_7 = "transfer-13tasks-hrm-24k:preset=tiny"  # HRM alone on the 13 at 24000 steps, its first report (seeds 4-7)
 # HRM's transfer arms on the 13: alone, beside each half (eight seeds each, a and b over three reports), beside all 46
 HRM_TRANSFER = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:preset=tiny",
                 **{x: f"transfer-36tasks-{x}:preset=tiny;transfer-36tasks-{x}-hrm:preset=tiny;transfer-36tasks-{x}-hrm-more:preset=tiny"
                    for x in "ab"},
                 **{x: f"transfer-36tasks-{x}:preset=tiny" for x in "cd"},
                 "all46": "outer-loop-59tasks-fit:core=hrm,max_steps=24000,halt_max_steps=4;outer-loop-59tasks-24k-amd:preset=tiny",
-                "alone24k": "transfer-13tasks-hrm-24k:preset=tiny;transfer-13tasks-hrm-24k-more:preset=tiny"}
+                "alone24k": f"{HRM_ALONE_24K_4_7};transfer-13tasks-hrm-24k-more:preset=tiny"}
 
 
 def _on_seeds(spec: str, seeds: Iterable[int]) -> str:
@@ -525,8 +526,7 @@ def test_committed_hrm_transfer_at_equal_compute():
     steps and far above HRM alone at equal samples; at equal compute the models do not differ in
     what the 46 give. The extra steps, not the other tasks, carry HRM's transfer gain."""
     only = compare.task_list("transfer-13tasks")
-    h24 = "transfer-13tasks-hrm-24k:preset=tiny"
-    h46 = HRM_TRANSFER["all46"]
+    h24, h46 = HRM_ALONE_24K_4_7, HRM_TRANSFER["all46"]
     t24, t46 = TRANSFER_ALONE_24K, TRANSFER_ALL46
     runs = _arm_runs(h24, only)
     assert runs.tolist() == pytest.approx([30.8, 42.3, 50.0, 50.0], abs=0.05) and round(runs.mean(), 1) == 43.3
@@ -550,7 +550,7 @@ def test_committed_hrm_transfer_at_equal_compute_on_eight_seeds():
     runs = _arm_runs(more, only)
     assert runs.tolist() == pytest.approx([46.2, 30.8, 38.5, 15.4], abs=0.05) and round(runs.mean(), 1) == 32.7
     assert round(_arm_runs(h24, only).mean(), 1) == 38.0
-    assert _reading([more], ["transfer-13tasks-hrm-24k:preset=tiny"], only)[:3] == ((-10.6, -19.2, -3.8), -26.9, (0, 5))
+    assert _reading([more], [HRM_ALONE_24K_4_7], only)[:3] == ((-10.6, -19.2, -3.8), -26.9, (0, 5))
     assert _reading([HRM_TRANSFER["all46"]], [h24], only) == ((-7.2, -19.2, 2.9), -21.9, (3, 4), (-7.2, -20.2, 5.8))
     assert _reading([h24], [HRM_TRANSFER["alone"]], only) == ((22.6, 6.7, 40.9), 5.5, (7, 0), (22.6, 12.6, 32.6))
     assert _reading([h24], [t24], only) == ((9.1, 1.4, 19.2), -1.3, (5, 0), (9.1, -1.6, 19.9))
@@ -876,10 +876,10 @@ def test_committed_third_budget_four_seeds():
     r, m, e = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd", "outer-loop-59tasks-compute-8seeds-amd"
     h = {n: f"{r}:preset=tiny,max_steps={n};{e}:preset=tiny,max_steps={n},seed=7" for n in (12000, 24000)}
     t = {n: f"{r}:preset=transformer-tiny,max_steps={n};{e}:preset=transformer-tiny,max_steps={n},seed=7" for n in (24000, 48000)}
-    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny"
-    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny"
+    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny,seed=7"
+    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny,seed=7"
     assert [len(compare.arm(a).runs) for a in (*h.values(), *t.values())] == [4] * 6
-    seed7 = compare.compare([f"{m}:preset=transformer-tiny"], [f"{m}:preset=tiny"])
+    seed7 = compare.compare([f"{m}:preset=transformer-tiny,seed=7"], [f"{m}:preset=tiny,seed=7"])
     assert seed7["over_runs"] is None and _interval(seed7["over_tasks"]) == (2.0, -6.5, 10.2)
 
     assert _every_way([t[24000]], [h[12000]]) == ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2))
