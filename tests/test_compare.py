@@ -738,7 +738,7 @@ def test_committed_59_task_runs_leave_42_tasks_to_move():
                   for x in tables if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
-    assert t.select("infer", "run", "run_oracle").unique().height == 136
+    assert t.select("infer", "run", "run_oracle").unique().height == 138
     counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
               per.filter(pl.col("worst") == 1).height)
     assert counts == (14, 11, 3)
@@ -889,6 +889,31 @@ def test_committed_third_budget_four_seeds():
     assert _every_way([t[96000]], [t[48000]]) == ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4))
     assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.2, -18.0, -2.9)
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -10.1, 3.5)
+
+
+def test_committed_third_budget_five_seeds():
+    """docs/ablations.md, "A third budget, five seeds": seed 8, added to -48k-more-amd's sweeps, at
+    178 TFLOP, and the lead at the three budgets over seeds 4-8 (its 44 and 89 TFLOP runs from the
+    eight-seed grid)."""
+    r, m, e = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd", "outer-loop-59tasks-compute-8seeds-amd"
+    h = {n: f"{r}:preset=tiny,max_steps={n};" + _on_seeds(f"{e}:preset=tiny,max_steps={n}", (7, 8)) for n in (12000, 24000)}
+    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};" + _on_seeds(f"{e}:preset=transformer-tiny,max_steps={n}", (7, 8))
+         for n in (24000, 48000)}
+    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny"
+    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny"
+    assert [len(compare.arm(a).runs) for a in (*h.values(), *t.values())] == [5] * 6
+    assert _arm_runs(f"{m}:preset=tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(44.4, abs=0.05)
+    assert _arm_runs(f"{m}:preset=transformer-tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(46.0, abs=0.05)
+    seed8 = compare.compare([f"{m}:preset=transformer-tiny,seed=8"], [f"{m}:preset=tiny,seed=8"])
+    assert seed8["over_runs"] is None and _interval(seed8["over_tasks"]) == (1.7, -5.1, 9.3)
+
+    assert _every_way([t[24000]], [h[12000]]) == ((14.5, 8.1, 21.6), (7.6, 22.2), (14.5, 9.1, 19.9))
+    assert _every_way([t[48000]], [h[24000]]) == ((5.8, 1.5, 10.3), (0.5, 11.7), (5.8, -0.6, 12.1))
+    assert _every_way([t[96000]], [h[48000]]) == ((4.0, 0.2, 7.7), (-0.8, 8.8), (4.0, -1.6, 9.5))
+    assert _every_way([h[48000]], [h[24000]]) == ((4.6, 1.4, 8.1), (-0.1, 10.1), (4.6, -1.8, 11.0))
+    assert _every_way([t[96000]], [t[48000]]) == ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3))
+    assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.6, -18.3, -3.2)
+    assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-1.8, -7.6, 3.8)
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
