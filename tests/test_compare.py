@@ -914,6 +914,7 @@ def test_committed_third_budget_five_seeds():
     assert _every_way([t[96000]], [t[48000]]) == ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3))
     assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.6, -18.3, -3.2)
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-1.8, -7.6, 3.8)
+    assert _interval(compare.compare([t[48000], h[12000]], [h[24000], t[24000]])["over_tasks"]) == (-8.8, -15.6, -2.1)
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
