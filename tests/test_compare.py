@@ -869,52 +869,72 @@ def test_committed_third_budget_three_seeds():
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -11.8, 5.0)
 
 
-def test_committed_third_budget_four_seeds():
-    """docs/ablations.md, "A third budget, four seeds": seed 7 (its own report, its 44 and 89 TFLOP
-    runs from the eight-seed grid) at 178 TFLOP, and the lead at the three budgets over seeds 4-7,
-    the reports pooled."""
-    r, m, e = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd", "outer-loop-59tasks-compute-8seeds-amd"
-    h = {n: f"{r}:preset=tiny,max_steps={n};{e}:preset=tiny,max_steps={n},seed=7" for n in (12000, 24000)}
-    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};{e}:preset=transformer-tiny,max_steps={n},seed=7" for n in (24000, 48000)}
-    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny,seed=7"
-    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny,seed=7"
-    assert [len(compare.arm(a).runs) for a in (*h.values(), *t.values())] == [4] * 6
-    seed7 = compare.compare([f"{m}:preset=transformer-tiny,seed=7"], [f"{m}:preset=tiny,seed=7"])
-    assert seed7["over_runs"] is None and _interval(seed7["over_tasks"]) == (2.0, -6.5, 10.2)
+THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
 
-    assert _every_way([t[24000]], [h[12000]]) == ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2))
-    assert _every_way([t[48000]], [h[24000]]) == ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1))
-    assert _every_way([t[96000]], [h[48000]]) == ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8))
-    assert _every_way([h[48000]], [h[24000]]) == ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5))
-    assert _every_way([t[96000]], [t[48000]]) == ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4))
-    assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.2, -18.0, -2.9)
-    assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -10.1, 3.5)
+
+def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
+    """HRM's and the transformer's arms at 44, 89 and 178 TFLOP (keyed by steps) on seeds 4-6 and
+    the seeds ``more`` added later: their 178 TFLOP runs in -48k-more-amd, their 44 and 89 TFLOP
+    runs in the eight-seed grid, the reports pooled."""
+    r, m, e = THIRD_BUDGET, THIRD_BUDGET_MORE, "outer-loop-59tasks-compute-8seeds-amd"
+    h = {n: f"{r}:preset=tiny,max_steps={n};" + _on_seeds(f"{e}:preset=tiny,max_steps={n}", more) for n in (12000, 24000)}
+    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};" + _on_seeds(f"{e}:preset=transformer-tiny,max_steps={n}", more)
+         for n in (24000, 48000)}
+    h[48000] = f"{r}:preset=tiny,max_steps=48000;" + _on_seeds(f"{m}:preset=tiny", more)
+    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;" + _on_seeds(f"{m}:preset=transformer-tiny", more)
+    return h, t
+
+
+def _third_budget_readings(more: tuple[int, ...]) -> dict[str, tuple]:
+    """The third-budget readings over seeds 4-6 plus ``more``: the lead at each budget and each
+    model's last doubling read every way, the lead's changes between budgets over tasks (the
+    four-seed section leaves out the change from 44 to 89 TFLOP; it is pinned all the same)."""
+    h, t = _third_budget_arms(more)
+    assert {len(compare.arm(a).runs) for a in (*h.values(), *t.values())} == {3 + len(more)}
+    change = {"44->178": ([t[96000], h[12000]], [h[48000], t[24000]]), "89->178": ([t[96000], h[24000]], [h[48000], t[48000]]),
+              "44->89": ([t[48000], h[12000]], [h[24000], t[24000]])}
+    return {"lead 44": _every_way([t[24000]], [h[12000]]), "lead 89": _every_way([t[48000]], [h[24000]]),
+            "lead 178": _every_way([t[96000]], [h[48000]]), "hrm 89->178": _every_way([h[48000]], [h[24000]]),
+            "transformer 89->178": _every_way([t[96000]], [t[48000]]),
+            **{f"lead {k}": _interval(compare.compare(*arms)["over_tasks"]) for k, arms in change.items()}}
+
+
+def _one_seed_lead(seed: int) -> tuple[float, float, float]:
+    """One added seed's 178 TFLOP lead, paired over tasks (an arm of one run has nothing over runs)."""
+    m = THIRD_BUDGET_MORE
+    out = compare.compare([f"{m}:preset=transformer-tiny,seed={seed}"], [f"{m}:preset=tiny,seed={seed}"])
+    assert out["over_runs"] is None
+    return _interval(out["over_tasks"])
+
+
+def test_committed_third_budget_four_seeds():
+    """docs/ablations.md, "A third budget, four seeds": seed 7 (its 44 and 89 TFLOP runs from the
+    eight-seed grid) at 178 TFLOP, and the lead at the three budgets over seeds 4-7, the reports
+    pooled."""
+    assert _one_seed_lead(7) == (2.0, -6.5, 10.2)
+    assert _third_budget_readings((7,)) == {
+        "lead 44": ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2)),
+        "lead 89": ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1)),
+        "lead 178": ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8)),
+        "hrm 89->178": ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5)),
+        "transformer 89->178": ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4)),
+        "lead 44->178": (-10.2, -18.0, -2.9), "lead 89->178": (-2.9, -10.1, 3.5), "lead 44->89": (-7.3, -14.2, -0.0)}
 
 
 def test_committed_third_budget_five_seeds():
     """docs/ablations.md, "A third budget, five seeds": seed 8, added to -48k-more-amd's sweeps, at
-    178 TFLOP, and the lead at the three budgets over seeds 4-8 (its 44 and 89 TFLOP runs from the
-    eight-seed grid)."""
-    r, m, e = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd", "outer-loop-59tasks-compute-8seeds-amd"
-    h = {n: f"{r}:preset=tiny,max_steps={n};" + _on_seeds(f"{e}:preset=tiny,max_steps={n}", (7, 8)) for n in (12000, 24000)}
-    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};" + _on_seeds(f"{e}:preset=transformer-tiny,max_steps={n}", (7, 8))
-         for n in (24000, 48000)}
-    h[48000] = f"{r}:preset=tiny,max_steps=48000;{m}:preset=tiny"
-    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;{m}:preset=transformer-tiny"
-    assert [len(compare.arm(a).runs) for a in (*h.values(), *t.values())] == [5] * 6
+    178 TFLOP, and the lead at the three budgets over seeds 4-8."""
+    m = THIRD_BUDGET_MORE
     assert _arm_runs(f"{m}:preset=tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(44.4, abs=0.05)
     assert _arm_runs(f"{m}:preset=transformer-tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(46.0, abs=0.05)
-    seed8 = compare.compare([f"{m}:preset=transformer-tiny,seed=8"], [f"{m}:preset=tiny,seed=8"])
-    assert seed8["over_runs"] is None and _interval(seed8["over_tasks"]) == (1.7, -5.1, 9.3)
-
-    assert _every_way([t[24000]], [h[12000]]) == ((14.5, 8.1, 21.6), (7.6, 22.2), (14.5, 9.1, 19.9))
-    assert _every_way([t[48000]], [h[24000]]) == ((5.8, 1.5, 10.3), (0.5, 11.7), (5.8, -0.6, 12.1))
-    assert _every_way([t[96000]], [h[48000]]) == ((4.0, 0.2, 7.7), (-0.8, 8.8), (4.0, -1.6, 9.5))
-    assert _every_way([h[48000]], [h[24000]]) == ((4.6, 1.4, 8.1), (-0.1, 10.1), (4.6, -1.8, 11.0))
-    assert _every_way([t[96000]], [t[48000]]) == ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3))
-    assert _interval(compare.compare([t[96000], h[12000]], [h[48000], t[24000]])["over_tasks"]) == (-10.6, -18.3, -3.2)
-    assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-1.8, -7.6, 3.8)
-    assert _interval(compare.compare([t[48000], h[12000]], [h[24000], t[24000]])["over_tasks"]) == (-8.8, -15.6, -2.1)
+    assert _one_seed_lead(8) == (1.7, -5.1, 9.3)
+    assert _third_budget_readings((7, 8)) == {
+        "lead 44": ((14.5, 8.1, 21.6), (7.6, 22.2), (14.5, 9.1, 19.9)),
+        "lead 89": ((5.8, 1.5, 10.3), (0.5, 11.7), (5.8, -0.6, 12.1)),
+        "lead 178": ((4.0, 0.2, 7.7), (-0.8, 8.8), (4.0, -1.6, 9.5)),
+        "hrm 89->178": ((4.6, 1.4, 8.1), (-0.1, 10.1), (4.6, -1.8, 11.0)),
+        "transformer 89->178": ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3)),
+        "lead 44->178": (-10.6, -18.3, -3.2), "lead 89->178": (-1.8, -7.6, 3.8), "lead 44->89": (-8.8, -15.6, -2.1)}
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
