@@ -851,14 +851,32 @@ def test_committed_third_budget_seed_4():
     assert _interval(hrm["over_tasks"]) == (0.0, -11.0, 11.0)
 
 
+THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
+
+
+def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
+    """HRM's and the transformer's arms at 44, 89 and 178 TFLOP (keyed by steps) on seeds 4-6 and
+    the seeds ``more`` added later (none: the three-seed arms): their 178 TFLOP runs in
+    -48k-more-amd, their 44 and 89 TFLOP runs in the eight-seed grid, the reports pooled."""
+    r, m, e = THIRD_BUDGET, THIRD_BUDGET_MORE, "outer-loop-59tasks-compute-8seeds-amd"
+
+    def arm(preset: str, steps: int, later: str) -> str:
+        """Seeds 4-6, then the added seeds from ``later`` (the grid names its steps; -48k-more-amd
+        has one budget a preset, so it is named by preset alone)."""
+        added = f"{later}:preset={preset}" + (f",max_steps={steps}" if later == e else "")
+        return ";".join(p for p in (f"{r}:preset={preset},max_steps={steps}", _on_seeds(added, more)) if p)
+
+    h = {n: arm("tiny", n, e) for n in (12000, 24000)} | {48000: arm("tiny", 48000, m)}
+    t = {n: arm("transformer-tiny", n, e) for n in (24000, 48000)} | {96000: arm("transformer-tiny", 96000, m)}
+    return h, t
+
+
 def test_committed_third_budget_three_seeds():
     """docs/ablations.md, "A third budget, three seeds": seed 5 puts the 178 TFLOP lead at +13.0,
     seed 6 at +1.4; over the three seeds the lead shrinks with each doubling (+15.4, +8.3, +5.4),
     resolved with seeds resampled only at 44 TFLOP; the doubling from 89 TFLOP buys neither model
     a resolved gain."""
-    r = "outer-loop-59tasks-compute-48k-amd"
-    h = {n: f"{r}:preset=tiny,max_steps={n}" for n in (12000, 24000, 48000)}
-    t = {n: f"{r}:preset=transformer-tiny,max_steps={n}" for n in (24000, 48000, 96000)}
+    h, t = _third_budget_arms(())
     assert _interval(compare.compare([t[96000] + ",seed=5"], [h[48000] + ",seed=5"])["over_tasks"]) == (13.0, 3.4, 23.7)
     assert _interval(compare.compare([t[96000] + ",seed=6"], [h[48000] + ",seed=6"])["over_tasks"]) == (1.4, -7.3, 9.6)
     assert _every_way([t[96000]], [h[48000]])[:2] == ((5.4, 0.0, 11.3), (-3.6, 14.2))
@@ -867,22 +885,6 @@ def test_committed_third_budget_three_seeds():
     assert _interval(compare.compare([h[48000]], [h[24000]])["over_tasks"]) == (4.0, -2.0, 9.9)
     assert _interval(compare.compare([t[96000]], [t[48000]])["over_tasks"]) == (1.1, -4.8, 6.2)
     assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -11.8, 5.0)
-
-
-THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
-
-
-def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
-    """HRM's and the transformer's arms at 44, 89 and 178 TFLOP (keyed by steps) on seeds 4-6 and
-    the seeds ``more`` added later: their 178 TFLOP runs in -48k-more-amd, their 44 and 89 TFLOP
-    runs in the eight-seed grid, the reports pooled."""
-    r, m, e = THIRD_BUDGET, THIRD_BUDGET_MORE, "outer-loop-59tasks-compute-8seeds-amd"
-    h = {n: f"{r}:preset=tiny,max_steps={n};" + _on_seeds(f"{e}:preset=tiny,max_steps={n}", more) for n in (12000, 24000)}
-    t = {n: f"{r}:preset=transformer-tiny,max_steps={n};" + _on_seeds(f"{e}:preset=transformer-tiny,max_steps={n}", more)
-         for n in (24000, 48000)}
-    h[48000] = f"{r}:preset=tiny,max_steps=48000;" + _on_seeds(f"{m}:preset=tiny", more)
-    t[96000] = f"{r}:preset=transformer-tiny,max_steps=96000;" + _on_seeds(f"{m}:preset=transformer-tiny", more)
-    return h, t
 
 
 def _third_budget_readings(more: tuple[int, ...]) -> dict[str, tuple]:
