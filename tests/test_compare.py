@@ -852,13 +852,14 @@ def test_committed_third_budget_seed_4():
 
 
 THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
+EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # the added seeds' 44 and 89 TFLOP runs
 
 
 def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
     """HRM's and the transformer's arms at 44, 89 and 178 TFLOP (keyed by steps) on seeds 4-6 and
     the seeds ``more`` added later (none: the three-seed arms): their 178 TFLOP runs in
     -48k-more-amd, their 44 and 89 TFLOP runs in the eight-seed grid, the reports pooled."""
-    r, m, e = THIRD_BUDGET, THIRD_BUDGET_MORE, "outer-loop-59tasks-compute-8seeds-amd"
+    r, m, e = THIRD_BUDGET, THIRD_BUDGET_MORE, EIGHT_SEED_GRID
 
     def arm(preset: str, steps: int, later: str) -> str:
         """Seeds 4-6, then the added seeds from ``later`` (the grid names its steps; -48k-more-amd
@@ -943,7 +944,7 @@ def test_committed_third_budget_six_seeds():
     """docs/ablations.md, "A third budget, six seeds": seed 9, level with HRM at 44 and 89 TFLOP,
     puts the 178 TFLOP lead at +13.0 as seed 5 did; over seeds 4-9 that lead (+5.5) is resolved
     every way and no longer shrinks from 89 TFLOP."""
-    m, e = THIRD_BUDGET_MORE, "outer-loop-59tasks-compute-8seeds-amd"
+    m, e = THIRD_BUDGET_MORE, EIGHT_SEED_GRID
     assert _arm_runs(f"{m}:preset=tiny,seed=9", compare.task_list(m)).mean() == pytest.approx(36.7, abs=0.05)
     assert _arm_runs(f"{m}:preset=transformer-tiny,seed=9", compare.task_list(m)).mean() == pytest.approx(49.7, abs=0.05)
     assert _one_seed_lead(9) == (13.0, 4.2, 23.2)
