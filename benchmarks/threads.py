@@ -9,6 +9,10 @@ Why: the same stage keys retrained on another CPU model gave pass@2 several poin
 model; this says whether the thread count alone moves the result on this machine.
 
     python benchmarks/threads.py --steps 300 --threads 1,2     # the figure in README.md
+    python benchmarks/threads.py --steps 1 --threads 1         # which CPU kind is this? (seconds)
+
+The first step's loss already differs between the CPU kinds seen so far, so the script names the
+kind it matches: a machine of that kind is a candidate for replaying its reports (replay.py decides).
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+# the first step's lm_loss (to 10 decimals) on each CPU kind seen (benchmarks/README.md, "Forcing
+# the kernel level"): the kind is the vendor with torch's kernel level, not the CPU model
+KINDS = {
+    "3.0544136558": "Intel, AVX512 kernels (Xeon family 6 models 106, 167)",
+    "3.0544136550": "AMD, AVX512 kernels (EPYC family 25 model 17, family 26 model 2)",
+    "3.0544136744": "AMD, AVX2 kernels (EPYC family 25 model 1, or an AVX512 EPYC with ATEN_CPU_CAPABILITY=avx2)",
+}
 
 CHILD = """
 import sys, torch
@@ -51,6 +63,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         curves[n] = pl.read_parquet(out.stdout.strip().splitlines()[-1])["lm_loss"].to_numpy()
         print(f"{n} thread(s): lm_loss step 1 {curves[n][0]:.10f}, step {args.steps} {curves[n][-1]:.10f}")
+    kind = KINDS.get(f"{next(iter(curves.values()))[0]:.10f}")
+    print(f"CPU kind: {kind}" if kind else "CPU kind: none seen before (its runs will replay no committed report)")
     first, *rest = curves
     for n in rest:
         same = bool((curves[n] == curves[first]).all())
