@@ -199,3 +199,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_host_records_a_forced_kernel_level():
+    """The CPU kind that decides a run's numbers is the vendor with torch's kernel level, and a
+    user may force that level (an AVX512 EPYC held to AVX2 replays an AVX2 EPYC's reports,
+    benchmarks/README.md): the manifest has to record the level that ran, not the CPU's best."""
+    import subprocess
+    import sys
+
+    code = "import torch; from arcpipe.cache import host; print(host()['cpu_capability'])"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "DEFAULT"
