@@ -114,6 +114,17 @@ def describe_host(h: dict[str, Any]) -> str:
     return f"{h.get('cpu', '?')} ({', '.join(d for d in details if d)})"
 
 
+def host_kind(line: str | None) -> str:
+    """The CPU kind in a ``describe_host`` line: the model name with torch's kernel level. That
+    pair, not the CPU model, has decided which runs replay each other so far (an AVX512 EPYC held
+    to AVX2 replays an AVX2 EPYC's runs; benchmarks/README.md), so pooled runs are named by it."""
+    if line is None:
+        return "host not recorded"
+    name, _, details = str(line).partition(" (")
+    level = next((d.removesuffix(" kernels") for d in details.rstrip(")").split(", ") if d.endswith(" kernels")), None)
+    return f"{name}, {level} kernels" if level else name
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields in /proc/cpuinfo (empty off Linux)."""
     out: dict[str, str] = {}

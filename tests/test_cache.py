@@ -212,3 +212,16 @@ def test_host_records_a_forced_kernel_level():
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "DEFAULT"
+
+
+def test_host_kind_is_the_name_with_the_kernel_level():
+    """`arcpipe compare` names an arm's machines by kind: two EPYC models with one kernel level are
+    one kind (they replay each other), one model at two levels is two."""
+    line = "AMD EPYC (family {}, {} kernels, 2 CPUs, 1 thread)"
+    assert cache.host_kind(line.format("25 model 1", "AVX2")) == cache.host_kind(line.format("26 model 2", "AVX2")) \
+        == "AMD EPYC, AVX2 kernels"
+    assert cache.host_kind(line.format("26 model 2", "AVX512")) == "AMD EPYC, AVX512 kernels"
+    assert cache.host_kind(cache.describe_host({"cpu": "AMD EPYC", "cpu_id": "family 26 model 2", "cpus": 2,
+                                                "cpu_capability": "AVX2"})) == "AMD EPYC, AVX2 kernels"
+    assert cache.host_kind("NVIDIA H100 ×1") == "NVIDIA H100 ×1"  # a GPU line: its name alone
+    assert cache.host_kind("Apple M2 (2 CPUs)") == "Apple M2" and cache.host_kind(None) == "host not recorded"

@@ -28,11 +28,13 @@ def command(
     further). With --among instead: whether several arms differ at all (the one-way F test of per-run
     pass@2, its p-value from shuffling the arms' labels among the runs), the question to ask before
     reading the gap between the highest and lowest of several arms, and how far apart two arms of
-    so few runs must be for an interval over runs to tell them apart. Nothing is retrained."""
+    so few runs must be for an interval over runs to tell them apart. Each arm's line names the CPU
+    kinds its runs were trained on (model name and torch's kernel level). Nothing is retrained."""
     import math
 
     from rich.console import Console
 
+    from arcpipe.cache import host_kind
     from arcpipe.compare import among as among_arms
     from arcpipe.compare import compare, task_list
     from arcpipe.errors import ArcpipeError
@@ -49,8 +51,7 @@ def command(
     elif shared is not None:
         console.print(f"the arms were scored on different task sets: every figure below is on the {shared} tasks they share")
     for (sign, a), v in zip(out["arms"], out["values"]):
-        hosts = sorted({"host not recorded" if h is None else str(h).split(" (")[0]
-                        for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
+        hosts = sorted({host_kind(h) for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
         flops = a.runs["train_flops"].drop_nulls() if "train_flops" in a.runs.columns else []
         cost = f"; {flops_text(float(flops.mean()))} a training" if len(flops) == a.runs.height else ""
         mark = "*" if among else "+" if sign > 0 else "-"
