@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -915,6 +916,19 @@ def _one_seed_lead(seed: int) -> tuple[float, float, float]:
     return _interval(out["over_tasks"])
 
 
+def _one_seed_path(seed: int) -> dict[str, dict[str, Any]]:
+    """One added seed through the three budgets, over tasks: each model's pass@2 at 178 TFLOP, the
+    transformer's lead at 44 and 89 TFLOP (from the eight-seed grid, keyed by HRM's steps) and
+    each model's doubling from 89 TFLOP (keyed by preset)."""
+    m, e = THIRD_BUDGET_LATER[seed], EIGHT_SEED_GRID
+    pass2 = {p: _arm_runs(f"{m}:preset={p},seed={seed}", compare.task_list(m)).mean() for p in ("tiny", "transformer-tiny")}
+    grid = {n: _interval(compare.compare([f"{e}:preset=transformer-tiny,max_steps={2 * n},seed={seed}"],
+                                         [f"{e}:preset=tiny,max_steps={n},seed={seed}"])["over_tasks"]) for n in (12000, 24000)}
+    doubling = {p: _interval(compare.compare([f"{m}:preset={p},seed={seed}"], [f"{e}:preset={p},max_steps={n},seed={seed}"])["over_tasks"])
+                for p, n in (("tiny", 24000), ("transformer-tiny", 48000))}
+    return {"pass@2": pass2, "grid": grid, "doubling": doubling}
+
+
 def test_committed_third_budget_four_seeds():
     """docs/ablations.md, "A third budget, four seeds": seed 7 (its 44 and 89 TFLOP runs from the
     eight-seed grid) at 178 TFLOP, and the lead at the three budgets over seeds 4-7, the reports
@@ -949,16 +963,11 @@ def test_committed_third_budget_six_seeds():
     """docs/ablations.md, "A third budget, six seeds": seed 9, level with HRM at 44 and 89 TFLOP,
     puts the 178 TFLOP lead at +13.0 as seed 5 did; over seeds 4-9 that lead (+5.5) is resolved
     every way and no longer shrinks from 89 TFLOP."""
-    m, e = THIRD_BUDGET_MORE, EIGHT_SEED_GRID
-    assert _arm_runs(f"{m}:preset=tiny,seed=9", compare.task_list(m)).mean() == pytest.approx(36.7, abs=0.05)
-    assert _arm_runs(f"{m}:preset=transformer-tiny,seed=9", compare.task_list(m)).mean() == pytest.approx(49.7, abs=0.05)
+    path = _one_seed_path(9)
+    assert path["pass@2"] == {"tiny": pytest.approx(36.7, abs=0.05), "transformer-tiny": pytest.approx(49.7, abs=0.05)}
     assert _one_seed_lead(9) == (13.0, 4.2, 23.2)
-    grid = {n: _interval(compare.compare([f"{e}:preset=transformer-tiny,max_steps={2 * n},seed=9"],
-                                         [f"{e}:preset=tiny,max_steps={n},seed=9"])["over_tasks"]) for n in (12000, 24000)}
-    assert grid == {12000: (2.5, -5.1, 10.2), 24000: (0.0, -7.6, 8.1)}
-    doubling = {p: _interval(compare.compare([f"{m}:preset={p},seed=9"], [f"{e}:preset={p},max_steps={n},seed=9"])["over_tasks"])
-                for p, n in (("tiny", 24000), ("transformer-tiny", 48000))}
-    assert doubling == {"tiny": (-4.2, -12.7, 4.2), "transformer-tiny": (8.8, 0.6, 18.6)}
+    assert path["grid"] == {12000: (2.5, -5.1, 10.2), 24000: (0.0, -7.6, 8.1)}
+    assert path["doubling"] == {"tiny": (-4.2, -12.7, 4.2), "transformer-tiny": (8.8, 0.6, 18.6)}
     assert _third_budget_readings((7, 8, 9)) == {
         "lead 44": ((12.5, 6.9, 18.9), (5.7, 19.8), (12.5, 6.9, 18.1)),
         "lead 89": ((4.8, 0.8, 8.9), (0.0, 10.2), (4.8, -0.5, 10.1)),
@@ -969,22 +978,18 @@ def test_committed_third_budget_six_seeds():
     h, t = _third_budget_arms((7, 8, 9))
     assert compare.compare([t[48000]], [h[24000]])["over_tasks"]["seeds_low"] > 0  # 89 TFLOP: "+0.0", just resolved
 
+
 def test_committed_third_budget_seven_seeds():
     """docs/ablations.md, "A third budget, seven seeds": seed 10, trained on another EPYC model held
     to AVX2 kernels, is the first seed with HRM ahead at 178 TFLOP (-0.8); over seeds 4-10 the lead
     is resolved every way at all three budgets, and HRM's gain from 89 TFLOP with seeds resampled."""
-    n, e = THIRD_BUDGET_LATER[10], EIGHT_SEED_GRID
-    assert compare.arm(f"{n}:preset=tiny").runs["train_host"].to_list() == [
+    assert compare.arm(f"{THIRD_BUDGET_LATER[10]}:preset=tiny").runs["train_host"].to_list() == [
         "AMD EPYC (family 26 model 2, AVX2 kernels, 2 CPUs, 1 thread)"]
-    assert _arm_runs(f"{n}:preset=tiny,seed=10", compare.task_list(n)).mean() == pytest.approx(44.4, abs=0.05)
-    assert _arm_runs(f"{n}:preset=transformer-tiny,seed=10", compare.task_list(n)).mean() == pytest.approx(43.5, abs=0.05)
+    path = _one_seed_path(10)
+    assert path["pass@2"] == {"tiny": pytest.approx(44.4, abs=0.05), "transformer-tiny": pytest.approx(43.5, abs=0.05)}
     assert _one_seed_lead(10) == (-0.8, -7.6, 6.8)
-    grid = {k: _interval(compare.compare([f"{e}:preset=transformer-tiny,max_steps={2 * k},seed=10"],
-                                         [f"{e}:preset=tiny,max_steps={k},seed=10"])["over_tasks"]) for k in (12000, 24000)}
-    assert grid == {12000: (16.1, 7.6, 25.4), 24000: (5.1, -4.2, 14.4)}
-    doubling = {p: _interval(compare.compare([f"{n}:preset={p},seed=10"], [f"{e}:preset={p},max_steps={k},seed=10"])["over_tasks"])
-                for p, k in (("tiny", 24000), ("transformer-tiny", 48000))}
-    assert doubling == {"tiny": (8.5, 0.8, 16.9), "transformer-tiny": (2.5, -3.4, 10.2)}
+    assert path["grid"] == {12000: (16.1, 7.6, 25.4), 24000: (5.1, -4.2, 14.4)}
+    assert path["doubling"] == {"tiny": (8.5, 0.8, 16.9), "transformer-tiny": (2.5, -3.4, 10.2)}
     assert _third_budget_readings((7, 8, 9, 10)) == {
         "lead 44": ((13.0, 7.4, 19.2), (6.4, 19.9), (13.0, 7.9, 18.2)),
         "lead 89": ((4.8, 1.0, 9.0), (0.3, 9.7), (4.8, 0.4, 9.3)),
