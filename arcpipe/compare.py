@@ -8,7 +8,9 @@ table (every run's own pass@2 and settings) and, from LAYOUT 15 on, its ``run_ta
 (every run's per-task pass@2).
 
 An arm is ``REPORT:col=value,...``, several joined with ``;`` to pool them; REPORT names a folder
-under ``reports/`` or any path. A difference (or an interaction: four arms, two of each sign) is
+under ``reports/`` or any path, or is a glob over the folders there (``outer-loop-*-amd``): a sweep
+whose seeds were added over several sessions lives in several reports, and a glob pools those of
+them that hold runs of the settings named. A difference (or an interaction: four arms, two of each sign) is
 given two ways: over runs, Welch's t interval on the per-run pass@2 (any report); and over tasks,
 when every report involved has ``run_tasks``: paired over the tasks all arms share, with the
 report's own two intervals (seeds averaged per task, and seeds resampled too).
@@ -69,38 +71,79 @@ def _report_dir(name: str, reports: Path) -> Path:
     return path if path.is_dir() else reports / name
 
 
+class _NoRuns(ArcpipeError):
+    """A report's runs hold none of the values asked for: an error for a report named outright, a
+    report left out for one a glob matched. (A report whose runs table lacks a column asked for
+    cannot say whether its runs match: an error either way.)"""
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def _report_parts(part: str, reports: Path) -> list[tuple[str, Path]]:
+    """The (name, folder) pairs one part names: itself, or every built report its glob matches."""
+    name = part.partition(":")[0]
+    if not _is_glob(name):
+        return [(name, _report_dir(name, reports))]
+    root, pattern = (reports, name) if not Path(name).parent.parts else (Path(name).parent, Path(name).name)
+    found = sorted(p for p in root.glob(pattern) if (p / "runs.parquet").is_file())
+    if not found:
+        raise ArcpipeError(f"compare {part!r}: no built report under {root} matches {pattern!r}")
+    return [(p.name if root == reports else str(p), p) for p in found]
+
+
+def _select(part: str, name: str, folder: Path) -> Any:
+    """The runs of one report that ``part``'s settings pick (raises ``_NoRuns`` if none)."""
+    import polars as pl
+
+    table = folder / "runs.parquet"
+    if not table.is_file():
+        raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
+    got = pl.read_parquet(table).with_columns(report=pl.lit(name))
+    n_all = len(got)
+    for col, value in parse_settings(part.partition(":")[2], f"compare {part!r}", "column"):
+        if col not in got.columns:  # an error even for a glob: the report cannot say whether its runs match
+            raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
+                          f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
+        kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
+        if kept.is_empty():
+            values = sorted(set(got[col].cast(pl.String).to_list()), key=lambda v: (len(v), v))
+            among = " among the runs the earlier settings pick" if len(got) < n_all else ""
+            raise _NoRuns(f"compare {part!r}: no run of {folder.name} has {col}={value}{among} "
+                          f"({col} there: {', '.join(values)})")
+        got = kept
+    if got.is_empty():
+        raise _NoRuns(f"compare {part!r}: no run of {folder.name} matches")
+    return got
+
+
 def arm(spec: str, reports: str | Path = "reports") -> Arm:
     """The runs ``spec`` selects (``REPORT:col=value,...[;REPORT:...]``). A column a report's runs
     table lacks is an error rather than a wildcard: it did not vary there, so the table cannot say
-    which value its runs held."""
+    which value its runs held. A glob REPORT pools the reports it matches that hold such runs and
+    leaves out those whose runs hold other values (an error only if none is left):
+    ``arm(...).runs["report"]`` names the reports pooled."""
     import polars as pl
 
     runs, tasks = [], []
     for part in filter(None, (p.strip() for p in spec.split(";"))):
-        name, _, where = part.partition(":")
-        folder = _report_dir(name, Path(reports))
-        table = folder / "runs.parquet"
-        if not table.is_file():
-            raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
-        got = pl.read_parquet(table).with_columns(report=pl.lit(name))
-        n_all = len(got)
-        for col, value in parse_settings(where, f"compare {part!r}", "column"):
-            if col not in got.columns:
-                raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
-                                   f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
-            kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
-            if kept.is_empty():
-                values = sorted(set(got[col].cast(pl.String).to_list()), key=lambda v: (len(v), v))
-                among = " among the runs the earlier settings pick" if len(got) < n_all else ""
-                raise ArcpipeError(f"compare {part!r}: no run of {folder.name} has {col}={value}{among} "
-                                   f"({col} there: {', '.join(values)})")
-            got = kept
-        if got.is_empty():
-            raise ArcpipeError(f"compare {part!r}: no run of {folder.name} matches")
-        _one_setting(part, got)
-        runs.append(got)
-        per_task = folder / "run_tasks.parquet"
-        tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)) if per_task.is_file() else None)
+        picked, missed = [], []
+        for name, folder in _report_parts(part, Path(reports)):
+            try:
+                picked.append((name, folder, _select(part, name, folder)))
+            except _NoRuns as e:
+                if not _is_glob(part.partition(":")[0]):
+                    raise
+                missed.append(str(e))
+        if not picked:
+            raise ArcpipeError(f"compare {part!r}: none of the {len(missed)} reports the glob matches holds such runs "
+                               f"(first: {missed[0]})")
+        for name, folder, got in picked:
+            _one_setting(part, got)
+            runs.append(got)
+            per_task = folder / "run_tasks.parquet"
+            tasks.append(pl.read_parquet(per_task).with_columns(report=pl.lit(name)) if per_task.is_file() else None)
     if not runs:
         raise ArcpipeError(f"compare {spec!r}: empty arm")
     # reports share runs (a baseline arm reused by a later sweep): one training counts once, known by

@@ -168,6 +168,48 @@ def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
     assert t["moved"] == pytest.approx({"a": 100.0, "c": 50.0})  # b: 0.5 each side
 
 
+
+def test_a_glob_pools_the_reports_holding_the_runs_named(tmp_path):
+    """A sweep whose seeds were added over sessions lives in several reports: ``sweep-*:preset=tiny``
+    pools those holding such runs, as the same parts joined with ';' do, and leaves out a report whose
+    runs hold another value. A glob matching nothing, one whose reports all hold other values, and a
+    report without the column asked for are errors; the CLI names the reports a glob pooled."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from arcpipe.cli import app
+
+    tasks = ["a", "b", "c", "d"]
+    _fake_report(tmp_path / "sweep-1", tasks, [[1, 0, 1, 1], [0, 0, 1, 0]])
+    _fake_report(tmp_path / "sweep-2", tasks, [[1, 1, 1, 0]])
+    _fake_report(tmp_path / "sweep-other", tasks, [[0, 0, 0, 0], [1, 1, 1, 1]])
+    other = tmp_path / "sweep-other" / "runs.parquet"
+    pl.read_parquet(other).with_columns(preset=pl.lit("trm-tiny")).write_parquet(other)
+    _fake_report(tmp_path / "base", tasks, [[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+
+    glob = compare.arm("sweep-*:preset=tiny", tmp_path)
+    assert glob.runs["report"].to_list() == ["sweep-1", "sweep-1", "sweep-2"]
+    assert glob.values.tolist() == pytest.approx([75.0, 25.0, 75.0])
+    by_hand = compare.compare(["sweep-1:preset=tiny;sweep-2:preset=tiny"], ["base:preset=tiny"], tmp_path)
+    by_glob = compare.compare(["sweep-*:preset=tiny"], ["base:preset=tiny"], tmp_path)
+    assert by_glob["over_tasks"]["delta"] == pytest.approx(by_hand["over_tasks"]["delta"])
+    assert by_glob["over_runs"] == pytest.approx(by_hand["over_runs"])
+    assert compare.arm(f"{tmp_path}/sweep-?:preset=tiny").runs.height == 3  # a glob in a path too
+
+    with pytest.raises(ArcpipeError, match="no built report under .* matches 'nope-\\*'"):
+        compare.arm("nope-*:preset=tiny", tmp_path)
+    with pytest.raises(ArcpipeError, match="none of the 3 reports the glob matches holds such runs"):
+        compare.arm("sweep-*:preset=hrm", tmp_path)
+    with pytest.raises(ArcpipeError, match="has no column 'max_steps'"):
+        compare.arm("sweep-*:max_steps=48000", tmp_path)
+    with pytest.raises(ArcpipeError, match="no run of sweep-other has preset=tiny"):  # named outright: still an error
+        compare.arm("sweep-other:preset=tiny", tmp_path)
+
+    cli = CliRunner().invoke(app, ["compare", "--plus", "sweep-*:preset=tiny", "--minus", "base:preset=tiny",
+                                   "--reports", str(tmp_path)])
+    assert cli.exit_code == 0, cli.output
+    assert "pooled from: sweep-1 (2), sweep-2 (1)" in cli.output and cli.output.count("pooled from") == 1
+
 def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
     """``compare --among``: per-run pass@2 on the tasks every arm shares (a 4-task report read on
     the 3 a 3-task report scored), the F test's statistic and permutation p; refused with one
@@ -1024,6 +1066,11 @@ def test_committed_third_budget_eight_seeds():
         "lead 44->178": (-7.2, -12.7, -1.9), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-8.1, -13.6, -2.7)}
     h, t = _third_budget_arms((7, 8, 9, 10, 11))
     assert max(compare.arm(t[96000]).values.round(1)) == 52.5  # seed 11: the best 59-task run so far
+    # the section's command pools the three later reports with a glob: the same runs, the same reading
+    later = "outer-loop-59tasks-compute-48k-*-amd"
+    by_glob = [f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))]
+    assert _every_way(by_glob[:1], by_glob[1:]) == readings["lead 178"]
+    assert sorted(set(compare.arm(by_glob[1]).runs["report"])) == [THIRD_BUDGET, THIRD_BUDGET_MORE, *sorted(set(THIRD_BUDGET_LATER.values()) - {THIRD_BUDGET_MORE})]
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
     """An arm of one run (a budget's first seed) has no spread between runs, so over runs is left

@@ -10,7 +10,7 @@ import typer
 
 
 def command(
-    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports; a part must pick runs of one setting)."),
+    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports, as does a glob in REPORT; a part must pick runs of one setting)."),
     minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
     among: List[str] = typer.Option([], "--among", help="Instead of a difference: do these arms (two or more) differ at all? "
@@ -57,6 +57,9 @@ def command(
         mark = "*" if among else "+" if sign > 0 else "-"
         console.print(f"{mark} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
+        if any(c in a.spec for c in "*?["):  # say what a glob pooled: a report it left out is not silent
+            counts = a.runs.group_by("report", maintain_order=True).len()
+            console.print("  pooled from: " + ", ".join(f"{r} ({n})" for r, n in counts.iter_rows()))
     if among:
         console.print(f"among {len(out['arms'])} arms over runs: F = {out['f']:.2f} on ({out['df_between']:.0f}, "
                       f"{out['df_within']:.0f}) df, permutation p = {out['p']:.3f} ({out['n_perm']:.0f} shuffles of the "
