@@ -105,7 +105,7 @@ def _select(part: str, name: str, folder: Path) -> Any:
     for col, value in parse_settings(part.partition(":")[2], f"compare {part!r}", "column"):
         if col not in got.columns:  # an error even for a glob: the report cannot say whether its runs match
             raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
-                          f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
+                               f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
         kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
         if kept.is_empty():
             values = sorted(set(got[col].cast(pl.String).to_list()), key=lambda v: (len(v), v))
