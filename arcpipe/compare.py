@@ -81,9 +81,14 @@ def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")
 
 
-def _report_parts(part: str, reports: Path) -> list[tuple[str, Path]]:
-    """The (name, folder) pairs one part names: itself, or every built report its glob matches."""
-    name = part.partition(":")[0]
+def names_a_glob(spec: str) -> bool:
+    """Whether any part of an arm spec names its reports by a glob (the CLI then says which it pooled)."""
+    return any(_is_glob(part.partition(":")[0]) for part in spec.split(";"))
+
+
+def _report_parts(part: str, name: str, reports: Path) -> list[tuple[str, Path]]:
+    """The (name, folder) pairs one part's REPORT ``name`` stands for: itself, or every built
+    report its glob matches."""
     if not _is_glob(name):
         return [(name, _report_dir(name, reports))]
     root, pattern = (reports, name) if not Path(name).parent.parts else (Path(name).parent, Path(name).name)
@@ -93,8 +98,8 @@ def _report_parts(part: str, reports: Path) -> list[tuple[str, Path]]:
     return [(p.name if root == reports else str(p), p) for p in found]
 
 
-def _select(part: str, name: str, folder: Path) -> Any:
-    """The runs of one report that ``part``'s settings pick (raises ``_NoRuns`` if none)."""
+def _select(part: str, where: str, name: str, folder: Path) -> Any:
+    """The runs of one report that ``part``'s settings ``where`` pick (raises ``_NoRuns`` if none)."""
     import polars as pl
 
     table = folder / "runs.parquet"
@@ -102,7 +107,7 @@ def _select(part: str, name: str, folder: Path) -> Any:
         raise ArcpipeError(f"compare {part!r}: {table}: no runs table (not a built report?)")
     got = pl.read_parquet(table).with_columns(report=pl.lit(name))
     n_all = len(got)
-    for col, value in parse_settings(part.partition(":")[2], f"compare {part!r}", "column"):
+    for col, value in parse_settings(where, f"compare {part!r}", "column"):
         if col not in got.columns:  # an error even for a glob: the report cannot say whether its runs match
             raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
                                f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
@@ -128,12 +133,13 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
 
     runs, tasks = [], []
     for part in filter(None, (p.strip() for p in spec.split(";"))):
+        report, _, where = part.partition(":")
         picked, missed = [], []
-        for name, folder in _report_parts(part, Path(reports)):
+        for name, folder in _report_parts(part, report, Path(reports)):
             try:
-                picked.append((name, folder, _select(part, name, folder)))
+                picked.append((name, folder, _select(part, where, name, folder)))
             except _NoRuns as e:
-                if not _is_glob(part.partition(":")[0]):
+                if not _is_glob(report):
                     raise
                 missed.append(str(e))
         if not picked:
