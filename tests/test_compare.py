@@ -885,18 +885,8 @@ def test_committed_segment_votes_figures():
     assert (round(100 * trained["agree_steps"][0], 1), round(100 * trained["agree_variants"][0], 1)) == (44.4, 18.8)
 
 
-def test_committed_third_budget_seed_4():
-    """docs/ablations.md, "A third budget": seed 4 at 178 TFLOP, the transformer +1.7 over HRM,
-    HRM level with its 89 TFLOP run; arms of one run, over tasks only."""
-    r = "outer-loop-59tasks-compute-48k-amd"
-    lead = compare.compare([f"{r}:preset=transformer-tiny,max_steps=96000,seed=4"], [f"{r}:preset=tiny,max_steps=48000,seed=4"])
-    assert lead["over_runs"] is None and _interval(lead["over_tasks"]) == (1.7, -7.6, 11.0)
-    hrm = compare.compare([f"{r}:preset=tiny,max_steps=48000,seed=4"], [f"{r}:preset=tiny,max_steps=24000,seed=4"])
-    assert _interval(hrm["over_tasks"]) == (0.0, -11.0, 11.0)
-
-
 THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
-EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # the added seeds' 44 and 89 TFLOP runs
+EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # every seed's 44 and 89 TFLOP runs (seeds 4-6's also in THIRD_BUDGET)
 # the report holding each added seed's 178 TFLOP pair (seeds 10 and 11 were each trained where the
 # earlier files' caches were not)
 THIRD_BUDGET_LATER = {7: THIRD_BUDGET_MORE, 8: THIRD_BUDGET_MORE, 9: THIRD_BUDGET_MORE,
@@ -921,26 +911,9 @@ def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int,
     return h, t
 
 
-def test_committed_third_budget_three_seeds():
-    """docs/ablations.md, "A third budget, three seeds": seed 5 puts the 178 TFLOP lead at +13.0,
-    seed 6 at +1.4; over the three seeds the lead shrinks with each doubling (+15.4, +8.3, +5.4),
-    resolved with seeds resampled only at 44 TFLOP; the doubling from 89 TFLOP buys neither model
-    a resolved gain."""
-    h, t = _third_budget_arms(())
-    assert _interval(compare.compare([t[96000] + ",seed=5"], [h[48000] + ",seed=5"])["over_tasks"]) == (13.0, 3.4, 23.7)
-    assert _interval(compare.compare([t[96000] + ",seed=6"], [h[48000] + ",seed=6"])["over_tasks"]) == (1.4, -7.3, 9.6)
-    assert _every_way([t[96000]], [h[48000]])[:2] == ((5.4, 0.0, 11.3), (-3.6, 14.2))
-    assert _every_way([t[48000]], [h[24000]])[:2] == ((8.3, 2.6, 14.5), (-0.9, 18.0))
-    assert _every_way([t[24000]], [h[12000]])[:2] == ((15.4, 8.3, 23.2), (6.2, 25.7))  # 44 TFLOP: resolved
-    assert _interval(compare.compare([h[48000]], [h[24000]])["over_tasks"]) == (4.0, -2.0, 9.9)
-    assert _interval(compare.compare([t[96000]], [t[48000]])["over_tasks"]) == (1.1, -4.8, 6.2)
-    assert _interval(compare.compare([t[96000], h[24000]], [h[48000], t[48000]])["over_tasks"]) == (-2.9, -11.8, 5.0)
-
-
 def _third_budget_readings(more: tuple[int, ...]) -> dict[str, tuple]:
-    """The third-budget readings over seeds 4-6 plus ``more``: the lead at each budget and each
-    model's last doubling read every way, the lead's changes between budgets over tasks (the
-    four-seed section leaves out the change from 44 to 89 TFLOP; it is pinned all the same)."""
+    """The pooled readings over seeds 4-6 plus ``more``: the lead at each budget and each model's
+    last doubling read every way, the lead's changes between budgets over tasks."""
     h, t = _third_budget_arms(more)
     assert {len(compare.arm(a).runs) for a in (*h.values(), *t.values())} == {3 + len(more)}
     change = {"44->178": ([t[96000], h[12000]], [h[48000], t[24000]]), "89->178": ([t[96000], h[24000]], [h[48000], t[48000]]),
@@ -951,126 +924,121 @@ def _third_budget_readings(more: tuple[int, ...]) -> dict[str, tuple]:
             **{f"lead {k}": _interval(compare.compare(*arms)["over_tasks"]) for k, arms in change.items()}}
 
 
-def _one_seed_lead(seed: int) -> tuple[float, float, float]:
-    """One added seed's 178 TFLOP lead, paired over tasks (an arm of one run has nothing over runs)."""
-    m = THIRD_BUDGET_LATER[seed]
-    out = compare.compare([f"{m}:preset=transformer-tiny,seed={seed}"], [f"{m}:preset=tiny,seed={seed}"])
-    assert out["over_runs"] is None
-    return _interval(out["over_tasks"])
+def _one_seed(seed: int) -> dict[str, Any]:
+    """One seed through the three budgets, as the seed-by-seed table prints it: each model's pass@2
+    at 44 / 89 / 178 TFLOP and its fit at 178, the 178 TFLOP lead paired over tasks (an arm of one
+    run has nothing over runs), and each model's doubling from 89 TFLOP."""
+    e = EIGHT_SEED_GRID
+    top = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n},seed={seed}" if seed < 7 else f"{THIRD_BUDGET_LATER[seed]}:preset={p},seed={seed}"
+           for p, n in (("tiny", 48000), ("transformer-tiny", 96000))}
+    arms = {"tiny": [f"{e}:preset=tiny,max_steps={n},seed={seed}" for n in (12000, 24000)] + [top["tiny"]],
+            "transformer-tiny": [f"{e}:preset=transformer-tiny,max_steps={n},seed={seed}" for n in (24000, 48000)] + [top["transformer-tiny"]]}
+    out: dict[str, Any] = {}
+    for p, specs in arms.items():
+        runs = [compare.arm(s).runs for s in specs]
+        assert [r.height for r in runs] == [1, 1, 1]
+        out[p] = (*[round(100 * r["pass@2"][0], 1) for r in runs], round(100 * runs[-1]["train_exact"][0]))
+    lead = compare.compare([top["transformer-tiny"]], [top["tiny"]])
+    assert lead["over_runs"] is None
+    out["lead 178"] = _interval(lead["over_tasks"])
+    out["doubling"] = {p: _interval(compare.compare([s[2]], [s[1]])["over_tasks"]) for p, s in arms.items()}
+    return out
 
 
-def _one_seed_path(seed: int) -> dict[str, dict[str, Any]]:
-    """One added seed through the three budgets, over tasks: each model's pass@2 at 178 TFLOP, the
-    transformer's lead at 44 and 89 TFLOP (from the eight-seed grid, keyed by HRM's steps) and
-    each model's doubling from 89 TFLOP (keyed by preset)."""
-    m, e = THIRD_BUDGET_LATER[seed], EIGHT_SEED_GRID
-    pass2 = {p: _arm_runs(f"{m}:preset={p},seed={seed}", compare.task_list(m)).mean() for p in ("tiny", "transformer-tiny")}
-    grid = {n: _interval(compare.compare([f"{e}:preset=transformer-tiny,max_steps={2 * n},seed={seed}"],
-                                         [f"{e}:preset=tiny,max_steps={n},seed={seed}"])["over_tasks"]) for n in (12000, 24000)}
-    doubling = {p: _interval(compare.compare([f"{m}:preset={p},seed={seed}"], [f"{e}:preset={p},max_steps={n},seed={seed}"])["over_tasks"])
-                for p, n in (("tiny", 24000), ("transformer-tiny", 48000))}
-    return {"pass@2": pass2, "grid": grid, "doubling": doubling}
+# docs/ablations.md, "A third budget: 178 TFLOP on eight seeds", the seed-by-seed table: HRM's and the
+# transformer's pass@2 at 44 / 89 / 178 TFLOP with the fit at 178, and the 178 TFLOP lead over tasks
+THIRD_BUDGET_SEEDS = {
+    4: ((24.9, 37.6, 37.6, 73), (45.8, 41.8, 39.3, 87), (1.7, -7.6, 11.0)),
+    5: ((20.6, 29.1, 37.6, 73), (38.4, 46.9, 50.6, 95), (13.0, 3.4, 23.7)),
+    6: ((29.1, 40.7, 44.4, 85), (36.7, 43.5, 45.8, 90), (1.4, -7.3, 9.6)),
+    7: ((22.3, 33.6, 41.0, 80), (35.0, 38.4, 42.9, 90), (2.0, -6.5, 10.2)),
+    8: ((24.9, 41.0, 44.4, 84), (38.4, 40.1, 46.0, 95), (1.7, -5.1, 9.3)),
+    9: ((33.6, 41.0, 36.7, 70), (36.2, 41.0, 49.7, 93), (13.0, 4.2, 23.2)),
+    10: ((29.1, 35.9, 44.4, 70), (45.2, 41.0, 43.5, 86), (-0.8, -7.6, 6.8)),
+    11: ((28.2, 39.3, 41.8, 78), (37.6, 41.0, 52.5, 91), (10.7, 0.6, 21.5))}
 
 
-def test_committed_third_budget_four_seeds():
-    """docs/ablations.md, "A third budget, four seeds": seed 7 (its 44 and 89 TFLOP runs from the
-    eight-seed grid) at 178 TFLOP, and the lead at the three budgets over seeds 4-7, the reports
-    pooled."""
-    assert _one_seed_lead(7) == (2.0, -6.5, 10.2)
-    assert _third_budget_readings((7,)) == {
-        "lead 44": ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2)),
-        "lead 89": ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1)),
-        "lead 178": ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8)),
-        "hrm 89->178": ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5)),
-        "transformer 89->178": ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4)),
-        "lead 44->178": (-10.2, -18.0, -2.9), "lead 89->178": (-2.9, -10.1, 3.5), "lead 44->89": (-7.3, -14.2, -0.0)}
+def test_committed_third_budget_seed_by_seed():
+    """docs/ablations.md, "A third budget: 178 TFLOP on eight seeds": each seed's runs at the three
+    budgets as the table prints them; the seeds whose second doubling the bullets name; and the
+    AVX2 kernels the later EPYC models were held to, as their manifests record."""
+    seeds = {s: _one_seed(s) for s in THIRD_BUDGET_SEEDS}
+    assert {s: (o["tiny"], o["transformer-tiny"], o["lead 178"]) for s, o in seeds.items()} == THIRD_BUDGET_SEEDS
+    assert seeds[9]["doubling"] == {"tiny": (-4.2, -12.7, 4.2), "transformer-tiny": (8.8, 0.6, 18.6)}
+    assert seeds[10]["doubling"] == {"tiny": (8.5, 0.8, 16.9), "transformer-tiny": (2.5, -3.4, 10.2)}
+    assert seeds[11]["doubling"]["transformer-tiny"] == (11.6, 2.8, 21.6)
+    # the two groups at 178 TFLOP: five near zero, three near +12
+    assert sorted(s for s, o in seeds.items() if o["lead 178"][0] > 10) == [5, 9, 11]
+    assert all(-1 < o["lead 178"][0] < 2.5 for s, o in seeds.items() if s not in (5, 9, 11))
+    for seed, model in ((10, "family 26 model 2"), (11, "family 25 model 17")):
+        assert compare.arm(f"{THIRD_BUDGET_LATER[seed]}:preset=tiny").runs["train_host"].to_list() == [
+            f"AMD EPYC ({model}, AVX2 kernels, 2 CPUs, 1 thread)"]
 
 
-def test_committed_third_budget_five_seeds():
-    """docs/ablations.md, "A third budget, five seeds": seed 8, added to -48k-more-amd's sweeps, at
-    178 TFLOP, and the lead at the three budgets over seeds 4-8."""
-    m = THIRD_BUDGET_MORE
-    assert _arm_runs(f"{m}:preset=tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(44.4, abs=0.05)
-    assert _arm_runs(f"{m}:preset=transformer-tiny,seed=8", compare.task_list(m)).mean() == pytest.approx(46.0, abs=0.05)
-    assert _one_seed_lead(8) == (1.7, -5.1, 9.3)
-    assert _third_budget_readings((7, 8)) == {
-        "lead 44": ((14.5, 8.1, 21.6), (7.6, 22.2), (14.5, 9.1, 19.9)),
-        "lead 89": ((5.8, 1.5, 10.3), (0.5, 11.7), (5.8, -0.6, 12.1)),
-        "lead 178": ((4.0, 0.2, 7.7), (-0.8, 8.8), (4.0, -1.6, 9.5)),
-        "hrm 89->178": ((4.6, 1.4, 8.1), (-0.1, 10.1), (4.6, -1.8, 11.0)),
-        "transformer 89->178": ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3)),
-        "lead 44->178": (-10.6, -18.3, -3.2), "lead 89->178": (-1.8, -7.6, 3.8), "lead 44->89": (-8.8, -15.6, -2.1)}
+# the pooled table, one row as the seeds came in: the lead at each budget and each model's doubling
+# from 89 TFLOP (paired over tasks; seeds resampled; over runs), the lead's changes over tasks
+THIRD_BUDGET_POOLED = {
+    (): {"lead 44": ((15.4, 8.3, 23.2), (6.2, 25.7), (15.4, 5.1, 25.8)),
+         "lead 89": ((8.3, 2.6, 14.5), (-0.9, 18.0), (8.3, -4.4, 21.0)),
+         "lead 178": ((5.4, 0.0, 11.3), (-3.6, 14.2), (5.4, -6.2, 17.0)),
+         "hrm 89->178": ((4.0, -2.0, 9.9), (-4.9, 13.7), (4.0, -8.2, 16.3)),
+         "transformer 89->178": ((1.1, -4.8, 6.2), (-8.2, 9.9), (1.1, -10.8, 13.1)),
+         "lead 44->178": (-10.1, -18.7, -2.1), "lead 89->178": (-2.9, -11.8, 5.0), "lead 44->89": (-7.2, -14.6, 0.7)},
+    (7,): {"lead 44": ((14.8, 8.4, 21.5), (7.4, 22.6), (14.8, 7.3, 22.2)),
+           "lead 89": ((7.4, 2.1, 13.1), (0.6, 14.4), (7.4, -0.3, 15.1)),
+           "lead 178": ((4.5, 0.1, 9.2), (-1.7, 11.1), (4.5, -2.8, 11.8)),
+           "hrm 89->178": ((4.9, 0.8, 9.5), (-1.5, 11.2), (4.9, -2.7, 12.5)),
+           "transformer 89->178": ((2.0, -3.1, 7.0), (-5.0, 8.5), (2.0, -5.4, 9.4)),
+           "lead 44->178": (-10.2, -18.0, -2.9), "lead 89->178": (-2.9, -10.1, 3.5), "lead 44->89": (-7.3, -14.2, -0.0)},
+    (7, 8): {"lead 44": ((14.5, 8.1, 21.6), (7.6, 22.2), (14.5, 9.1, 19.9)),
+             "lead 89": ((5.8, 1.5, 10.3), (0.5, 11.7), (5.8, -0.6, 12.1)),
+             "lead 178": ((4.0, 0.2, 7.7), (-0.8, 8.8), (4.0, -1.6, 9.5)),
+             "hrm 89->178": ((4.6, 1.4, 8.1), (-0.1, 10.1), (4.6, -1.8, 11.0)),
+             "transformer 89->178": ((2.8, -1.5, 7.3), (-2.3, 8.1), (2.8, -2.8, 8.3)),
+             "lead 44->178": (-10.6, -18.3, -3.2), "lead 89->178": (-1.8, -7.6, 3.8), "lead 44->89": (-8.8, -15.6, -2.1)},
+    (7, 8, 9): {"lead 44": ((12.5, 6.9, 18.9), (5.7, 19.8), (12.5, 6.9, 18.1)),
+                "lead 89": ((4.8, 0.8, 8.9), (0.0, 10.2), (4.8, -0.5, 10.1)),
+                "lead 178": ((5.5, 1.9, 9.1), (1.1, 9.9), (5.5, 0.5, 10.5)),
+                "hrm 89->178": ((3.1, 0.1, 6.5), (-1.2, 7.6), (3.1, -2.4, 8.6)),
+                "transformer 89->178": ((3.8, -0.2, 7.8), (-1.0, 8.7), (3.8, -1.0, 8.5)),
+                "lead 44->178": (-7.1, -13.3, -0.8), "lead 89->178": (0.7, -4.1, 5.4), "lead 44->89": (-7.7, -14.2, -1.5)},
+    (7, 8, 9, 10): {"lead 44": ((13.0, 7.4, 19.2), (6.4, 19.9), (13.0, 7.9, 18.2)),
+                    "lead 89": ((4.8, 1.0, 9.0), (0.3, 9.7), (4.8, 0.4, 9.3)),
+                    "lead 178": ((4.6, 1.3, 7.9), (0.6, 8.6), (4.6, 0.2, 8.9)),
+                    "hrm 89->178": ((3.9, 1.1, 7.0), (0.2, 7.9), (3.9, -0.9, 8.6)),
+                    "transformer 89->178": ((3.6, -0.3, 7.6), (-1.0, 8.1), (3.6, -0.4, 7.6)),
+                    "lead 44->178": (-8.5, -14.3, -2.7), "lead 89->178": (-0.3, -5.1, 4.1), "lead 44->89": (-8.2, -14.1, -2.7)},
+    (7, 8, 9, 10, 11): {"lead 44": ((12.6, 7.2, 18.5), (6.6, 19.5), (12.6, 8.1, 17.0)),
+                        "lead 89": ((4.4, 1.1, 8.2), (0.4, 8.8), (4.4, 0.6, 8.3)),
+                        "lead 178": ((5.3, 2.3, 8.6), (1.4, 9.5), (5.3, 1.1, 9.6)),
+                        "hrm 89->178": ((3.7, 1.1, 6.6), (0.5, 7.3), (3.7, -0.4, 7.8)),
+                        "transformer 89->178": ((4.6, 1.2, 8.2), (0.5, 8.9), (4.6, 0.6, 8.6)),
+                        "lead 44->178": (-7.2, -12.7, -1.9), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-8.1, -13.6, -2.7)}}
 
 
-def test_committed_third_budget_six_seeds():
-    """docs/ablations.md, "A third budget, six seeds": seed 9, level with HRM at 44 and 89 TFLOP,
-    puts the 178 TFLOP lead at +13.0 as seed 5 did; over seeds 4-9 that lead (+5.5) is resolved
-    every way and no longer shrinks from 89 TFLOP."""
-    path = _one_seed_path(9)
-    assert path["pass@2"] == {"tiny": pytest.approx(36.7, abs=0.05), "transformer-tiny": pytest.approx(49.7, abs=0.05)}
-    assert _one_seed_lead(9) == (13.0, 4.2, 23.2)
-    assert path["grid"] == {12000: (2.5, -5.1, 10.2), 24000: (0.0, -7.6, 8.1)}
-    assert path["doubling"] == {"tiny": (-4.2, -12.7, 4.2), "transformer-tiny": (8.8, 0.6, 18.6)}
-    assert _third_budget_readings((7, 8, 9)) == {
-        "lead 44": ((12.5, 6.9, 18.9), (5.7, 19.8), (12.5, 6.9, 18.1)),
-        "lead 89": ((4.8, 0.8, 8.9), (0.0, 10.2), (4.8, -0.5, 10.1)),
-        "lead 178": ((5.5, 1.9, 9.1), (1.1, 9.9), (5.5, 0.5, 10.5)),  # resolved every way
-        "hrm 89->178": ((3.1, 0.1, 6.5), (-1.2, 7.6), (3.1, -2.4, 8.6)),
-        "transformer 89->178": ((3.8, -0.2, 7.8), (-1.0, 8.7), (3.8, -1.0, 8.5)),
-        "lead 44->178": (-7.1, -13.3, -0.8), "lead 89->178": (0.7, -4.1, 5.4), "lead 44->89": (-7.7, -14.2, -1.5)}
-    h, t = _third_budget_arms((7, 8, 9))
-    assert compare.compare([t[48000]], [h[24000]])["over_tasks"]["seeds_low"] > 0  # 89 TFLOP: "+0.0", just resolved
+@pytest.mark.parametrize("more", list(THIRD_BUDGET_POOLED), ids=lambda m: f"seeds-4-{6 + len(m)}")
+def test_committed_third_budget_as_the_seeds_came_in(more):
+    """docs/ablations.md, "A third budget: 178 TFLOP on eight seeds", the pooled table: its row for
+    seeds 4-6 and those added after; on all eight the lead is resolved every way at each budget and
+    each model's doubling from 89 TFLOP with seeds resampled."""
+    readings = _third_budget_readings(more)
+    assert readings == THIRD_BUDGET_POOLED[more]
+    if len(more) == 5:
+        assert all(readings[k][0][1] > 0 and readings[k][1][0] > 0 and readings[k][2][1] > 0 for k in ("lead 44", "lead 89", "lead 178"))
+        assert readings["hrm 89->178"][1][0] > 0 and readings["transformer 89->178"][1][0] > 0
 
 
-def test_committed_third_budget_seven_seeds():
-    """docs/ablations.md, "A third budget, seven seeds": seed 10, trained on another EPYC model held
-    to AVX2 kernels, is the first seed with HRM ahead at 178 TFLOP (-0.8); over seeds 4-10 the lead
-    is resolved every way at all three budgets, and HRM's gain from 89 TFLOP with seeds resampled."""
-    assert compare.arm(f"{THIRD_BUDGET_LATER[10]}:preset=tiny").runs["train_host"].to_list() == [
-        "AMD EPYC (family 26 model 2, AVX2 kernels, 2 CPUs, 1 thread)"]
-    path = _one_seed_path(10)
-    assert path["pass@2"] == {"tiny": pytest.approx(44.4, abs=0.05), "transformer-tiny": pytest.approx(43.5, abs=0.05)}
-    assert _one_seed_lead(10) == (-0.8, -7.6, 6.8)
-    assert path["grid"] == {12000: (16.1, 7.6, 25.4), 24000: (5.1, -4.2, 14.4)}
-    assert path["doubling"] == {"tiny": (8.5, 0.8, 16.9), "transformer-tiny": (2.5, -3.4, 10.2)}
-    assert _third_budget_readings((7, 8, 9, 10)) == {
-        "lead 44": ((13.0, 7.4, 19.2), (6.4, 19.9), (13.0, 7.9, 18.2)),
-        "lead 89": ((4.8, 1.0, 9.0), (0.3, 9.7), (4.8, 0.4, 9.3)),
-        "lead 178": ((4.6, 1.3, 7.9), (0.6, 8.6), (4.6, 0.2, 8.9)),  # resolved every way, as at 44 and 89
-        "hrm 89->178": ((3.9, 1.1, 7.0), (0.2, 7.9), (3.9, -0.9, 8.6)),
-        "transformer 89->178": ((3.6, -0.3, 7.6), (-1.0, 8.1), (3.6, -0.4, 7.6)),
-        "lead 44->178": (-8.5, -14.3, -2.7), "lead 89->178": (-0.3, -5.1, 4.1), "lead 44->89": (-8.2, -14.1, -2.7)}
-    h, _ = _third_budget_arms((7, 8, 9, 10))
-    assert sorted(compare.arm(h[48000]).values.round(1))[-3:] == [44.4, 44.4, 44.4]  # seed 10 ties the arm's best
+def test_committed_third_budget_commands():
+    """The section's commands read what its tables print: the glob pools the three later reports
+    into the eight-seed 178 TFLOP arms, and the grid alone holds every seed's 89 TFLOP runs."""
+    later, e = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID
+    by_glob = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))}
+    eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
+    assert _every_way([by_glob["transformer-tiny"]], [by_glob["tiny"]]) == eight["lead 178"]
+    assert sorted(set(compare.arm(by_glob["tiny"]).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
+    assert _every_way([f"{e}:preset=transformer-tiny,max_steps=48000"], [f"{e}:preset=tiny,max_steps=24000"]) == eight["lead 89"]
+    assert _every_way([by_glob["tiny"]], [f"{e}:preset=tiny,max_steps=24000"]) == eight["hrm 89->178"]
 
-
-def test_committed_third_budget_eight_seeds():
-    """docs/ablations.md, "A third budget, eight seeds": seed 11, trained on a third EPYC model held
-    to AVX2 kernels, puts the transformer +10.7 ahead at 178 TFLOP; on seeds 4-11, the eight of
-    the 44 and 89 TFLOP grid, the lead is +12.6, +4.4 and +5.3, each resolved every way, and from
-    89 TFLOP both models gain alike, each resolved with seeds resampled."""
-    assert compare.arm(f"{THIRD_BUDGET_LATER[11]}:preset=transformer-tiny").runs["train_host"].to_list() == [
-        "AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"]
-    path = _one_seed_path(11)
-    assert path["pass@2"] == {"tiny": pytest.approx(41.8, abs=0.05), "transformer-tiny": pytest.approx(52.5, abs=0.05)}
-    assert _one_seed_lead(11) == (10.7, 0.6, 21.5)
-    assert path["grid"] == {12000: (9.3, 2.5, 17.8), 24000: (1.7, -6.8, 10.2)}
-    assert path["doubling"] == {"tiny": (2.5, -5.1, 11.0), "transformer-tiny": (11.6, 2.8, 21.6)}
-    readings = _third_budget_readings((7, 8, 9, 10, 11))
-    assert readings == {
-        "lead 44": ((12.6, 7.2, 18.5), (6.6, 19.5), (12.6, 8.1, 17.0)),
-        "lead 89": ((4.4, 1.1, 8.2), (0.4, 8.8), (4.4, 0.6, 8.3)),
-        "lead 178": ((5.3, 2.3, 8.6), (1.4, 9.5), (5.3, 1.1, 9.6)),  # resolved every way
-        "hrm 89->178": ((3.7, 1.1, 6.6), (0.5, 7.3), (3.7, -0.4, 7.8)),
-        "transformer 89->178": ((4.6, 1.2, 8.2), (0.5, 8.9), (4.6, 0.6, 8.6)),
-        "lead 44->178": (-7.2, -12.7, -1.9), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-8.1, -13.6, -2.7)}
-    h, t = _third_budget_arms((7, 8, 9, 10, 11))
-    assert max(compare.arm(t[96000]).values.round(1)) == 52.5  # seed 11: the best 59-task run so far
-    # the section's command pools the three later reports with a glob: the same runs, the same reading
-    later = "outer-loop-59tasks-compute-48k-*-amd"
-    by_glob = [f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))]
-    assert _every_way(by_glob[:1], by_glob[1:]) == readings["lead 178"]
-    assert sorted(set(compare.arm(by_glob[1]).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
     """An arm of one run (a budget's first seed) has no spread between runs, so over runs is left
