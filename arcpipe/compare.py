@@ -7,7 +7,8 @@ rebuilt with a newer layout. Both are answered from what a report leaves behind:
 table (every run's own pass@2 and settings) and, from LAYOUT 15 on, its ``run_tasks`` table
 (every run's per-task pass@2).
 
-An arm is ``REPORT:col=value,...``, several joined with ``;`` to pool them; REPORT names a folder
+An arm is ``REPORT:col=value,...`` (a value may be several joined with ``|``, or a range of integers
+``seed=4..11``), several joined with ``;`` to pool them; REPORT names a folder
 under ``reports/`` or any path, or is a glob over the folders there (``outer-loop-*-amd``): a sweep
 whose seeds were added over several sessions lives in several reports, and a glob pools those of
 them that hold runs of the settings named. A difference (or an interaction: four arms, two of each sign) is
@@ -18,6 +19,7 @@ report's own two intervals (seeds averaged per task, and seeds resampled too).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -98,6 +100,27 @@ def _report_parts(part: str, name: str, reports: Path) -> list[tuple[str, Path]]
     return [(p.name if root == reports else str(p), p) for p in found]
 
 
+#: The most values one ``a..b`` may stand for: a seed range, not a typo's ten billion.
+MAX_RANGE = 10_000
+
+
+def _alternatives(part: str, col: str, value: str) -> list[str]:
+    """The values ``col=value`` accepts, lower-cased: the value itself, several joined with ``|``,
+    or an inclusive range of integers ``a..b``. An arm's seeds 4-11 are then ``seed=4..11``, not eight
+    ``;`` parts, and the arm stays eight seeds when a ninth lands in a report a glob matches."""
+    out = []
+    for alt in value.split("|"):
+        m = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", alt)
+        if m is None:
+            out.append(alt.strip().lower())
+            continue
+        lo, hi = int(m[1]), int(m[2])
+        if not 0 <= hi - lo < MAX_RANGE:
+            raise ArcpipeError(f"compare {part!r}: {col}={value}: a range a..b needs a <= b and at most {MAX_RANGE} values")
+        out += [str(i) for i in range(lo, hi + 1)]
+    return out
+
+
 def _select(part: str, where: str, name: str, folder: Path) -> Any:
     """The runs of one report that ``part``'s settings ``where`` pick (raises ``_NoRuns`` if none)."""
     import polars as pl
@@ -111,7 +134,7 @@ def _select(part: str, where: str, name: str, folder: Path) -> Any:
         if col not in got.columns:  # an error even for a glob: the report cannot say whether its runs match
             raise ArcpipeError(f"compare {part!r}: {folder.name}'s runs table has no column {col!r} "
                                f"(it did not vary there; columns: {', '.join(got.columns[:12])}, ...)")
-        kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase() == value.lower())
+        kept = got.filter(pl.col(col).cast(pl.String).str.to_lowercase().is_in(_alternatives(part, col, value)))
         if kept.is_empty():
             values = sorted(set(got[col].cast(pl.String).to_list()), key=lambda v: (len(v), v))
             among = " among the runs the earlier settings pick" if len(got) < n_all else ""

@@ -169,6 +169,32 @@ def test_an_arm_naming_one_report_twice_counts_its_tasks_once(tmp_path):
 
 
 
+def test_a_value_may_be_a_set_or_a_range_of_seeds(tmp_path):
+    """``seed=1..2`` and ``seed=1|2`` pick the runs ``r:seed=1;r:seed=2`` pools, and keep a glob arm to
+    those seeds when a later report adds another; a reversed range is a one-line error, as is a set
+    of settings that are not seeds (two arms in one part)."""
+    import polars as pl
+
+    tasks = ["a", "b", "c"]
+    _fake_report(tmp_path / "s-1", tasks, [[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
+    _fake_report(tmp_path / "s-2", tasks, [[1, 1, 1]] * 5)  # seeds 0-4: its seed 4 is the "ninth"
+    by_parts = compare.arm("s-1:seed=1;s-1:seed=2", tmp_path)
+    for spec in ("s-1:seed=1..2", "s-1:seed=1|2", "s-1:seed= 2 | 1..1"):
+        got = compare.arm(spec, tmp_path)
+        assert got.runs["seed"].to_list() == [1, 2] and got.values.tolist() == pytest.approx(by_parts.values.tolist())
+    assert compare.arm("s-*:seed=4..9", tmp_path).runs["report"].to_list() == ["s-2"]  # s-1 holds no seed past 3
+    assert compare.arm("s-*:seed=2..3", tmp_path).runs.height == 4  # two of each
+    with pytest.raises(ArcpipeError, match=r"seed=3\.\.1: a range a\.\.b needs a <= b"):
+        compare.arm("s-1:seed=3..1", tmp_path)
+    with pytest.raises(ArcpipeError, match="no run of s-1 has seed=7..9"):
+        compare.arm("s-1:seed=7..9", tmp_path)
+    path = tmp_path / "s-1" / "runs.parquet"
+    pl.read_parquet(path).with_columns(preset=pl.Series(["tiny", "tiny", "big", "big"])).write_parquet(path)
+    assert compare.arm("s-1:preset=BIG|x", tmp_path).runs["seed"].to_list() == [2, 3]  # case-insensitive, as one value is
+    with pytest.raises(ArcpipeError, match="differ in preset"):
+        compare.arm("s-1:preset=tiny|big", tmp_path)
+
+
 def test_a_glob_pools_the_reports_holding_the_runs_named(tmp_path):
     """A sweep whose seeds were added over sessions lives in several reports: ``sweep-*:preset=tiny``
     pools those holding such runs, as the same parts joined with ';' do, and leaves out a report whose
