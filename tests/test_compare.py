@@ -110,8 +110,10 @@ HRM_TRANSFER = {"alone": "transfer-13tasks:preset=tiny;transfer-13tasks-hrm:pres
 
 
 def _on_seeds(spec: str, seeds: Iterable[int]) -> str:
-    """An arm narrowed to some of its seeds: what its first runs read before more were added."""
-    return ";".join(f"{spec},seed={s}" for s in seeds)
+    """An arm of one part narrowed to some of its seeds (a set of values): what its first runs read
+    before more were added."""
+    assert ";" not in spec, spec
+    return f"{spec},seed={'|'.join(map(str, seeds))}"
 
 
 # each half on seeds 4-9: all that halves c and d had before seeds 10-11, and all HRM has beside them
