@@ -28,7 +28,7 @@ import numpy as np
 
 from arcpipe.errors import ArcpipeError
 from arcpipe.runs import parse_settings
-from arcpipe.stats import MOVED, least_difference, paired_effects, permutation_f, seed_bootstrap_ci, welch
+from arcpipe.stats import MOVED, least_difference, paired_effects, permutation_f, seed_bootstrap_ci, slope_within, welch
 
 
 @dataclass
@@ -321,6 +321,33 @@ def among(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence
     out = permutation_f(values, n_perm=n_perm, seed=seed)
     least = least_difference(out["sd_within"], out["df_within"], fewest, fewest)  # every arm has 2+ runs: df > 0
     return {"arms": arms, "values": values, "tasks": n_read, **out, "fewest_runs": fewest, "least_difference": least}
+
+
+def fit_within(specs: Sequence[str], reports: str | Path = "reports", tasks: Sequence[str] | None = None,
+               n_perm: int = 20000, seed: int = 0) -> dict[str, Any]:
+    """Whether, within each arm, the runs that fit more of their training pairs (``train_exact``,
+    in points) score more (pass@2, read as ``among`` reads it): the common slope within arms with
+    its interval and permutation p (``stats.slope_within``), and ``arms_slope``, the line through
+    the arms' means. Seeds of one arm differ by several points; this asks whether that spread goes
+    through fit, as the spread between arms does ("Score follows training fit"), or around it. A
+    run's fit is measured on a sample of its training rows, and that sampling error flattens the
+    slope (it is a lower bound in size). With ``arms``, ``values``, ``fits`` and ``tasks``."""
+    if not specs:
+        raise ArcpipeError("compare --fit: give one or more arms")
+    arms = [(1.0, arm(s, reports)) for s in specs]
+    values, n_read = run_values(arms, tasks)
+    fits = []
+    for _, a in arms:
+        if "train_exact" not in a.runs.columns or a.runs["train_exact"].null_count():
+            raise ArcpipeError(f"compare --fit {a.spec!r}: a run without its training fit (train_exact) in its runs table")
+        fits.append(100 * a.runs["train_exact"].to_numpy())
+    if sum(len(v) for v in values) - len(values) < 2:
+        raise ArcpipeError("compare --fit: needs at least two runs more than arms (each arm's runs about its own mean)")
+    try:
+        out = slope_within(fits, values, n_perm=n_perm, seed=seed)
+    except ValueError as e:
+        raise ArcpipeError(f"compare --fit: {e}") from None
+    return {"arms": arms, "values": values, "fits": fits, "tasks": n_read, **out}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:

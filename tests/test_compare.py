@@ -141,9 +141,9 @@ def _arm_runs(spec: str, only: list[str]) -> np.ndarray:
     return compare.run_values([(1, compare.arm(spec))], only)[0][0]
 
 
-def _fake_report(folder, task_ids, scores, *, run_tasks=True):
+def _fake_report(folder, task_ids, scores, *, run_tasks=True, fits=None):
     """A built report's two tables, as much as compare reads: one run per row of ``scores`` (the
-    run's pass@2 on each of ``task_ids``)."""
+    run's pass@2 on each of ``task_ids``), and each run's train exact if ``fits`` gives them."""
     import polars as pl
 
     folder.mkdir(parents=True)
@@ -151,7 +151,8 @@ def _fake_report(folder, task_ids, scores, *, run_tasks=True):
     infers = [f"{folder.name}-{i}" for i in range(len(scores))]
     pl.DataFrame({"infer": infers, "train": infers, "augment": ["a"] * len(scores), "preset": ["tiny"] * len(scores),
                   "seed": list(range(len(scores))), "tasks": [len(task_ids)] * len(scores),
-                  "pass@2": scores.mean(axis=1)}).write_parquet(folder / "runs.parquet")
+                  "pass@2": scores.mean(axis=1), **({} if fits is None else {"train_exact": list(fits)})}
+                 ).write_parquet(folder / "runs.parquet")
     if run_tasks:
         pl.DataFrame({"infer": np.repeat(infers, len(task_ids)).tolist(), "seed": np.repeat(np.arange(len(scores)), len(task_ids)).tolist(),
                       "task_id": list(task_ids) * len(scores), "rule": ["hrm"] * scores.size,
@@ -195,6 +196,37 @@ def test_a_value_may_be_a_set_or_a_range_of_seeds(tmp_path):
     assert compare.arm("s-1:preset=BIG|x", tmp_path).runs["seed"].to_list() == [2, 3]  # case-insensitive, as one value is
     with pytest.raises(ArcpipeError, match="differ in preset"):
         compare.arm("s-1:preset=tiny|big", tmp_path)
+
+
+def test_fit_within_reads_each_arms_runs_about_its_own_means(tmp_path):
+    """``compare --fit``: the slope of pass@2 on train exact within arms, in points, from the runs
+    tables; an arm lifted as a whole changes nothing; the CLI prints it and the line through the
+    arms' means; a run without its fit, or --fit beside --among, is a one-line error."""
+    import math
+
+    from typer.testing import CliRunner
+
+    from arcpipe.cli import app
+
+    tasks = ["a", "b", "c", "d"]
+    _fake_report(tmp_path / "lo", tasks, [[0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1]], fits=[0.40, 0.50, 0.60])
+    _fake_report(tmp_path / "hi", tasks, [[0, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]], fits=[0.70, 0.80, 0.75])
+    out = compare.fit_within(["lo:preset=tiny", "hi:preset=tiny"], tmp_path)
+    assert [f.tolist() for f in out["fits"]] == [pytest.approx([40, 50, 60]), pytest.approx([70, 80, 75])]
+    # within lo: +10 fit -> +25 pass@2; within hi: the run fitting 80% scores 25 more than the other two
+    x = np.array([-10, 0, 10, -5, 5, 0])
+    y = np.array([-25, 0, 25, -25 / 3, 50 / 3, -25 / 3])
+    assert out["slope"] == pytest.approx(x @ y / (x @ x)) and (out["n"], out["groups"], out["df"]) == (6, 2, 3)
+    assert math.isnan(out["arms_slope"])
+    cli = CliRunner().invoke(app, ["compare", "--fit", "lo:preset=tiny", "--fit", "hi:preset=tiny", "--reports", str(tmp_path)])
+    assert cli.exit_code == 0, cli.output
+    assert f"within arms: {out['slope']:+.2f} pass@2 points per point of train exact" in cli.output
+    assert "train exact, arm means: 50.0 / 75.0" in cli.output and "through the arms' means: n/a" in cli.output
+    _fake_report(tmp_path / "nofit", tasks, [[0, 0, 0, 1], [0, 1, 1, 1]])
+    with pytest.raises(ArcpipeError, match="without its training fit"):
+        compare.fit_within(["nofit:preset=tiny", "lo:preset=tiny"], tmp_path)
+    cli = CliRunner().invoke(app, ["compare", "--fit", "lo:preset=tiny", "--among", "hi:preset=tiny", "--reports", str(tmp_path)])
+    assert cli.exit_code != 0 and "ask three different questions" in str(cli.exception)
 
 
 def test_a_glob_pools_the_reports_holding_the_runs_named(tmp_path):
@@ -273,7 +305,7 @@ def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
     assert (f"runs spread within an arm by {pooled:.1f} points (pooled SD): two arms of 4 runs must differ by "
             f"{out['least_difference']:.1f}") in res.output
     res = runner.invoke(app, ["compare", "--reports", str(tmp_path), "--among", "low:preset=tiny", "--plus", "high:preset=tiny"])
-    assert res.exit_code != 0 and "without --plus/--minus" in str(res.exception)
+    assert res.exit_code != 0 and "ask three different questions" in str(res.exception)
 
 
 def test_one_stage_key_with_the_same_score_on_two_cpu_kinds_is_two_runs(tmp_path):
@@ -1086,3 +1118,36 @@ def test_arms_of_one_run_compare_over_tasks(tmp_path):
     cli = CliRunner().invoke(app, ["compare", "--plus", "r:seed=0", "--minus", "r:seed=1", "--reports", str(tmp_path)])
     assert cli.exit_code == 0, cli.output
     assert "over runs: not available (an arm of one run" in cli.output and "seeds resampled n/a" in cli.output
+
+
+def test_committed_seeds_and_fit_within_arms():
+    """docs/ablations.md, "Seeds and fit: within an arm": the slope of pass@2 on train exact within
+    the Xeon's ten four-segment arms of the fit section and within the EPYC's six third-budget arms,
+    each resolved and below the line through its arms' means; none for one ACT segment; and the
+    share of the fit's spread within arms that its 128 sampled rows alone account for."""
+    f = "outer-loop-59tasks-fit"
+    hrm = [(2, 2, 7400), (2, 2, 12000), (2, 2, 24000), (1, 2, 12000), (1, 2, 21000), (2, 1, 12000), (2, 1, 16000)]
+    xeon = [f"{f}:core=hrm,H_cycles={h},L_cycles={l_},halt_max_steps=4,max_steps={n}" for h, l_, n in hrm] + [
+        f"{f}:core=transformer,halt_max_steps=4,max_steps={n}" for n in (12000, 24000, 48000)]
+    one = [f"{f}:halt_max_steps=1,max_steps={n}" for n in (7400, 12000, 24000)]
+    later, e = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID
+    epyc = [f"{e}:preset=tiny,max_steps={n}" for n in (12000, 24000)] + [
+        f"{THIRD_BUDGET}:preset=tiny,max_steps=48000;{later}:preset=tiny,seed=4..11"] + [
+        f"{e}:preset=transformer-tiny,max_steps={n}" for n in (24000, 48000)] + [
+        f"{THIRD_BUDGET}:preset=transformer-tiny,max_steps=96000;{later}:preset=transformer-tiny,seed=4..11"]
+
+    def reading(specs):
+        o = compare.fit_within(specs)
+        fits = o["fits"]
+        within = sum(((x - x.mean()) ** 2).sum() for x in fits) / (o["n"] - len(fits))
+        sampled = np.concatenate([x * (100 - x) / 128 for x in fits]).mean()
+        return ((round(o["slope"], 2), round(o["low"], 2), round(o["high"], 2)), round(o["r"], 2), round(o["p"], 4),
+                int(o["n"]), round(o["arms_slope"], 2), round(sampled / within, 2))
+
+    assert reading(xeon) == ((0.23, 0.04, 0.42), 0.30, 0.0196, 72, 0.37, 0.86)
+    assert reading(epyc) == ((0.32, 0.07, 0.57), 0.37, 0.0154, 48, 0.45, 0.61)
+    assert reading(xeon + epyc)[:4] == ((0.27, 0.12, 0.41), 0.33, 0.0008, 120)
+    assert reading(one)[:4] == ((-0.05, -0.56, 0.47), -0.06, 0.8035, 16)
+    assert reading(xeon[-3:-1])[0] == (-0.07, -0.44, 0.30)  # the Xeon's transformer at 12000 and 24000 alone
+    at_178 = [compare.arm(s).runs for s in (epyc[2], epyc[5])]
+    assert [round(float(np.corrcoef(r["train_exact"], r["pass@2"])[0, 1]), 2) for r in at_178] == [0.62, 0.66]

@@ -269,3 +269,42 @@ def test_permutation_f_holds_its_level_on_pass_at_2_like_runs():
         groups = [rng.binomial(13, 0.3, size=n) / 13 for n in (8, 8, 6, 6)]
         hits += stats.permutation_f(groups, n_perm=499, seed=int(rng.integers(1 << 30)))["p"] <= 0.05
     assert 0.02 <= hits / trials <= 0.09
+
+
+def test_slope_within_takes_out_the_arms_and_matches_least_squares_with_arm_effects():
+    """The slope is ordinary least squares with one intercept per arm (so moving an arm as a whole,
+    in x or y, cannot change it); its interval is that fit's t interval on n - k - 1 df; p is small
+    for a strong relation inside the arms and large for none, even when the arms' means lie on a
+    steep line; ``arms_slope`` is the line through the means."""
+    rng = np.random.default_rng(7)
+    xs = [rng.normal(50 + 10 * i, 4, n) for i, n in enumerate((8, 8, 6, 5))]
+    ys = [0.4 * x + rng.normal(0, 1.5, x.size) + 3 * i for i, x in enumerate(xs)]
+    out = stats.slope_within(xs, ys, n_perm=2000)
+    design = np.column_stack([np.concatenate(xs), np.repeat(np.eye(4), [x.size for x in xs], axis=0)])
+    coef, res, *_ = np.linalg.lstsq(design, np.concatenate(ys), rcond=None)
+    assert out["slope"] == pytest.approx(coef[0])
+    se = np.sqrt(res[0] / (27 - 5) / sum(((x - x.mean()) ** 2).sum() for x in xs))
+    assert out["high"] - out["slope"] == pytest.approx(stats.t_quantile(0.975, 22) * se)
+    assert (out["df"], out["n"], out["groups"]) == (22, 27, 4)
+    assert out["low"] > 0 and out["p"] == pytest.approx(1 / 2001)
+    moved = stats.slope_within([x + 100 * i for i, x in enumerate(xs)], [y - 7 * i for i, y in enumerate(ys)], n_perm=2000)
+    assert moved["slope"] == pytest.approx(out["slope"]) and moved["p"] == out["p"]
+    # no relation inside the arms, a steep one between them: the slope stays near zero
+    flat = stats.slope_within(xs, [rng.normal(0, 1.5, x.size) + 0.4 * x.mean() for x in xs], n_perm=2000)
+    assert flat["p"] > 0.05 and flat["low"] < 0 < flat["high"] and flat["arms_slope"] == pytest.approx(0.4, abs=0.05)
+    assert math.isnan(stats.slope_within(xs[:2], ys[:2], n_perm=10)["arms_slope"])  # two arms: no line through them
+    with pytest.raises(ValueError, match="more runs than arms"):
+        stats.slope_within([np.ones(1), np.ones(2)], [np.ones(1), np.ones(2)])
+    with pytest.raises(ValueError, match="does not vary"):
+        stats.slope_within([np.ones(3), np.ones(3)], [np.arange(3.0), np.arange(3.0)])
+
+
+def test_slope_within_holds_its_level():
+    """With no relation inside the arms, p <= 0.05 about 5% of the time (pass@2-like scores)."""
+    rng = np.random.default_rng(13)
+    hits, trials = 0, 300
+    for _ in range(trials):
+        xs = [rng.binomial(128, p, size=8) / 1.28 for p in (0.5, 0.7, 0.85)]
+        ys = [rng.binomial(59, p, size=8) / 0.59 for p in (0.27, 0.37, 0.42)]
+        hits += stats.slope_within(xs, ys, n_perm=499, seed=int(rng.integers(1 << 30)))["p"] <= 0.05
+    assert 0.02 <= hits / trials <= 0.09

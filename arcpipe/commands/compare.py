@@ -16,6 +16,8 @@ def command(
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
     among: List[str] = typer.Option([], "--among", help="Instead of a difference: do these arms (two or more) differ at all? "
                                     "One-way F over runs, permutation p-value."),
+    fit: List[str] = typer.Option([], "--fit", help="Instead of a difference: within these arms (one or more), do the runs that "
+                                  "fit more of their training pairs (train exact) score more? The common slope within arms."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Read every arm on these tasks only: a built report (the tasks "
                                         "it scored, e.g. transfer-13tasks) or task ids joined with ','."),
 ) -> None:
@@ -30,21 +32,25 @@ def command(
     pass@2, its p-value from shuffling the arms' labels among the runs), the question to ask before
     reading the gap between the highest and lowest of several arms, and how far apart two arms of
     so few runs must be for an interval over runs to tell them apart. Each arm's line names the CPU
-    kinds its runs were trained on (model name and torch's kernel level). Nothing is retrained."""
+    kinds its runs were trained on (model name and torch's kernel level). With --fit instead: whether
+    an arm's seeds that fit more of their training pairs score more (the slope of pass@2 on train
+    exact within arms, its interval and a permutation p from shuffling scores within each arm), beside
+    the line through the arms' means. Nothing is retrained."""
     import math
 
     from rich.console import Console
 
     from arcpipe.cache import host_kind
     from arcpipe.compare import among as among_arms
-    from arcpipe.compare import compare, names_a_glob, task_list
+    from arcpipe.compare import compare, fit_within, names_a_glob, task_list
     from arcpipe.errors import ArcpipeError
     from arcpipe.report_markdown import flops_text
 
     only = None if tasks is None else task_list(tasks, reports)
-    if among and (plus or minus):
-        raise ArcpipeError("compare: --among asks whether arms differ at all; give it without --plus/--minus")
-    out = among_arms(among, reports, only) if among else compare(plus, minus, reports, only)
+    if sum(map(bool, (among, fit, plus or minus))) > 1:
+        raise ArcpipeError("compare: --among, --fit and --plus/--minus ask three different questions; give one")
+    out = (among_arms(among, reports, only) if among else fit_within(fit, reports, only) if fit
+           else compare(plus, minus, reports, only))
     console = Console(highlight=False, soft_wrap=True)
     shared = out["tasks"]
     if only is not None:
@@ -55,12 +61,22 @@ def command(
         hosts = sorted({host_kind(h) for h in (a.runs["train_host"].to_list() if "train_host" in a.runs.columns else [None])})
         flops = a.runs["train_flops"].drop_nulls() if "train_flops" in a.runs.columns else []
         cost = f"; {flops_text(float(flops.mean()))} a training" if len(flops) == a.runs.height else ""
-        mark = "*" if among else "+" if sign > 0 else "-"
+        mark = "*" if among or fit else "+" if sign > 0 else "-"
         console.print(f"{mark} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
         if names_a_glob(a.spec):  # say what a glob pooled: a report it left out is not silent
             counts = a.runs.group_by("report", maintain_order=True).len()
             console.print("  pooled from: " + ", ".join(f"{r} ({n})" for r, n in counts.iter_rows()))
+    if fit:
+        fits = " / ".join(f"{f.mean():.1f}" for f in out["fits"])
+        console.print(f"train exact, arm means: {fits}")
+        console.print(f"within arms: {out['slope']:+.2f} pass@2 points per point of train exact [{out['low']:+.2f}, "
+                      f"{out['high']:+.2f}] (95% t interval, df {out['df']:.0f}; r {out['r']:+.2f} over {out['n']:.0f} runs "
+                      f"in {out['groups']:.0f} arms; permutation p = {out['p']:.3f}, scores shuffled within each arm)")
+        between = "n/a (fewer than three arms)" if math.isnan(out["arms_slope"]) else f"{out['arms_slope']:+.2f}"
+        console.print(f"through the arms' means: {between}. A run's fit is measured on a sample of its training rows, "
+                      "which flattens the slope within arms")
+        return
     if among:
         console.print(f"among {len(out['arms'])} arms over runs: F = {out['f']:.2f} on ({out['df_between']:.0f}, "
                       f"{out['df_within']:.0f}) df, permutation p = {out['p']:.3f} ({out['n_perm']:.0f} shuffles of the "
