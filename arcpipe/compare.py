@@ -330,24 +330,29 @@ def fit_within(specs: Sequence[str], reports: str | Path = "reports", tasks: Seq
     its interval and permutation p (``stats.slope_within``), and ``arms_slope``, the line through
     the arms' means. Seeds of one arm differ by several points; this asks whether that spread goes
     through fit, as the spread between arms does ("Score follows training fit"), or around it. A
-    run's fit is measured on a sample of its training rows, and that sampling error flattens the
-    slope (it is a lower bound in size). With ``arms``, ``values``, ``fits`` and ``tasks``."""
+    run's fit in reports before LAYOUT 21 is measured on a sample of its training rows, and that
+    sampling error flattens the slope (it is then a lower bound in size); where every run read its
+    fit on all its rows (``train_exact_all``) that reading is used. With ``arms``, ``values``,
+    ``fits``, ``fit_column`` (which of the two) and ``tasks``."""
     if not specs:
         raise ArcpipeError("compare --fit: give one or more arms")
     arms = [(1.0, arm(s, reports)) for s in specs]
     values, n_read = run_values(arms, tasks)
+    # every training row's fit (LAYOUT 21) where every run has it, else the rows sampled in training
+    whole = all("train_exact_all" in a.runs.columns and not a.runs["train_exact_all"].null_count() for _, a in arms)
+    column = "train_exact_all" if whole else "train_exact"
     fits = []
     for _, a in arms:
-        if "train_exact" not in a.runs.columns or a.runs["train_exact"].null_count():
+        if column not in a.runs.columns or a.runs[column].null_count():
             raise ArcpipeError(f"compare --fit {a.spec!r}: a run without its training fit (train_exact) in its runs table")
-        fits.append(100 * a.runs["train_exact"].to_numpy())
+        fits.append(100 * a.runs[column].to_numpy())
     if sum(len(v) for v in values) - len(values) < 2:
         raise ArcpipeError("compare --fit: needs at least two runs more than arms (each arm's runs about its own mean)")
     try:
         out = slope_within(fits, values, n_perm=n_perm, seed=seed)
     except ValueError as e:
         raise ArcpipeError(f"compare --fit: {e}") from None
-    return {"arms": arms, "values": values, "fits": fits, "tasks": n_read, **out}
+    return {"arms": arms, "values": values, "fits": fits, "fit_column": column, "tasks": n_read, **out}
 
 
 def task_list(spec: str, reports: str | Path = "reports") -> list[str]:

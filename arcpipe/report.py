@@ -48,7 +48,7 @@ from arcpipe.stats import BOOTSTRAP, bootstrap_ci, paired_effects, seed_bootstra
 
 #: Bumped when report.md's sections or the tables change, so a cached report of an older layout is
 #: rebuilt rather than republished (a report's key is otherwise its settings and its inputs).
-LAYOUT = 20  # 20: the ACT-segments section for every arm that recorded two trained segments, with refinement_votes (in each variant pool); 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
+LAYOUT = 21  # 21: train_exact_all in runs (each training's final fit on every training row, null before it was read); 20: the ACT-segments section for every arm that recorded two trained segments, with refinement_votes (in each variant pool); 19: the compute section reads every arm against the line through the other arms' training fit; 18: the compute section (every arm against its training FLOPs; pairs at about equal compute), train_s and train_flops in runs, each arm's seed draws seeded by its scores
 GALLERY = 4  # solved and failed test inputs shown each
 
 
@@ -509,7 +509,7 @@ def run_table(runs: Sequence[Run], queries: Sequence[Queries], varying: Sequence
                      **{f: r.factor(f) for f in names}, "seed": r.train_seed, "tasks": len(info["task_ids"]),
                      "variants": info["n_aug"], "rule": rule, "pass@2": float(pt["pass@2"].mean()),
                      "oracle": float(pt["oracle"].mean()),
-                     **{k: v for k, v in r.train_summary().items() if k in ("train_exact", "train_samples", "train_s", "train_flops")},
+                     **{k: v for k, v in r.train_summary().items() if k in ("train_exact", "train_exact_all", "train_samples", "train_s", "train_flops")},
                      "train_host": r.train_host(),
                      **{f"pass@2 {name}": _masked_mean(pt["pass@2"], np.isin(info["task_ids"], list(ids)))
                         for name, ids in (sources or {}).items()},

@@ -131,8 +131,9 @@ class Run:
         return ", ".join(parts)
 
     def train_summary(self) -> dict[str, Any]:
-        """Dense parameters, final train exact accuracy, training wall time, samples trained on and
-        training FLOPs (for factor tables and the compute section).
+        """Dense parameters, final train exact accuracy (on the eval_size rows sampled during training,
+        and ``train_exact_all`` on every training row, for trainings that read it), training wall
+        time, samples trained on and training FLOPs (for factor tables and the compute section).
 
         ``train_samples`` is the number of training sequences run to their halt, summed over the
         run's steps: under ACT a sequence stays in the batch for up to ``halt_max_steps`` steps, so
@@ -147,8 +148,8 @@ class Run:
 
     def _read_train_summary(self) -> dict[str, Any]:
         """``train_summary`` computed from the train stage's config, manifest and metrics."""
-        out: dict[str, Any] = {"params": None, "train_exact": None, "train_s": None, "train_samples": None,
-                               "train_flops": None}
+        out: dict[str, Any] = {"params": None, "train_exact": None, "train_exact_all": None, "train_s": None,
+                               "train_samples": None, "train_flops": None}
         if self.train is None:
             return out
         counts = self.train.manifest.get("counts", {})
@@ -166,6 +167,7 @@ class Run:
             except (TypeError, ValueError):
                 pass  # a config from another version: the table shows "-"
         out["train_exact"] = counts.get("eval_train_exact_accuracy")
+        out["train_exact_all"] = counts.get("fit_exact")  # trainings since the final fit on every row
         out["train_s"] = self.train.manifest.get("wall_time_s")
         metrics = Path(self.train.path) / "metrics.parquet"
         if metrics.is_file():

@@ -496,8 +496,10 @@ def train(
                     note = "" if trainer.resumed_exactly else " (different number of ranks: ACT carry and RNG restart)"
                     say(f"train: resuming from step {trainer.resumed_from} in {work}{note}")
                 counts = trainer.run()
+                fit = trainer.final_fit()  # every rank: the rows are sharded
                 _barrier(d)
                 if d.rank == 0:
+                    counts.update(fit)
                     _write_outputs(trainer, work, config, stage_in)
                     shutil.rmtree(work / RESUME_DIR, ignore_errors=True)
                     last = trainer.rows[-1] if trainer.rows else {}

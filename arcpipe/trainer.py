@@ -244,6 +244,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- trainer
 
 
+#: The most training rows a run's final fit (``_Trainer.final_fit``) is read on: every row of the CPU
+#: ablations' sets (1784 on the 59-task set), a draw of them at paper scale (~1M rows).
+FIT_ROWS = 65536
+#: Rows a forward pass when reading it (the training batch if larger): no gradients are kept.
+FIT_BATCH = 512
+
+
 class _Trainer:
     """One rank's training loop. All ranks run the same steps; rank 0 writes."""
 
@@ -423,8 +430,9 @@ class _Trainer:
 
     # ----------------------------------------------------------------- evaluation
 
-    def evaluate(self, rows: np.ndarray) -> dict[str, float]:
-        """Accuracy of a full rollout on ``rows``, sharded over ranks.
+    def evaluate(self, rows: np.ndarray, batch_size: int | None = None) -> dict[str, float]:
+        """Accuracy of a full rollout on ``rows``, sharded over ranks, ``batch_size`` rows a forward
+        pass on each (the training batch unless given).
 
         ``accuracy``/``exact_accuracy`` read the last ACT step (the reference's
         evaluation: every sequence runs ``halt_max_steps`` steps);
@@ -439,7 +447,8 @@ class _Trainer:
             return {}
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # right tokens, tokens, exact, exact at halt
-        chunks = [rows[i : i + self.local_bs] for i in range(0, rows.size, self.local_bs)]
+        size = batch_size or self.local_bs
+        chunks = [rows[i : i + size] for i in range(0, rows.size, size)]
         with torch.no_grad():
             for chunk in chunks[self.d.rank :: self.d.world]:
                 batch = self._batch(chunk)
@@ -463,6 +472,25 @@ class _Trainer:
             dist.all_reduce(sums)
         c, t, e, eh = sums.cpu().tolist()
         return {"accuracy": c / max(t, 1.0), "exact_accuracy": e / rows.size, "halt_exact_accuracy": eh / rows.size}
+
+    def fit_rows(self) -> np.ndarray:
+        """The training rows a run's final fit is read on: all of them up to ``FIT_ROWS``, else that
+        many drawn with the training seed. The eval_size rows sampled during training make a noisy
+        fit (128 rows: a binomial SD of about 4 points), too noisy to tell one seed's fit from
+        another's; reading every row of a CPU-sized set costs seconds, once, after the last step."""
+        rows = self.data.train_rows
+        if rows.size <= FIT_ROWS:
+            return rows
+        return np.sort(np.random.default_rng([self.tc.seed, 0xF1757]).choice(rows, size=FIT_ROWS, replace=False))
+
+    def final_fit(self) -> dict[str, float]:
+        """``fit_exact``: the share of ``fit_rows`` the published weights reproduce exactly after the
+        last ACT step, and ``fit_rows``, their number. Collective over ranks, like ``evaluate``;
+        nothing here changes the weights or any random state training used."""
+        rows = self.fit_rows()
+        with self.final_weights():
+            out = self.evaluate(rows, batch_size=max(self.local_bs, FIT_BATCH))
+        return {"fit_exact": out.get("exact_accuracy"), "fit_rows": int(rows.size)}
 
     def _eval_columns(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -221,7 +221,19 @@ def test_fit_within_reads_each_arms_runs_about_its_own_means(tmp_path):
     cli = CliRunner().invoke(app, ["compare", "--fit", "lo:preset=tiny", "--fit", "hi:preset=tiny", "--reports", str(tmp_path)])
     assert cli.exit_code == 0, cli.output
     assert f"within arms: {out['slope']:+.2f} pass@2 points per point of train exact" in cli.output
-    assert "train exact, arm means: 50.0 / 75.0" in cli.output and "through the arms' means: n/a" in cli.output
+    assert "train exact (rows sampled in training), arm means: 50.0 / 75.0" in cli.output
+    assert "through the arms' means: n/a" in cli.output and "flattens the slope" in cli.output
+    # reports since LAYOUT 21: each run's fit on every training row, used where every run has it
+    import polars as pl
+
+    for name, whole in (("lo", [0.45, 0.50, 0.55]), ("hi", [0.70, 0.78, 0.74])):
+        path = tmp_path / name / "runs.parquet"
+        pl.read_parquet(path).with_columns(train_exact_all=pl.Series(whole)).write_parquet(path)
+    again = compare.fit_within(["lo:preset=tiny", "hi:preset=tiny"], tmp_path)
+    assert again["fit_column"] == "train_exact_all" and again["fits"][1].tolist() == pytest.approx([70, 78, 74])
+    _fake_report(tmp_path / "older", tasks, [[0, 0, 1, 1], [0, 1, 1, 1]], fits=[0.60, 0.65])  # sampled rows only
+    mixed = compare.fit_within(["lo:preset=tiny", "older:preset=tiny"], tmp_path)
+    assert mixed["fit_column"] == "train_exact" and mixed["fits"][0].tolist() == pytest.approx([40, 50, 60])
     _fake_report(tmp_path / "nofit", tasks, [[0, 0, 0, 1], [0, 1, 1, 1]])
     with pytest.raises(ArcpipeError, match="without its training fit"):
         compare.fit_within(["nofit:preset=tiny", "lo:preset=tiny"], tmp_path)

@@ -52,9 +52,10 @@ def make_augment(root: Path, tasks: Path, train_aug: int | None = None, **kinds)
 
 
 def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, steps: int = 10, exact: float = 0.5,
-               **model_over) -> cache.Stage:
+               fit_all: float | None = None, **model_over) -> cache.Stage:
     """A train stage's manifest as ``arcpipe.train`` writes one (config + counts; ``exact`` its final
-    train exact accuracy), without the weights."""
+    train exact accuracy on sampled rows, ``fit_all`` on every row, left out as before trainings
+    read it), without the weights."""
     import hrm
 
     model = hrm.HRMConfig.preset(preset, **model_over).to_dict()
@@ -62,7 +63,8 @@ def make_train(root: Path, aug: cache.Stage, preset: str, *, seed: int = 0, step
     def build(work: Path) -> dict:
         # 10 logged steps of 32 rows, each sequence halting at the model's last ACT segment
         pl.DataFrame({"step": range(1, 11), "halted": [32.0 / model["halt_max_steps"]] * 10}).write_parquet(work / "metrics.parquet")
-        return {"eval_train_exact_accuracy": exact, "steps": steps}
+        return {"eval_train_exact_accuracy": exact, "steps": steps,
+                **({} if fit_all is None else {"fit_exact": fit_all, "fit_rows": 1784})}
 
     train = {"seed": seed, "global_batch_size": 32, "max_steps": steps}
     return cache.run_stage("train", {"model": model, "preset": preset, "train": train}, {"augment": aug.key}, build, root=root)
@@ -633,6 +635,18 @@ def test_full_grid_of_two_settings(cached, tmp_path):
     del runs[(8, 1, 0)]
     report.report(list(runs.values()), name="slices", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
     assert not list((tmp_path / "slices").glob("grid_*")) and "## pass@2 by L cycles per H cycle ×" not in (tmp_path / "slices" / "report.md").read_text()
+
+
+def test_runs_table_carries_each_trainings_fit_on_every_row(cached, tmp_path):
+    """LAYOUT 21: ``train_exact_all``, the final fit on every training row that trainings now read
+    after their last step, beside ``train_exact`` on the rows sampled during training; null for a
+    training from before (its manifest has no such count)."""
+    root, tasks, aug, _ = cached
+    runs = [make_infer(root, aug, skill=0.3, seed=70 + i, train=make_train(root, aug, "tiny", seed=i, exact=e, fit_all=f))
+            for i, (e, f) in enumerate(((0.50, 0.55), (0.60, None)))]
+    report.report(runs, name="fitall", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
+    table = pl.read_parquet(tmp_path / "fitall" / "runs.parquet").sort("seed")
+    assert table["train_exact"].to_list() == [0.50, 0.60] and table["train_exact_all"].to_list() == [0.55, None]
 
 
 def test_compute_section_meets_arms_at_equal_compute(cached, tmp_path):

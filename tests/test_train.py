@@ -278,6 +278,20 @@ def test_training_learns(dataset, tmp_path):
     assert fit["task_id"].n_unique() == fit.height == 3 and fit["rows"].sum() == rows < 128
     assert (fit["rows"] * fit["exact"]).sum() / rows == pytest.approx(ev["eval_train_exact_accuracy"][-1])
     assert 0 < (fit["rows"] * fit["exact"]).sum()
+    # and the training read the same fit itself, on every row, after its last step
+    counts = stage.manifest["counts"]
+    assert counts["fit_rows"] == rows and counts["fit_exact"] == pytest.approx((fit["rows"] * fit["exact"]).sum() / rows)
+
+
+def test_final_fit_reads_a_seeded_draw_of_rows_past_its_cap(dataset, tmp_path, monkeypatch):
+    """Past FIT_ROWS training rows (paper scale) the final fit reads that many, drawn with the
+    training seed: the same draw on a rerun, a share of whole rows."""
+    from arcpipe import trainer
+
+    monkeypatch.setattr(trainer, "FIT_ROWS", 7)
+    counts = [_run(dataset, tmp_path / name, max_steps=2).manifest["counts"] for name in ("a", "b")]
+    assert counts[0]["train_rows"] > 7 and [c["fit_rows"] for c in counts] == [7, 7]
+    assert counts[0]["fit_exact"] == counts[1]["fit_exact"] and round(7 * counts[0]["fit_exact"], 9).is_integer()
 
 
 @pytest.mark.slow

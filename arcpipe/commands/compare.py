@@ -69,13 +69,14 @@ def command(
             console.print("  pooled from: " + ", ".join(f"{r} ({n})" for r, n in counts.iter_rows()))
     if fit:
         fits = " / ".join(f"{f.mean():.1f}" for f in out["fits"])
-        console.print(f"train exact, arm means: {fits}")
+        whole = out["fit_column"] == "train_exact_all"
+        console.print(f"train exact ({'every training row' if whole else 'rows sampled in training'}), arm means: {fits}")
         console.print(f"within arms: {out['slope']:+.2f} pass@2 points per point of train exact [{out['low']:+.2f}, "
                       f"{out['high']:+.2f}] (95% t interval, df {out['df']:.0f}; r {out['r']:+.2f} over {out['n']:.0f} runs "
                       f"in {out['groups']:.0f} arms; permutation p = {out['p']:.3f}, scores shuffled within each arm)")
         between = "n/a (fewer than three arms)" if math.isnan(out["arms_slope"]) else f"{out['arms_slope']:+.2f}"
-        console.print(f"through the arms' means: {between}. A run's fit is measured on a sample of its training rows, "
-                      "which flattens the slope within arms")
+        console.print(f"through the arms' means: {between}." + ("" if whole else " Each run's fit was read on a sample of its "
+                      "training rows, which flattens the slope within arms (reports since LAYOUT 21 read every row)"))
         return
     if among:
         console.print(f"among {len(out['arms'])} arms over runs: F = {out['f']:.2f} on ({out['df_between']:.0f}, "
