@@ -642,7 +642,8 @@ def test_runs_table_carries_each_trainings_fit_on_every_row(cached, tmp_path):
     after their last step, beside ``train_exact`` on the rows sampled during training; null for a
     training from before (its manifest has no such count)."""
     root, tasks, aug, _ = cached
-    runs = [make_infer(root, aug, skill=0.3, seed=70 + i, train=make_train(root, aug, "tiny", seed=i, exact=e, fit_all=f))
+    # steps no other test uses: the cached root is shared, and a train stage of the same key would be a hit
+    runs = [make_infer(root, aug, skill=0.3, seed=70 + i, train=make_train(root, aug, "tiny", seed=i, steps=13, exact=e, fit_all=f))
             for i, (e, f) in enumerate(((0.50, 0.55), (0.60, None)))]
     report.report(runs, name="fitall", out_dir=tmp_path, n_aug_points=[N_AUG], seeds=1, rules=["hrm"], root=root)
     table = pl.read_parquet(tmp_path / "fitall" / "runs.parquet").sort("seed")
