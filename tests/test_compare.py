@@ -1104,7 +1104,7 @@ def test_committed_third_budget_commands():
     """The section's commands read what its tables print: the glob pools the three later reports
     into the eight-seed 178 TFLOP arms, and the grid alone holds every seed's 89 TFLOP runs."""
     later, e = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID
-    by_glob = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))}
+    by_glob = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p},seed=4..11" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))}
     eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
     assert _every_way([by_glob["transformer-tiny"]], [by_glob["tiny"]]) == eight["lead 178"]
     assert sorted(set(compare.arm(by_glob["tiny"]).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
