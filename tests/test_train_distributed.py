@@ -104,7 +104,11 @@ def test_two_gloo_ranks_match_one_process(dataset, tmp_path):
     for col in ("lm_loss", "q_halt_loss", "accuracy", "lr", "eval_train_accuracy"):
         a, b = m1[col].to_numpy(), m2[col].to_numpy()
         assert ((abs(a - b) <= 1e-4 * (1 + abs(a))) | (a != a) & (b != b)).all(), (col, a, b)
-    assert json.loads((p2 / "manifest.json").read_text())["counts"]["world_size"] == 2
+    c1, c2 = (json.loads((p / "manifest.json").read_text())["counts"] for p in (p1, p2))
+    assert c2["world_size"] == 2
+    # the final fit on every training row, sharded over the two ranks and summed: the same reading
+    assert c1["fit_rows"] == c2["fit_rows"] == c1["train_rows"]
+    assert abs(c1["fit_exact"] - c2["fit_exact"]) <= 1 / c1["fit_rows"]
 
 
 def test_two_gloo_ranks_stop_together_on_the_clock(dataset, tmp_path):
