@@ -836,7 +836,7 @@ def test_committed_xeon_eight_seeds_replayed_on_the_epyc():
 
 
 def test_committed_59_task_runs_leave_42_tasks_to_move():
-    """docs/ablations.md, "Where the differences live": the 144 runs with per-task scores on the
+    """docs/ablations.md, "Where the differences live": the 146 runs with per-task scores on the
     59-task set never solve 14 tasks (11 not even by the oracle) and always solve 3. Any new
     59-task report must keep this true or the section be updated. A run is its infer key, its
     score and its oracle, as in `compare`: one key retrained on another CPU kind is another run."""
@@ -854,7 +854,7 @@ def test_committed_59_task_runs_leave_42_tasks_to_move():
                   for x in tables if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
-    assert t.select("infer", "run", "run_oracle").unique().height == 144
+    assert t.select("infer", "run", "run_oracle").unique().height == 146
     counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
               per.filter(pl.col("worst") == 1).height)
     assert counts == (14, 11, 3)
@@ -963,6 +963,7 @@ EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # every seed's 44 and
 # earlier files' caches were not)
 THIRD_BUDGET_LATER = {7: THIRD_BUDGET_MORE, 8: THIRD_BUDGET_MORE, 9: THIRD_BUDGET_MORE,
                       10: "outer-loop-59tasks-compute-48k-seed10-amd", 11: "outer-loop-59tasks-compute-48k-seed11-amd"}
+THIRD_BUDGET_NINTH = "outer-loop-59tasks-compute-48k-seed12-amd"  # seed 12 at 178 TFLOP alone: no 44/89 TFLOP runs yet
 
 
 def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
@@ -1045,6 +1046,24 @@ def test_committed_third_budget_seed_by_seed():
     for seed, model in ((10, "family 26 model 2"), (11, "family 25 model 17")):
         assert compare.arm(f"{THIRD_BUDGET_LATER[seed]}:preset=tiny").runs["train_host"].to_list() == [
             f"AMD EPYC ({model}, AVX2 kernels, 2 CPUs, 1 thread)"]
+
+
+def test_committed_third_budget_ninth_seed():
+    """docs/ablations.md, "A third budget": seed 12, trained at 178 TFLOP only (its 44 and 89 TFLOP
+    runs are not in the grid), on the family 25 model 17 EPYC held to AVX2 kernels: its pair, its
+    lead between the two groups of the eight, and the 178 TFLOP lead over all nine seeds (the
+    glob with no seed named) resolved every way."""
+    s = THIRD_BUDGET_NINTH
+    runs = {p: compare.arm(f"{s}:preset={p}").runs for p in ("tiny", "transformer-tiny")}
+    assert {p: (round(100 * r["pass@2"][0], 1), round(100 * r["train_exact"][0])) for p, r in runs.items()} == {
+        "tiny": (40.1, 80), "transformer-tiny": (47.7, 89)}
+    assert runs["tiny"]["train_host"].to_list() == ["AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"]
+    lead = compare.compare([f"{s}:preset=transformer-tiny"], [f"{s}:preset=tiny"])["over_tasks"]
+    assert (_interval(lead), lead["better"], lead["worse"]) == ((7.6, -1.7, 17.8), 7, 3)
+    later = "outer-loop-59tasks-compute-48k-*-amd"
+    nine = [f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))]
+    assert [compare.arm(a).runs.height for a in nine] == [9, 9]
+    assert _every_way(nine[:1], nine[1:]) == ((5.6, 2.4, 8.9), (1.7, 9.4), (5.6, 1.9, 9.3))
 
 
 # the pooled table, one row as the seeds came in: the lead at each budget and each model's doubling
