@@ -175,7 +175,7 @@ def slope_within(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, level: f
         raise ValueError("slope_within: x and y need one array per arm, of equal sizes")
     k, n = len(xs), sum(x.size for x in xs)
     if n - k - 1 < 1:
-        raise ValueError("slope_within: needs more runs than arms plus one")
+        raise ValueError("slope_within: needs more runs than arms plus one (each arm's runs are read about their own mean)")
     dx = np.concatenate([x - x.mean() for x in xs])
     dy = np.concatenate([y - y.mean() for y in ys])
     sxx, syy = float(dx @ dx), float(dy @ dy)
