@@ -836,7 +836,7 @@ def test_committed_xeon_eight_seeds_replayed_on_the_epyc():
 
 
 def test_committed_59_task_runs_leave_42_tasks_to_move():
-    """docs/ablations.md, "Where the differences live": the 146 runs with per-task scores on the
+    """docs/ablations.md, "Where the differences live": the 150 runs with per-task scores on the
     59-task set never solve 14 tasks (11 not even by the oracle) and always solve 3. Any new
     59-task report must keep this true or the section be updated. A run is its infer key, its
     score and its oracle, as in `compare`: one key retrained on another CPU kind is another run."""
@@ -854,7 +854,7 @@ def test_committed_59_task_runs_leave_42_tasks_to_move():
                   for x in tables if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
-    assert t.select("infer", "run", "run_oracle").unique().height == 146
+    assert t.select("infer", "run", "run_oracle").unique().height == 150
     counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
               per.filter(pl.col("worst") == 1).height)
     assert counts == (14, 11, 3)
@@ -963,19 +963,22 @@ EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # every seed's 44 and
 # earlier files' caches were not)
 THIRD_BUDGET_LATER = {7: THIRD_BUDGET_MORE, 8: THIRD_BUDGET_MORE, 9: THIRD_BUDGET_MORE,
                       10: "outer-loop-59tasks-compute-48k-seed10-amd", 11: "outer-loop-59tasks-compute-48k-seed11-amd"}
-THIRD_BUDGET_NINTH = "outer-loop-59tasks-compute-48k-seed12-amd"  # seed 12 at 178 TFLOP alone: no 44/89 TFLOP runs yet
+THIRD_BUDGET_NINTH = "outer-loop-59tasks-compute-48k-seed12-amd"  # seed 12 at 178 TFLOP
+THIRD_BUDGET_LATER[12] = THIRD_BUDGET_NINTH
+# the report holding each seed's 44 and 89 TFLOP runs: seed 12 was trained after the grid, in a file of its own
+GRID_OF = dict.fromkeys(range(4, 12), EIGHT_SEED_GRID) | {12: "outer-loop-59tasks-compute-seed12-amd"}
 
 
 def _third_budget_arms(more: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
     """HRM's and the transformer's arms at 44, 89 and 178 TFLOP (keyed by steps) on seeds 4-6 and
     the seeds ``more`` added later (none: the three-seed arms): their 178 TFLOP runs in
     THIRD_BUDGET_LATER, their 44 and 89 TFLOP runs in the eight-seed grid, the reports pooled."""
-    r, e = THIRD_BUDGET, EIGHT_SEED_GRID
+    r = THIRD_BUDGET
 
     def arm(preset: str, steps: int, grid: bool) -> str:
         """Seeds 4-6, then the added seeds: from the grid, which names its steps, or from the
         reports of the 178 TFLOP pairs, which have one budget a preset and are named by preset."""
-        added = [f"{e}:preset={preset},max_steps={steps},seed={s}" if grid else f"{THIRD_BUDGET_LATER[s]}:preset={preset},seed={s}"
+        added = [f"{GRID_OF[s]}:preset={preset},max_steps={steps},seed={s}" if grid else f"{THIRD_BUDGET_LATER[s]}:preset={preset},seed={s}"
                  for s in more]
         return ";".join([f"{r}:preset={preset},max_steps={steps}", *added])
 
@@ -1001,7 +1004,7 @@ def _one_seed(seed: int) -> dict[str, Any]:
     """One seed through the three budgets, as the seed-by-seed table prints it: each model's pass@2
     at 44 / 89 / 178 TFLOP and its fit at 178, the 178 TFLOP lead paired over tasks (an arm of one
     run has nothing over runs), and each model's doubling from 89 TFLOP."""
-    e = EIGHT_SEED_GRID
+    e = GRID_OF[seed]
     top = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n},seed={seed}" if seed < 7 else f"{THIRD_BUDGET_LATER[seed]}:preset={p},seed={seed}"
            for p, n in (("tiny", 48000), ("transformer-tiny", 96000))}
     arms = {"tiny": [f"{e}:preset=tiny,max_steps={n},seed={seed}" for n in (12000, 24000)] + [top["tiny"]],
@@ -1018,7 +1021,7 @@ def _one_seed(seed: int) -> dict[str, Any]:
     return out
 
 
-# docs/ablations.md, "A third budget: 178 TFLOP on eight seeds", the seed-by-seed table: HRM's and the
+# docs/ablations.md, "A third budget: 178 TFLOP on nine seeds", the seed-by-seed table: HRM's and the
 # transformer's pass@2 at 44 / 89 / 178 TFLOP with the fit at 178, and the 178 TFLOP lead over tasks
 THIRD_BUDGET_SEEDS = {
     4: ((24.9, 37.6, 37.6, 73), (45.8, 41.8, 39.3, 87), (1.7, -7.6, 11.0)),
@@ -1028,11 +1031,12 @@ THIRD_BUDGET_SEEDS = {
     8: ((24.9, 41.0, 44.4, 84), (38.4, 40.1, 46.0, 95), (1.7, -5.1, 9.3)),
     9: ((33.6, 41.0, 36.7, 70), (36.2, 41.0, 49.7, 93), (13.0, 4.2, 23.2)),
     10: ((29.1, 35.9, 44.4, 70), (45.2, 41.0, 43.5, 86), (-0.8, -7.6, 6.8)),
-    11: ((28.2, 39.3, 41.8, 78), (37.6, 41.0, 52.5, 91), (10.7, 0.6, 21.5))}
+    11: ((28.2, 39.3, 41.8, 78), (37.6, 41.0, 52.5, 91), (10.7, 0.6, 21.5)),
+    12: ((33.3, 35.9, 40.1, 80), (44.4, 42.7, 47.7, 89), (7.6, -1.7, 17.8))}
 
 
 def test_committed_third_budget_seed_by_seed():
-    """docs/ablations.md, "A third budget: 178 TFLOP on eight seeds": each seed's runs at the three
+    """docs/ablations.md, "A third budget: 178 TFLOP on nine seeds": each seed's runs at the three
     budgets as the table prints them; the seeds whose second doubling the bullets name; and the
     AVX2 kernels the later EPYC models were held to, as their manifests record."""
     seeds = {s: _one_seed(s) for s in THIRD_BUDGET_SEEDS}
@@ -1040,30 +1044,35 @@ def test_committed_third_budget_seed_by_seed():
     assert seeds[9]["doubling"] == {"tiny": (-4.2, -12.7, 4.2), "transformer-tiny": (8.8, 0.6, 18.6)}
     assert seeds[10]["doubling"] == {"tiny": (8.5, 0.8, 16.9), "transformer-tiny": (2.5, -3.4, 10.2)}
     assert seeds[11]["doubling"]["transformer-tiny"] == (11.6, 2.8, 21.6)
-    # the two groups at 178 TFLOP: five near zero, three near +12
+    assert seeds[12]["doubling"] == {"tiny": (4.2, -2.5, 11.5), "transformer-tiny": (5.1, -4.2, 15.3)}
+    # the first eight's two groups at 178 TFLOP: five near zero, three near +12; the ninth between
     assert sorted(s for s, o in seeds.items() if o["lead 178"][0] > 10) == [5, 9, 11]
-    assert all(-1 < o["lead 178"][0] < 2.5 for s, o in seeds.items() if s not in (5, 9, 11))
-    for seed, model in ((10, "family 26 model 2"), (11, "family 25 model 17")):
+    assert all(-1 < o["lead 178"][0] < 2.5 for s, o in seeds.items() if s not in (5, 9, 11, 12))
+    # seed 12 the steadiest across budgets: its three leads (+11.0, +6.8, +7.6) lie closest together
+    leads = {s: [round(h - t, 1) for h, t in zip(o["transformer-tiny"][:3], o["tiny"][:3])] for s, o in seeds.items()}
+    assert min(leads, key=lambda s: max(leads[s]) - min(leads[s])) == 12
+    for seed, model in ((10, "family 26 model 2"), (11, "family 25 model 17"), (12, "family 25 model 17")):
         assert compare.arm(f"{THIRD_BUDGET_LATER[seed]}:preset=tiny").runs["train_host"].to_list() == [
             f"AMD EPYC ({model}, AVX2 kernels, 2 CPUs, 1 thread)"]
+    grid12 = ";".join(f"{GRID_OF[12]}:preset={p},max_steps={n}" for p, n in (("tiny", 12000), ("tiny", 24000),
+                                                                         ("transformer-tiny", 24000), ("transformer-tiny", 48000)))
+    assert set(compare.arm(grid12).runs["train_host"]) == {"AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"}
 
 
 def test_committed_third_budget_ninth_seed():
-    """docs/ablations.md, "A third budget": seed 12, trained at 178 TFLOP only (its 44 and 89 TFLOP
-    runs are not in the grid), on the family 25 model 17 EPYC held to AVX2 kernels: its pair, its
-    lead between the two groups of the eight, and the 178 TFLOP lead over all nine seeds (the
-    glob with no seed named) resolved every way."""
+    """docs/ablations.md, "A third budget": seed 12, trained at 178 TFLOP in one file and at 44 and
+    89 TFLOP in another, on the family 25 model 17 EPYC held to AVX2 kernels: its 178 TFLOP pair and
+    its lead at each budget, between the eight's two groups at 178 and resolved at none alone."""
     s = THIRD_BUDGET_NINTH
     runs = {p: compare.arm(f"{s}:preset={p}").runs for p in ("tiny", "transformer-tiny")}
     assert {p: (round(100 * r["pass@2"][0], 1), round(100 * r["train_exact"][0])) for p, r in runs.items()} == {
         "tiny": (40.1, 80), "transformer-tiny": (47.7, 89)}
-    assert runs["tiny"]["train_host"].to_list() == ["AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"]
-    lead = compare.compare([f"{s}:preset=transformer-tiny"], [f"{s}:preset=tiny"])["over_tasks"]
-    assert (_interval(lead), lead["better"], lead["worse"]) == ((7.6, -1.7, 17.8), 7, 3)
-    later = "outer-loop-59tasks-compute-48k-*-amd"
-    nine = [f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))]
-    assert [compare.arm(a).runs.height for a in nine] == [9, 9]
-    assert _every_way(nine[:1], nine[1:]) == ((5.6, 2.4, 8.9), (1.7, 9.4), (5.6, 1.9, 9.3))
+    g = GRID_OF[12]
+    leads = [compare.compare([f"{s}:preset=transformer-tiny"], [f"{s}:preset=tiny"])["over_tasks"]] + [
+        compare.compare([f"{g}:preset=transformer-tiny,max_steps={2 * n}"], [f"{g}:preset=tiny,max_steps={n}"])["over_tasks"]
+        for n in (12000, 24000)]
+    assert [(_interval(o), o["better"], o["worse"]) for o in leads] == [
+        ((7.6, -1.7, 17.8), 7, 3), ((11.0, -1.7, 22.9), 10, 4), ((6.8, -3.4, 16.9), 8, 3)]
 
 
 # the pooled table, one row as the seeds came in: the lead at each budget and each model's doubling
@@ -1104,31 +1113,55 @@ THIRD_BUDGET_POOLED = {
                         "lead 178": ((5.3, 2.3, 8.6), (1.4, 9.5), (5.3, 1.1, 9.6)),
                         "hrm 89->178": ((3.7, 1.1, 6.6), (0.5, 7.3), (3.7, -0.4, 7.8)),
                         "transformer 89->178": ((4.6, 1.2, 8.2), (0.5, 8.9), (4.6, 0.6, 8.6)),
-                        "lead 44->178": (-7.2, -12.7, -1.9), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-8.1, -13.6, -2.7)}}
+                        "lead 44->178": (-7.2, -12.7, -1.9), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-8.1, -13.6, -2.7)},
+    (7, 8, 9, 10, 11, 12): {"lead 44": ((12.4, 7.3, 18.1), (6.4, 18.9), (12.4, 8.0, 16.8)),
+                            "lead 89": ((4.7, 1.2, 8.4), (0.9, 8.7), (4.7, 1.4, 8.1)),
+                            "lead 178": ((5.6, 2.4, 8.9), (1.7, 9.4), (5.6, 1.9, 9.3)),
+                            "hrm 89->178": ((3.8, 1.3, 6.8), (0.7, 7.4), (3.8, 0.2, 7.3)),
+                            "transformer 89->178": ((4.6, 1.2, 8.1), (0.7, 8.6), (4.6, 1.2, 8.1)),
+                            "lead 44->178": (-6.8, -11.6, -2.0), "lead 89->178": (0.9, -3.1, 4.8), "lead 44->89": (-7.7, -12.9, -3.0)}}
 
 
 @pytest.mark.parametrize("more", list(THIRD_BUDGET_POOLED), ids=lambda m: f"seeds-4-{6 + len(m)}")
 def test_committed_third_budget_as_the_seeds_came_in(more):
-    """docs/ablations.md, "A third budget: 178 TFLOP on eight seeds", the pooled table: its row for
-    seeds 4-6 and those added after; on all eight the lead is resolved every way at each budget and
-    each model's doubling from 89 TFLOP with seeds resampled."""
+    """docs/ablations.md, "A third budget: 178 TFLOP on nine seeds", the pooled table: its row for
+    seeds 4-6 and those added after; on eight and on nine seeds the lead is resolved every way at
+    each budget and each model's doubling from 89 TFLOP with seeds resampled, and on nine over
+    runs too."""
     readings = _third_budget_readings(more)
     assert readings == THIRD_BUDGET_POOLED[more]
-    if len(more) == 5:
+    if len(more) >= 5:
         assert all(readings[k][0][1] > 0 and readings[k][1][0] > 0 and readings[k][2][1] > 0 for k in ("lead 44", "lead 89", "lead 178"))
         assert readings["hrm 89->178"][1][0] > 0 and readings["transformer 89->178"][1][0] > 0
+        assert (readings["hrm 89->178"][2][1] > 0) == (len(more) == 6)
 
 
 def test_committed_third_budget_commands():
-    """The section's commands read what its tables print: the glob pools the three later reports
-    into the eight-seed 178 TFLOP arms, and the grid alone holds every seed's 89 TFLOP runs."""
-    later, e = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID
-    by_glob = {p: f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p},seed=4..11" for p, n in (("transformer-tiny", 96000), ("tiny", 48000))}
-    eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
-    assert _every_way([by_glob["transformer-tiny"]], [by_glob["tiny"]]) == eight["lead 178"]
-    assert sorted(set(compare.arm(by_glob["tiny"]).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
-    assert _every_way([f"{e}:preset=transformer-tiny,max_steps=48000"], [f"{e}:preset=tiny,max_steps=24000"]) == eight["lead 89"]
-    assert _every_way([by_glob["tiny"]], [f"{e}:preset=tiny,max_steps=24000"]) == eight["hrm 89->178"]
+    """The section's commands read what its tables print: the glob pools the four later reports
+    into the nine-seed 178 TFLOP arms, the grid and seed 12's file hold the 89 TFLOP runs, and
+    the change from 44 to 89 TFLOP reads as the bullets say every way. With the seed 12 file left
+    out and the glob held to seeds 4-11 they read the grid's eight seeds."""
+    later, e, s12 = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID, GRID_OF[12]
+
+    def top(p: str, n: int, seeds: str = "") -> str:
+        return f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}{seeds}"
+
+    def mid(p: str, n: int, nine: bool = True) -> str:
+        return f"{e}:preset={p},max_steps={n}" + (f";{s12}:preset={p},max_steps={n}" if nine else "")
+
+    nine, eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11, 12)], THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
+    assert _every_way([top("transformer-tiny", 96000)], [top("tiny", 48000)]) == nine["lead 178"]
+    assert sorted(set(compare.arm(top("tiny", 48000)).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
+    assert _every_way([mid("transformer-tiny", 48000)], [mid("tiny", 24000)]) == nine["lead 89"]
+    assert _every_way([top("tiny", 48000)], [mid("tiny", 24000)]) == nine["hrm 89->178"]
+    first = _every_way([mid("transformer-tiny", 48000), mid("tiny", 12000)], [mid("tiny", 24000), mid("transformer-tiny", 24000)])
+    assert first == (nine["lead 44->89"], (-13.9, -2.1), (-7.7, -13.0, -2.4))
+    assert _every_way([mid("tiny", 24000)], [mid("tiny", 12000)])[0] == (9.8, 5.7, 14.4)
+    assert _every_way([mid("transformer-tiny", 48000)], [mid("transformer-tiny", 24000)])[0] == (2.1, -0.7, 5.0)
+    held = ",seed=4..11"
+    assert _every_way([top("transformer-tiny", 96000, held)], [top("tiny", 48000, held)]) == eight["lead 178"]
+    assert _every_way([mid("transformer-tiny", 48000, False)], [mid("tiny", 24000, False)]) == eight["lead 89"]
+    assert _every_way([top("tiny", 48000, held)], [mid("tiny", 24000, False)]) == eight["hrm 89->178"]
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
