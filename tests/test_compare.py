@@ -1062,7 +1062,8 @@ def test_committed_third_budget_seed_by_seed():
 def test_committed_third_budget_ninth_seed():
     """docs/ablations.md, "A third budget": seed 12, trained at 178 TFLOP in one file and at 44 and
     89 TFLOP in another, on the family 25 model 17 EPYC held to AVX2 kernels: its 178 TFLOP pair and
-    its lead at each budget, between the eight's two groups at 178 and resolved at none alone."""
+    its lead at each budget, between the eight's two groups at 178 and resolved at none alone; and
+    ("Seeds and fit") the later file's fit on every training row beside the sampled one."""
     s = THIRD_BUDGET_NINTH
     runs = {p: compare.arm(f"{s}:preset={p}").runs for p in ("tiny", "transformer-tiny")}
     assert {p: (round(100 * r["pass@2"][0], 1), round(100 * r["train_exact"][0])) for p, r in runs.items()} == {
@@ -1073,6 +1074,10 @@ def test_committed_third_budget_ninth_seed():
         for n in (12000, 24000)]
     assert [(_interval(o), o["better"], o["worse"]) for o in leads] == [
         ((7.6, -1.7, 17.8), 7, 3), ((11.0, -1.7, 22.9), 10, 4), ((6.8, -3.4, 16.9), 8, 3)]
+    # its 44 and 89 TFLOP runs read their fit on every training row as well as on 128 sampled ones
+    fit = {(p, n): compare.arm(f"{g}:preset={p},max_steps={n}").runs.select("train_exact_all", "train_exact").row(0)
+           for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    assert [tuple(round(100 * v, 1) for v in f) for f in fit.values()] == [(57.5, 54.7), (72.6, 70.3), (87.1, 89.8), (88.1, 89.1)]
 
 
 # the pooled table, one row as the seeds came in: the lead at each budget and each model's doubling
@@ -1186,19 +1191,23 @@ def test_arms_of_one_run_compare_over_tasks(tmp_path):
 
 def test_committed_seeds_and_fit_within_arms():
     """docs/ablations.md, "Seeds and fit: within an arm": the slope of pass@2 on train exact within
-    the Xeon's ten four-segment arms of the fit section and within the EPYC's six third-budget arms,
-    each resolved and below the line through its arms' means; none for one ACT segment; and the
+    the Xeon's ten four-segment arms of the fit section and within the EPYC's six third-budget arms
+    on nine seeds (and on the grid's eight), each resolved and below the line through its arms' means; none for one ACT segment; and the
     share of the fit's spread within arms that its 128 sampled rows alone account for."""
     f = "outer-loop-59tasks-fit"
     hrm = [(2, 2, 7400), (2, 2, 12000), (2, 2, 24000), (1, 2, 12000), (1, 2, 21000), (2, 1, 12000), (2, 1, 16000)]
     xeon = [f"{f}:core=hrm,H_cycles={h},L_cycles={l_},halt_max_steps=4,max_steps={n}" for h, l_, n in hrm] + [
         f"{f}:core=transformer,halt_max_steps=4,max_steps={n}" for n in (12000, 24000, 48000)]
     one = [f"{f}:halt_max_steps=1,max_steps={n}" for n in (7400, 12000, 24000)]
-    later, e = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID
-    epyc = [f"{e}:preset=tiny,max_steps={n}" for n in (12000, 24000)] + [
-        f"{THIRD_BUDGET}:preset=tiny,max_steps=48000;{later}:preset=tiny,seed=4..11"] + [
-        f"{e}:preset=transformer-tiny,max_steps={n}" for n in (24000, 48000)] + [
-        f"{THIRD_BUDGET}:preset=transformer-tiny,max_steps=96000;{later}:preset=transformer-tiny,seed=4..11"]
+    later, e, s12 = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID, GRID_OF[12]
+
+    def epyc_arms(nine: bool) -> list[str]:
+        """The third budget's six arms on the nine seeds, or on the grid's eight (seed 12 left out)."""
+        mid = {p: [f"{e}:preset={p},max_steps={n}" + (f";{s12}:preset={p},max_steps={n}" if nine else "") for n in steps]
+               for p, steps in (("tiny", (12000, 24000)), ("transformer-tiny", (24000, 48000)))}
+        held = "" if nine else ",seed=4..11"
+        return [*mid["tiny"], f"{THIRD_BUDGET}:preset=tiny,max_steps=48000;{later}:preset=tiny{held}",
+                *mid["transformer-tiny"], f"{THIRD_BUDGET}:preset=transformer-tiny,max_steps=96000;{later}:preset=transformer-tiny{held}"]
 
     def reading(specs):
         o = compare.fit_within(specs)
@@ -1209,9 +1218,13 @@ def test_committed_seeds_and_fit_within_arms():
                 int(o["n"]), round(o["arms_slope"], 2), round(sampled / within, 2))
 
     assert reading(xeon) == ((0.23, 0.04, 0.42), 0.30, 0.0196, 72, 0.37, 0.86)
-    assert reading(epyc) == ((0.32, 0.07, 0.57), 0.37, 0.0154, 48, 0.45, 0.61)
-    assert reading(xeon + epyc)[:4] == ((0.27, 0.12, 0.41), 0.33, 0.0008, 120)
+    epyc = epyc_arms(nine=True)
+    assert reading(epyc) == ((0.35, 0.12, 0.58), 0.40, 0.0045, 54, 0.44, 0.65)
+    assert reading(xeon + epyc)[:5] == ((0.28, 0.14, 0.43), 0.35, 0.0003, 126, 0.40)
+    # the grid's eight seeds alone, as the section first read them
+    assert reading(epyc_arms(nine=False))[:4] == ((0.32, 0.07, 0.57), 0.37, 0.0154, 48)
+    assert reading(xeon + epyc_arms(nine=False))[0] == (0.27, 0.12, 0.41)
     assert reading(one)[:4] == ((-0.05, -0.56, 0.47), -0.06, 0.8035, 16)
     assert reading(xeon[-3:-1])[0] == (-0.07, -0.44, 0.30)  # the Xeon's transformer at 12000 and 24000 alone
-    at_178 = [compare.arm(s).runs for s in (epyc[2], epyc[5])]
-    assert [round(float(np.corrcoef(r["train_exact"], r["pass@2"])[0, 1]), 2) for r in at_178] == [0.62, 0.66]
+    at_178 = [compare.arm(s).runs for s in (epyc[2], epyc[5])]  # both models' nine runs at 178 TFLOP
+    assert [round(float(np.corrcoef(r["train_exact"], r["pass@2"])[0, 1]), 2) for r in at_178] == [0.60, 0.63]
