@@ -9,9 +9,9 @@ table (every run's own pass@2 and settings) and, from LAYOUT 15 on, its ``run_ta
 
 An arm is ``REPORT:col=value,...`` (a value may be several joined with ``|``, or a range of integers
 ``seed=4..11``), several joined with ``;`` to pool them; REPORT names a folder
-under ``reports/`` or any path, or is a glob over the folders there (``outer-loop-*-amd``): a sweep
-whose seeds were added over several sessions lives in several reports, and a glob pools those of
-them that hold runs of the settings named. A difference (or an interaction: four arms, two of each sign) is
+under ``reports/`` or any path, or is a glob over the folders there (``outer-loop-*-amd``), or several
+of either joined with ``|``: a sweep whose seeds were added over several sessions lives in several
+reports, and a glob or a set pools those of them that hold runs of the settings named. A difference (or an interaction: four arms, two of each sign) is
 given two ways: over runs, Welch's t interval on the per-run pass@2 (any report); and over tasks,
 when every report involved has ``run_tasks``: paired over the tasks all arms share, with the
 report's own two intervals (seeds averaged per task, and seeds resampled too).
@@ -83,21 +83,35 @@ def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")
 
 
+def _is_pool(name: str) -> bool:
+    """Whether a part's REPORT may stand for several reports (a glob, or names joined with ``|``),
+    which then pools those holding the runs asked for rather than requiring each to."""
+    return "|" in name or _is_glob(name)
+
+
 def names_a_glob(spec: str) -> bool:
-    """Whether any part of an arm spec names its reports by a glob (the CLI then says which it pooled)."""
-    return any(_is_glob(part.partition(":")[0]) for part in spec.split(";"))
+    """Whether any part of an arm spec names its reports by a glob or a ``|`` set (the CLI then
+    says which it pooled)."""
+    return any(_is_pool(part.partition(":")[0]) for part in spec.split(";"))
 
 
 def _report_parts(part: str, name: str, reports: Path) -> list[tuple[str, Path]]:
-    """The (name, folder) pairs one part's REPORT ``name`` stands for: itself, or every built
-    report its glob matches."""
-    if not _is_glob(name):
-        return [(name, _report_dir(name, reports))]
-    root, pattern = (reports, name) if not Path(name).parent.parts else (Path(name).parent, Path(name).name)
-    found = sorted(p for p in root.glob(pattern) if (p / "runs.parquet").is_file())
-    if not found:
-        raise ArcpipeError(f"compare {part!r}: no built report under {root} matches {pattern!r}")
-    return [(p.name if root == reports else str(p), p) for p in found]
+    """The (name, folder) pairs one part's REPORT ``name`` stands for: itself, every built report
+    its glob matches, or those of each of several joined with ``|`` (each report once)."""
+    out: dict[str, Path] = {}
+    for alt in (a.strip() for a in name.split("|")):
+        if not alt:
+            raise ArcpipeError(f"compare {part!r}: an empty report name in {name!r}")
+        if not _is_glob(alt):
+            out.setdefault(alt, _report_dir(alt, reports))
+            continue
+        root, pattern = (reports, alt) if not Path(alt).parent.parts else (Path(alt).parent, Path(alt).name)
+        found = sorted(p for p in root.glob(pattern) if (p / "runs.parquet").is_file())
+        if not found:
+            raise ArcpipeError(f"compare {part!r}: no built report under {root} matches {pattern!r}")
+        for p in found:
+            out.setdefault(p.name if root == reports else str(p), p)
+    return list(out.items())
 
 
 #: The most values one ``a..b`` may stand for: a seed range, not a typo's ten billion.
@@ -162,11 +176,11 @@ def arm(spec: str, reports: str | Path = "reports") -> Arm:
             try:
                 picked.append((name, folder, _select(part, where, name, folder)))
             except _NoRuns as e:
-                if not _is_glob(report):
+                if not _is_pool(report):
                     raise
                 missed.append(str(e))
         if not picked:
-            raise ArcpipeError(f"compare {part!r}: none of the {len(missed)} reports the glob matches holds such runs "
+            raise ArcpipeError(f"compare {part!r}: none of the {len(missed)} reports it names holds such runs "
                                f"(first: {missed[0]})")
         for name, folder, got in picked:
             _one_setting(part, got)

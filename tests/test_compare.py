@@ -270,7 +270,7 @@ def test_a_glob_pools_the_reports_holding_the_runs_named(tmp_path):
 
     with pytest.raises(ArcpipeError, match="no built report under .* matches 'nope-\\*'"):
         compare.arm("nope-*:preset=tiny", tmp_path)
-    with pytest.raises(ArcpipeError, match="none of the 3 reports the glob matches holds such runs"):
+    with pytest.raises(ArcpipeError, match="none of the 3 reports it names holds such runs"):
         compare.arm("sweep-*:preset=hrm", tmp_path)
     with pytest.raises(ArcpipeError, match="has no column 'max_steps'"):
         compare.arm("sweep-*:max_steps=48000", tmp_path)
@@ -281,6 +281,50 @@ def test_a_glob_pools_the_reports_holding_the_runs_named(tmp_path):
                                    "--reports", str(tmp_path)])
     assert cli.exit_code == 0, cli.output
     assert "pooled from: sweep-1 (2), sweep-2 (1)" in cli.output and cli.output.count("pooled from") == 1
+
+def test_a_set_of_reports_pools_them_as_a_glob_would(tmp_path):
+    """``a|b:preset=tiny`` names two reports for one part, as ``a:preset=tiny;b:preset=tiny`` does,
+    with a glob's leniency: one whose runs hold other values is left out (``seed=0..1`` on a report
+    of seed 2 alone) and only none left is an error. A glob may be one of the set; a report named
+    twice counts once; a missing report, an empty name and a missing column stay errors, and the
+    CLI names the reports a set pooled."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from arcpipe.cli import app
+
+    tasks = ["a", "b", "c", "d"]
+    _fake_report(tmp_path / "grid", tasks, [[1, 0, 1, 1], [0, 0, 1, 0]])
+    _fake_report(tmp_path / "ninth", tasks, [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]])
+    ninth = tmp_path / "ninth" / "runs.parquet"
+    pl.read_parquet(ninth).filter(pl.col("seed") == 2).write_parquet(ninth)
+    _fake_report(tmp_path / "base", tasks, [[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+
+    both = compare.arm("grid|ninth:preset=tiny", tmp_path)
+    assert both.runs["report"].to_list() == ["grid", "grid", "ninth"] and both.values.tolist() == pytest.approx([75.0, 25.0, 75.0])
+    by_hand = compare.compare(["grid:preset=tiny;ninth:preset=tiny"], ["base:preset=tiny"], tmp_path)
+    by_set = compare.compare(["grid|ninth:preset=tiny"], ["base:preset=tiny"], tmp_path)
+    assert by_set["over_tasks"]["delta"] == pytest.approx(by_hand["over_tasks"]["delta"])
+    assert by_set["over_runs"] == pytest.approx(by_hand["over_runs"])
+    assert compare.arm("grid|ninth:preset=tiny,seed=0..1", tmp_path).runs["report"].to_list() == ["grid", "grid"]
+    assert compare.arm("grid | n*:preset=tiny", tmp_path).runs.height == 3  # a glob in the set, spaces allowed
+    assert compare.arm("grid|grid:preset=tiny", tmp_path).runs.height == 2  # one report named twice: its runs once
+    assert compare.names_a_glob("grid|ninth:preset=tiny") and not compare.names_a_glob("grid:seed=0|1")
+
+    with pytest.raises(ArcpipeError, match="none of the 2 reports it names holds such runs"):
+        compare.arm("grid|ninth:seed=7", tmp_path)
+    with pytest.raises(ArcpipeError, match="no runs table"):
+        compare.arm("grid|gone:preset=tiny", tmp_path)
+    with pytest.raises(ArcpipeError, match="an empty report name"):
+        compare.arm("grid|:preset=tiny", tmp_path)
+    with pytest.raises(ArcpipeError, match="has no column 'max_steps'"):
+        compare.arm("grid|ninth:max_steps=1", tmp_path)
+
+    cli = CliRunner().invoke(app, ["compare", "--plus", "grid|ninth:preset=tiny", "--minus", "base:preset=tiny",
+                                   "--reports", str(tmp_path)])
+    assert cli.exit_code == 0, cli.output
+    assert "pooled from: grid (2), ninth (1)" in cli.output
+
 
 def test_among_tests_whether_arms_differ_on_their_shared_tasks(tmp_path):
     """``compare --among``: per-run pass@2 on the tasks every arm shares (a 4-task report read on
@@ -1143,16 +1187,16 @@ def test_committed_third_budget_as_the_seeds_came_in(more):
 
 def test_committed_third_budget_commands():
     """The section's commands read what its tables print: the glob pools the four later reports
-    into the nine-seed 178 TFLOP arms, the grid and seed 12's file hold the 89 TFLOP runs, and
-    the change from 44 to 89 TFLOP reads as the bullets say every way. With the seed 12 file left
-    out and the glob held to seeds 4-11 they read the grid's eight seeds."""
-    later, e, s12 = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID, GRID_OF[12]
+    into the nine-seed 178 TFLOP arms, the set of the grid and seed 12's file holds the 89 TFLOP
+    runs, and the change from 44 to 89 TFLOP reads as the bullets say every way. With every part
+    held to seeds 4-11 (seed 12's reports then left out) they read the grid's eight seeds."""
+    later, grid = "outer-loop-59tasks-compute-48k-*-amd", f"{EIGHT_SEED_GRID}|{GRID_OF[12]}"
 
     def top(p: str, n: int, seeds: str = "") -> str:
-        return f"{THIRD_BUDGET}:preset={p},max_steps={n};{later}:preset={p}{seeds}"
+        return f"{THIRD_BUDGET}:preset={p},max_steps={n}{seeds};{later}:preset={p}{seeds}"
 
-    def mid(p: str, n: int, nine: bool = True) -> str:
-        return f"{e}:preset={p},max_steps={n}" + (f";{s12}:preset={p},max_steps={n}" if nine else "")
+    def mid(p: str, n: int, seeds: str = "") -> str:
+        return f"{grid}:preset={p},max_steps={n}{seeds}"
 
     nine, eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11, 12)], THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
     assert _every_way([top("transformer-tiny", 96000)], [top("tiny", 48000)]) == nine["lead 178"]
@@ -1163,10 +1207,11 @@ def test_committed_third_budget_commands():
     assert first == (nine["lead 44->89"], (-13.9, -2.1), (-7.7, -13.0, -2.4))
     assert _every_way([mid("tiny", 24000)], [mid("tiny", 12000)])[0] == (9.8, 5.7, 14.4)
     assert _every_way([mid("transformer-tiny", 48000)], [mid("transformer-tiny", 24000)])[0] == (2.1, -0.7, 5.0)
+    assert set(compare.arm(mid("tiny", 24000)).runs["report"]) == {EIGHT_SEED_GRID, GRID_OF[12]}
     held = ",seed=4..11"
     assert _every_way([top("transformer-tiny", 96000, held)], [top("tiny", 48000, held)]) == eight["lead 178"]
-    assert _every_way([mid("transformer-tiny", 48000, False)], [mid("tiny", 24000, False)]) == eight["lead 89"]
-    assert _every_way([top("tiny", 48000, held)], [mid("tiny", 24000, False)]) == eight["hrm 89->178"]
+    assert _every_way([mid("transformer-tiny", 48000, held)], [mid("tiny", 24000, held)]) == eight["lead 89"]
+    assert _every_way([top("tiny", 48000, held)], [mid("tiny", 24000, held)]) == eight["hrm 89->178"]
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
@@ -1199,13 +1244,13 @@ def test_committed_seeds_and_fit_within_arms():
     xeon = [f"{f}:core=hrm,H_cycles={h},L_cycles={l_},halt_max_steps=4,max_steps={n}" for h, l_, n in hrm] + [
         f"{f}:core=transformer,halt_max_steps=4,max_steps={n}" for n in (12000, 24000, 48000)]
     one = [f"{f}:halt_max_steps=1,max_steps={n}" for n in (7400, 12000, 24000)]
-    later, e, s12 = "outer-loop-59tasks-compute-48k-*-amd", EIGHT_SEED_GRID, GRID_OF[12]
+    later, grid = "outer-loop-59tasks-compute-48k-*-amd", f"{EIGHT_SEED_GRID}|{GRID_OF[12]}"
 
     def epyc_arms(nine: bool) -> list[str]:
         """The third budget's six arms on the nine seeds, or on the grid's eight (seed 12 left out)."""
-        mid = {p: [f"{e}:preset={p},max_steps={n}" + (f";{s12}:preset={p},max_steps={n}" if nine else "") for n in steps]
-               for p, steps in (("tiny", (12000, 24000)), ("transformer-tiny", (24000, 48000)))}
         held = "" if nine else ",seed=4..11"
+        mid = {p: [f"{grid}:preset={p},max_steps={n}{held}" for n in steps]
+               for p, steps in (("tiny", (12000, 24000)), ("transformer-tiny", (24000, 48000)))}
         return [*mid["tiny"], f"{THIRD_BUDGET}:preset=tiny,max_steps=48000;{later}:preset=tiny{held}",
                 *mid["transformer-tiny"], f"{THIRD_BUDGET}:preset=transformer-tiny,max_steps=96000;{later}:preset=transformer-tiny{held}"]
 

@@ -10,8 +10,9 @@ import typer
 
 
 def command(
-    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports, as does a glob in REPORT; a value may be "
-                                   "several joined with '|' or a range 'seed=4..11'; a part must pick runs of one setting)."),
+    plus: List[str] = typer.Option([], "--plus", help="An arm added: REPORT:col=value,... (';' pools several reports, as does a glob in REPORT or several "
+                                   "REPORTs joined with '|'; a value may be several joined with '|' or a range 'seed=4..11'; a part "
+                                   "must pick runs of one setting)."),
     minus: List[str] = typer.Option([], "--minus", help="An arm subtracted (two --plus and two --minus: an interaction)."),
     reports: Path = typer.Option(Path("reports"), "--reports", help="Folder holding reports (REPORT may also be a path)."),
     among: List[str] = typer.Option([], "--among", help="Instead of a difference: do these arms (two or more) differ at all? "
