@@ -89,7 +89,7 @@ def _is_pool(name: str) -> bool:
     return "|" in name or _is_glob(name)
 
 
-def names_a_glob(spec: str) -> bool:
+def names_several_reports(spec: str) -> bool:
     """Whether any part of an arm spec names its reports by a glob or a ``|`` set (the CLI then
     says which it pooled)."""
     return any(_is_pool(part.partition(":")[0]) for part in spec.split(";"))
@@ -98,20 +98,21 @@ def names_a_glob(spec: str) -> bool:
 def _report_parts(part: str, name: str, reports: Path) -> list[tuple[str, Path]]:
     """The (name, folder) pairs one part's REPORT ``name`` stands for: itself, every built report
     its glob matches, or those of each of several joined with ``|`` (each report once)."""
-    out: dict[str, Path] = {}
+    out: dict[Path, tuple[str, Path]] = {}  # keyed by the folder itself: a report named twice is read once
     for alt in (a.strip() for a in name.split("|")):
         if not alt:
             raise ArcpipeError(f"compare {part!r}: an empty report name in {name!r}")
         if not _is_glob(alt):
-            out.setdefault(alt, _report_dir(alt, reports))
+            folder = _report_dir(alt, reports)
+            out.setdefault(folder.resolve(), (alt, folder))
             continue
         root, pattern = (reports, alt) if not Path(alt).parent.parts else (Path(alt).parent, Path(alt).name)
         found = sorted(p for p in root.glob(pattern) if (p / "runs.parquet").is_file())
         if not found:
             raise ArcpipeError(f"compare {part!r}: no built report under {root} matches {pattern!r}")
         for p in found:
-            out.setdefault(p.name if root == reports else str(p), p)
-    return list(out.items())
+            out.setdefault(p.resolve(), (p.name if root == reports else str(p), p))
+    return list(out.values())
 
 
 #: The most values one ``a..b`` may stand for: a seed range, not a typo's ten billion.

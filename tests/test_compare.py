@@ -309,7 +309,8 @@ def test_a_set_of_reports_pools_them_as_a_glob_would(tmp_path):
     assert compare.arm("grid|ninth:preset=tiny,seed=0..1", tmp_path).runs["report"].to_list() == ["grid", "grid"]
     assert compare.arm("grid | n*:preset=tiny", tmp_path).runs.height == 3  # a glob in the set, spaces allowed
     assert compare.arm("grid|grid:preset=tiny", tmp_path).runs.height == 2  # one report named twice: its runs once
-    assert compare.names_a_glob("grid|ninth:preset=tiny") and not compare.names_a_glob("grid:seed=0|1")
+    assert compare.arm(f"grid|g*|{tmp_path}/grid:preset=tiny", tmp_path).runs.height == 2  # by name, glob and path
+    assert compare.names_several_reports("grid|ninth:preset=tiny") and not compare.names_several_reports("grid:seed=0|1")
 
     with pytest.raises(ArcpipeError, match="none of the 2 reports it names holds such runs"):
         compare.arm("grid|ninth:seed=7", tmp_path)

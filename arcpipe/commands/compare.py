@@ -43,7 +43,7 @@ def command(
 
     from arcpipe.cache import host_kind
     from arcpipe.compare import among as among_arms
-    from arcpipe.compare import compare, fit_within, names_a_glob, task_list
+    from arcpipe.compare import compare, fit_within, names_several_reports, task_list
     from arcpipe.errors import ArcpipeError
     from arcpipe.report_markdown import flops_text
 
@@ -65,7 +65,7 @@ def command(
         mark = "*" if among or fit else "+" if sign > 0 else "-"
         console.print(f"{mark} {a.spec}: {len(v)} runs, pass@2 {' / '.join(f'{x:.1f}' for x in v)} "
                       f"(mean {v.mean():.1f}; trained on {', '.join(hosts)}{cost})")
-        if names_a_glob(a.spec):  # say what a glob pooled: a report it left out is not silent
+        if names_several_reports(a.spec):  # say what a glob or set pooled: a report it left out is not silent
             counts = a.runs.group_by("report", maintain_order=True).len()
             console.print("  pooled from: " + ", ".join(f"{r} ({n})" for r, n in counts.iter_rows()))
     if fit:
