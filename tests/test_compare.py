@@ -881,7 +881,7 @@ def test_committed_xeon_eight_seeds_replayed_on_the_epyc():
 
 
 def test_committed_59_task_runs_leave_42_tasks_to_move():
-    """docs/ablations.md, "Where the differences live": the 150 runs with per-task scores on the
+    """docs/ablations.md, "Where the differences live": the 154 runs with per-task scores on the
     59-task set never solve 14 tasks (11 not even by the oracle) and always solve 3. Any new
     59-task report must keep this true or the section be updated. A run is its infer key, its
     score and its oracle, as in `compare`: one key retrained on another CPU kind is another run."""
@@ -899,7 +899,7 @@ def test_committed_59_task_runs_leave_42_tasks_to_move():
                   for x in tables if x["task_id"].n_unique() == 59).unique(["infer", "run", "run_oracle", "task_id"])
     per = t.group_by("task_id").agg(best=pl.col("pass@2").max(), worst=pl.col("pass@2").min(), oracle=pl.col("oracle").max(),
                                     m=pl.col("pass@2").mean())
-    assert t.select("infer", "run", "run_oracle").unique().height == 150
+    assert t.select("infer", "run", "run_oracle").unique().height == 154
     counts = (per.filter(pl.col("best") == 0).height, per.filter(pl.col("oracle") == 0).height,
               per.filter(pl.col("worst") == 1).height)
     assert counts == (14, 11, 3)
@@ -1123,6 +1123,28 @@ def test_committed_third_budget_ninth_seed():
     fit = {(p, n): compare.arm(f"{g}:preset={p},max_steps={n}").runs.select("train_exact_all", "train_exact").row(0)
            for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
     assert [tuple(round(100 * v, 1) for v in f) for f in fit.values()] == [(57.5, 54.7), (72.6, 70.3), (87.1, 89.8), (88.1, 89.1)]
+
+
+def test_committed_third_budget_tenth_seed():
+    """docs/ablations.md, "A third budget": seed 13, at 44 and 89 TFLOP only so far, on the family 25
+    model 17 EPYC held to AVX2 kernels: its runs, its lead growing with the first doubling against
+    the grid's trend, and the ten-seed leads at 44 and 89 TFLOP (the set of the grid and the two
+    later files), their fall still resolved every way."""
+    g = "outer-loop-59tasks-compute-seed13-amd"
+    runs = {(p, n): compare.arm(f"{g}:preset={p},max_steps={n}").runs
+            for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    assert [round(100 * r["pass@2"][0], 1) for r in runs.values()] == [29.9, 33.3, 34.2, 45.2]
+    assert {r["train_host"][0] for r in runs.values()} == {"AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"}
+    leads = [compare.compare([f"{g}:preset=transformer-tiny,max_steps={2 * n}"], [f"{g}:preset=tiny,max_steps={n}"])["over_tasks"]
+             for n in (12000, 24000)]
+    assert [(_interval(o), o["better"], o["worse"]) for o in leads] == [((4.2, -4.2, 12.7), 5, 2), ((11.9, 2.5, 22.9), 9, 2)]
+    ten = f"{EIGHT_SEED_GRID}|{GRID_OF[12]}|{g}"
+    arms = {"h12": f"{ten}:preset=tiny,max_steps=12000", "h24": f"{ten}:preset=tiny,max_steps=24000",
+            "t24": f"{ten}:preset=transformer-tiny,max_steps=24000", "t48": f"{ten}:preset=transformer-tiny,max_steps=48000"}
+    assert {compare.arm(a).runs.height for a in arms.values()} == {10}
+    assert _every_way([arms["t24"]], [arms["h12"]]) == ((11.6, 6.4, 17.2), (5.7, 17.7), (11.6, 7.5, 15.7))
+    assert _every_way([arms["t48"]], [arms["h24"]]) == ((5.4, 2.0, 9.0), (1.7, 9.3), (5.4, 2.3, 8.6))
+    assert _every_way([arms["t48"], arms["h12"]], [arms["h24"], arms["t24"]])[:2] == ((-6.2, -11.3, -1.4), (-12.4, -0.2))
 
 
 # the pooled table, one row as the seeds came in: the lead at each budget and each model's doubling
