@@ -312,14 +312,11 @@ def test_a_set_of_reports_pools_them_as_a_glob_would(tmp_path):
     assert compare.arm(f"grid|g*|{tmp_path}/grid:preset=tiny", tmp_path).runs.height == 2  # by name, glob and path
     assert compare.names_several_reports("grid|ninth:preset=tiny") and not compare.names_several_reports("grid:seed=0|1")
 
-    with pytest.raises(ArcpipeError, match="none of the 2 reports it names holds such runs"):
-        compare.arm("grid|ninth:seed=7", tmp_path)
-    with pytest.raises(ArcpipeError, match="no runs table"):
-        compare.arm("grid|gone:preset=tiny", tmp_path)
-    with pytest.raises(ArcpipeError, match="an empty report name"):
-        compare.arm("grid|:preset=tiny", tmp_path)
-    with pytest.raises(ArcpipeError, match="has no column 'max_steps'"):
-        compare.arm("grid|ninth:max_steps=1", tmp_path)
+    for spec, message in (("grid|ninth:seed=7", "none of the 2 reports it names holds such runs"),
+                          ("grid|gone:preset=tiny", "no runs table"), ("grid|:preset=tiny", "an empty report name"),
+                          ("grid|ninth:max_steps=1", "has no column 'max_steps'")):
+        with pytest.raises(ArcpipeError, match=message):
+            compare.arm(spec, tmp_path)
 
     cli = CliRunner().invoke(app, ["compare", "--plus", "grid|ninth:preset=tiny", "--minus", "base:preset=tiny",
                                    "--reports", str(tmp_path)])
