@@ -1042,6 +1042,18 @@ def _third_budget_readings(more: tuple[int, ...]) -> dict[str, tuple]:
             **{f"lead {k}": _interval(compare.compare(*arms)["over_tasks"]) for k, arms in change.items()}}
 
 
+def _command_arms(seeds: str = "") -> dict[tuple[str, int], str]:
+    """The third budget's six arms, keyed by (preset, steps), as the docs' commands name them: the
+    178 TFLOP runs by the first file and the glob over the later ones, the 44 and 89 TFLOP runs by
+    the set of the grid and seed 12's file; ``seeds`` (``",seed=4..11"``) narrows every part."""
+    later, grid = "outer-loop-59tasks-compute-48k-*-amd", f"{EIGHT_SEED_GRID}|{GRID_OF[12]}"
+    top = {(p, n): f"{THIRD_BUDGET}:preset={p},max_steps={n}{seeds};{later}:preset={p}{seeds}"
+           for p, n in (("tiny", 48000), ("transformer-tiny", 96000))}
+    mid = {(p, n): f"{grid}:preset={p},max_steps={n}{seeds}"
+           for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    return mid | top
+
+
 def _one_seed(seed: int) -> dict[str, Any]:
     """One seed through the three budgets, as the seed-by-seed table prints it: each model's pass@2
     at 44 / 89 / 178 TFLOP and its fit at 178, the 178 TFLOP lead paired over tasks (an arm of one
@@ -1210,28 +1222,21 @@ def test_committed_third_budget_commands():
     into the nine-seed 178 TFLOP arms, the set of the grid and seed 12's file holds the 89 TFLOP
     runs, and the change from 44 to 89 TFLOP reads as the bullets say every way. With every part
     held to seeds 4-11 (seed 12's reports then left out) they read the grid's eight seeds."""
-    later, grid = "outer-loop-59tasks-compute-48k-*-amd", f"{EIGHT_SEED_GRID}|{GRID_OF[12]}"
-
-    def top(p: str, n: int, seeds: str = "") -> str:
-        return f"{THIRD_BUDGET}:preset={p},max_steps={n}{seeds};{later}:preset={p}{seeds}"
-
-    def mid(p: str, n: int, seeds: str = "") -> str:
-        return f"{grid}:preset={p},max_steps={n}{seeds}"
-
+    a, held = _command_arms(), _command_arms(",seed=4..11")
+    h12, h24, h48 = a["tiny", 12000], a["tiny", 24000], a["tiny", 48000]
+    t24, t48, t96 = a["transformer-tiny", 24000], a["transformer-tiny", 48000], a["transformer-tiny", 96000]
     nine, eight = THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11, 12)], THIRD_BUDGET_POOLED[(7, 8, 9, 10, 11)]
-    assert _every_way([top("transformer-tiny", 96000)], [top("tiny", 48000)]) == nine["lead 178"]
-    assert sorted(set(compare.arm(top("tiny", 48000)).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
-    assert _every_way([mid("transformer-tiny", 48000)], [mid("tiny", 24000)]) == nine["lead 89"]
-    assert _every_way([top("tiny", 48000)], [mid("tiny", 24000)]) == nine["hrm 89->178"]
-    first = _every_way([mid("transformer-tiny", 48000), mid("tiny", 12000)], [mid("tiny", 24000), mid("transformer-tiny", 24000)])
-    assert first == (nine["lead 44->89"], (-13.9, -2.1), (-7.7, -13.0, -2.4))
-    assert _every_way([mid("tiny", 24000)], [mid("tiny", 12000)])[0] == (9.8, 5.7, 14.4)
-    assert _every_way([mid("transformer-tiny", 48000)], [mid("transformer-tiny", 24000)])[0] == (2.1, -0.7, 5.0)
-    assert set(compare.arm(mid("tiny", 24000)).runs["report"]) == {EIGHT_SEED_GRID, GRID_OF[12]}
-    held = ",seed=4..11"
-    assert _every_way([top("transformer-tiny", 96000, held)], [top("tiny", 48000, held)]) == eight["lead 178"]
-    assert _every_way([mid("transformer-tiny", 48000, held)], [mid("tiny", 24000, held)]) == eight["lead 89"]
-    assert _every_way([top("tiny", 48000, held)], [mid("tiny", 24000, held)]) == eight["hrm 89->178"]
+    assert _every_way([t96], [h48]) == nine["lead 178"]
+    assert sorted(set(compare.arm(h48).runs["report"])) == sorted({THIRD_BUDGET, *THIRD_BUDGET_LATER.values()})
+    assert _every_way([t48], [h24]) == nine["lead 89"]
+    assert _every_way([h48], [h24]) == nine["hrm 89->178"]
+    assert _every_way([t48, h12], [h24, t24]) == (nine["lead 44->89"], (-13.9, -2.1), (-7.7, -13.0, -2.4))
+    assert _every_way([h24], [h12])[0] == (9.8, 5.7, 14.4)
+    assert _every_way([t48], [t24])[0] == (2.1, -0.7, 5.0)
+    assert set(compare.arm(h24).runs["report"]) == {EIGHT_SEED_GRID, GRID_OF[12]}
+    assert _every_way([held["transformer-tiny", 96000]], [held["tiny", 48000]]) == eight["lead 178"]
+    assert _every_way([held["transformer-tiny", 48000]], [held["tiny", 24000]]) == eight["lead 89"]
+    assert _every_way([held["tiny", 48000]], [held["tiny", 24000]]) == eight["hrm 89->178"]
 
 
 def test_arms_of_one_run_compare_over_tasks(tmp_path):
@@ -1257,22 +1262,21 @@ def test_arms_of_one_run_compare_over_tasks(tmp_path):
 def test_committed_seeds_and_fit_within_arms():
     """docs/ablations.md, "Seeds and fit: within an arm": the slope of pass@2 on train exact within
     the Xeon's ten four-segment arms of the fit section and within the EPYC's six third-budget arms
-    on nine seeds (and on the grid's eight), each resolved and below the line through its arms' means; none for one ACT segment; and the
-    share of the fit's spread within arms that its 128 sampled rows alone account for."""
+    on nine seeds (and on the grid's eight), each resolved and below the line through its arms'
+    means; none for one ACT segment; and the share of the fit's spread within arms that its 128
+    sampled rows alone account for."""
     f = "outer-loop-59tasks-fit"
     hrm = [(2, 2, 7400), (2, 2, 12000), (2, 2, 24000), (1, 2, 12000), (1, 2, 21000), (2, 1, 12000), (2, 1, 16000)]
     xeon = [f"{f}:core=hrm,H_cycles={h},L_cycles={l_},halt_max_steps=4,max_steps={n}" for h, l_, n in hrm] + [
         f"{f}:core=transformer,halt_max_steps=4,max_steps={n}" for n in (12000, 24000, 48000)]
     one = [f"{f}:halt_max_steps=1,max_steps={n}" for n in (7400, 12000, 24000)]
-    later, grid = "outer-loop-59tasks-compute-48k-*-amd", f"{EIGHT_SEED_GRID}|{GRID_OF[12]}"
+    order = [("tiny", 12000), ("tiny", 24000), ("tiny", 48000),
+             ("transformer-tiny", 24000), ("transformer-tiny", 48000), ("transformer-tiny", 96000)]
 
     def epyc_arms(nine: bool) -> list[str]:
         """The third budget's six arms on the nine seeds, or on the grid's eight (seed 12 left out)."""
-        held = "" if nine else ",seed=4..11"
-        mid = {p: [f"{grid}:preset={p},max_steps={n}{held}" for n in steps]
-               for p, steps in (("tiny", (12000, 24000)), ("transformer-tiny", (24000, 48000)))}
-        return [*mid["tiny"], f"{THIRD_BUDGET}:preset=tiny,max_steps=48000;{later}:preset=tiny{held}",
-                *mid["transformer-tiny"], f"{THIRD_BUDGET}:preset=transformer-tiny,max_steps=96000;{later}:preset=transformer-tiny{held}"]
+        arms = _command_arms("" if nine else ",seed=4..11")
+        return [arms[k] for k in order]
 
     def reading(specs):
         o = compare.fit_within(specs)
