@@ -1144,8 +1144,8 @@ def test_committed_third_budget_tenth_seed():
     """docs/ablations.md, "A third budget": seed 13, trained at 44 and 89 TFLOP in one file and at
     178 in another a session later, on the family 25 model 17 EPYC held to AVX2 kernels: its runs,
     its lead growing with the first doubling against the grid's trend and shrinking with the second,
-    its transformer the one at 178 TFLOP below its own run at 89; and HRM's 178 TFLOP run the first
-    59-task run to solve e9afcf9a."""
+    its fit on every training row beside the sampled one; and HRM's 178 TFLOP run the first run of
+    any report to solve e9afcf9a."""
     import polars as pl
 
     g, s = GRID_OF[13], THIRD_BUDGET_LATER[13]
