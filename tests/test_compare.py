@@ -1001,13 +1001,9 @@ def test_committed_segment_votes_figures():
 
 THIRD_BUDGET, THIRD_BUDGET_MORE = "outer-loop-59tasks-compute-48k-amd", "outer-loop-59tasks-compute-48k-more-amd"
 EIGHT_SEED_GRID = "outer-loop-59tasks-compute-8seeds-amd"  # every seed's 44 and 89 TFLOP runs (seeds 4-6's also in THIRD_BUDGET)
-# the report holding each added seed's 178 TFLOP pair (seeds 10 and 11 were each trained where the
-# earlier files' caches were not)
-THIRD_BUDGET_LATER = {7: THIRD_BUDGET_MORE, 8: THIRD_BUDGET_MORE, 9: THIRD_BUDGET_MORE,
-                      10: "outer-loop-59tasks-compute-48k-seed10-amd", 11: "outer-loop-59tasks-compute-48k-seed11-amd"}
-THIRD_BUDGET_NINTH = "outer-loop-59tasks-compute-48k-seed12-amd"  # seed 12 at 178 TFLOP
-THIRD_BUDGET_LATER[12] = THIRD_BUDGET_NINTH
-THIRD_BUDGET_LATER[13] = "outer-loop-59tasks-compute-48k-seed13-amd"
+# the report holding each added seed's 178 TFLOP pair (seeds 10 to 13 were each trained where the
+# earlier files' caches were not, each in a file of its own)
+THIRD_BUDGET_LATER = dict.fromkeys((7, 8, 9), THIRD_BUDGET_MORE) | {s: f"outer-loop-59tasks-compute-48k-seed{s}-amd" for s in range(10, 14)}
 # the report holding each seed's 44 and 89 TFLOP runs: seeds 12 and 13 were trained after the grid, each in a file of its own
 GRID_OF = dict.fromkeys(range(4, 12), EIGHT_SEED_GRID) | {s: f"outer-loop-59tasks-compute-seed{s}-amd" for s in (12, 13)}
 
@@ -1114,8 +1110,7 @@ def test_committed_third_budget_seed_by_seed():
     for seed, model in ((10, "family 26 model 2"), (11, "family 25 model 17"), (12, "family 25 model 17"), (13, "family 25 model 17")):
         assert compare.arm(f"{THIRD_BUDGET_LATER[seed]}:preset=tiny").runs["train_host"].to_list() == [
             f"AMD EPYC ({model}, AVX2 kernels, 2 CPUs, 1 thread)"]
-    grid12 = ";".join(f"{GRID_OF[12]}:preset={p},max_steps={n}" for p, n in (("tiny", 12000), ("tiny", 24000),
-                                                                         ("transformer-tiny", 24000), ("transformer-tiny", 48000)))
+    grid12 = ";".join(_equal_flops_grid(GRID_OF[12], 1).values())
     assert set(compare.arm(grid12).runs["train_host"]) == {"AMD EPYC (family 25 model 17, AVX2 kernels, 2 CPUs, 1 thread)"}
 
 
@@ -1124,7 +1119,7 @@ def test_committed_third_budget_ninth_seed():
     89 TFLOP in another, on the family 25 model 17 EPYC held to AVX2 kernels: its 178 TFLOP pair and
     its lead at each budget, between the eight's two groups at 178 and resolved at none alone; and
     ("Seeds and fit") the later file's fit on every training row beside the sampled one."""
-    s = THIRD_BUDGET_NINTH
+    s = THIRD_BUDGET_LATER[12]
     runs = {p: compare.arm(f"{s}:preset={p}").runs for p in ("tiny", "transformer-tiny")}
     assert {p: (round(100 * r["pass@2"][0], 1), round(100 * r["train_exact"][0])) for p, r in runs.items()} == {
         "tiny": (40.1, 80), "transformer-tiny": (47.7, 89)}
@@ -1135,8 +1130,7 @@ def test_committed_third_budget_ninth_seed():
     assert [(_interval(o), o["better"], o["worse"]) for o in leads] == [
         ((7.6, -1.7, 17.8), 7, 3), ((11.0, -1.7, 22.9), 10, 4), ((6.8, -3.4, 16.9), 8, 3)]
     # its 44 and 89 TFLOP runs read their fit on every training row as well as on 128 sampled ones
-    fit = {(p, n): compare.arm(f"{g}:preset={p},max_steps={n}").runs.select("train_exact_all", "train_exact").row(0)
-           for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    fit = {k: compare.arm(a).runs.select("train_exact_all", "train_exact").row(0) for k, a in _equal_flops_grid(g, 1).items()}
     assert [tuple(round(100 * v, 1) for v in f) for f in fit.values()] == [(57.5, 54.7), (72.6, 70.3), (87.1, 89.8), (88.1, 89.1)]
 
 
@@ -1149,8 +1143,7 @@ def test_committed_third_budget_tenth_seed():
     import polars as pl
 
     g, s = GRID_OF[13], THIRD_BUDGET_LATER[13]
-    runs = {(p, n): compare.arm(f"{g}:preset={p},max_steps={n}").runs
-            for p, n in (("tiny", 12000), ("tiny", 24000), ("transformer-tiny", 24000), ("transformer-tiny", 48000))}
+    runs = {k: compare.arm(a).runs for k, a in _equal_flops_grid(g, 1).items()}
     assert [round(100 * r["pass@2"][0], 1) for r in runs.values()] == [29.9, 33.3, 34.2, 45.2]
     # ("Seeds and fit") the fit on every training row beside the 128 sampled rows
     assert [(round(100 * r["train_exact_all"][0], 1), round(100 * r["train_exact"][0], 1)) for r in runs.values()] == [
